@@ -1,0 +1,381 @@
+"""Typed configuration: ``params.yaml`` loaded once into frozen dataclasses.
+
+Unknown keys and ill-typed values are rejected with a message that names the
+full key (``train.lr``). Numbers are coerced the way a user means them: PyYAML's
+safe_load reads a hand-written ``5e-4`` as the *string* "5e-4", while
+``dvc exp run -S train.lr=5e-4`` writes ``0.0005``; both must mean 0.0005.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A params file with an unknown key, a missing section or a wrong type."""
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class SignalConfig:
+    """Strengths a_k of the planted expected-return components.
+
+    alpha(i, t) = idio_vol(i, t) * sum_k a_k * z_k(i, t), each z_k a per-day
+    cross-sectional z-score known at the close of t-1.
+    """
+
+    reversal: float = 0.035
+    momentum: float = 0.025
+    volume_price: float = 0.025
+    sector_spillover: float = 0.03
+    supply_chain: float = 0.07
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Size and stylized facts of the built-in synthetic market."""
+
+    n_stocks: int = 200
+    n_days: int = 1500
+    n_sectors: int = 10
+    industries_per_sector: int = 3
+    start_date: str = "2015-01-02"
+    holidays_per_year: int = 9
+    late_listing_share: float = 0.15
+    delisting_share: float = 0.08
+    suspension_rate: float = 0.0005
+    suspension_max_days: int = 10
+    competitors_per_stock: int = 3
+    suppliers_per_stock: int = 3
+    n_funds: int = 40
+    fund_top_k: int = 10
+    signal: SignalConfig = field(default_factory=SignalConfig)
+
+
+@dataclass(frozen=True)
+class ColumnsConfig:
+    """Column names of the user's price file(s), mapped to the canonical schema."""
+
+    date: str = "date"
+    code: str = "code"
+    open: str = "open"
+    high: str = "high"
+    low: str = "low"
+    close: str = "close"
+    volume: str = "volume"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: Literal["synthetic", "file"] = "synthetic"
+    path: str = "inputs/prices.parquet"
+    universe_path: str | None = None
+    relations_path: str | None = None
+    invalid_rows: Literal["error", "drop"] = "error"
+    date_format: str | None = None
+    split_ratio_threshold: float = 0.45
+    columns: ColumnsConfig = field(default_factory=ColumnsConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+# ----------------------------------------------------------------------- features
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    horizons: list[int] = field(default_factory=lambda: [1, 5, 10, 20])
+    windows: list[int] = field(default_factory=lambda: [5, 10, 20, 30, 60])
+    families: list[str] = field(
+        default_factory=lambda: [
+            "kbar",
+            "price",
+            "rolling",
+            "volume",
+            "relative",
+            "technical",
+        ]
+    )
+    label_delay: int = 0
+    signal_threshold: float = 1.0
+
+
+@dataclass(frozen=True)
+class NormalizeConfig:
+    clip: float = 5.0
+    label: Literal["zscore", "rankgauss"] = "zscore"
+    min_stocks: int = 20
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    n_splits: int = 3
+    min_train_days: int = 252
+    max_train_days: int | None = None
+    val_days: int = 200
+    test_days: int = 200
+    embargo_days: int = 20
+
+
+@dataclass(frozen=True)
+class GraphConfig:
+    relations: list[str] = field(
+        default_factory=lambda: [
+            "rolling_correlation",
+            "sector_industry",
+            "competitor",
+            "supply_chain",
+            "fund_similarity",
+        ]
+    )
+    corr_window: int = 60
+    top_k: int = 10
+    rebuild_every: int = 21
+    include_negative: bool = True
+    residualize_market: bool = True
+    sector_weight: float = 0.5
+    max_industry_degree: int = 20
+
+
+# ------------------------------------------------------------------------- models
+
+
+@dataclass(frozen=True)
+class LgbmConfig:
+    num_leaves: int = 31
+    learning_rate: float = 0.03
+    n_estimators: int = 400
+    min_data_in_leaf: int = 200
+    feature_fraction: float = 0.8
+    bagging_fraction: float = 0.8
+    bagging_freq: int = 1
+    lambda_l2: float = 1.0
+    early_stopping_rounds: int = 50
+    num_threads: int = 2
+
+
+@dataclass(frozen=True)
+class GatConfig:
+    hidden: int = 64
+    heads: int = 2
+    layers: int = 2
+    dropout: float = 0.1
+    epochs: int = 30
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_days: int = 16
+    patience: int = 6
+    horizon_weights: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.25, 0.25])
+
+
+@dataclass(frozen=True)
+class PearlConfig:
+    mode: Literal["random", "basis", "none"] = "random"
+    samples: int = 16
+    k: int = 4
+    layers: int = 2
+    dim: int = 16
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The core relation-aware graph transformer."""
+
+    seq_len: int = 20
+    temporal: Literal["transformer", "lstm"] = "transformer"
+    hidden: int = 64
+    heads: int = 2
+    layers: int = 2
+    dropout: float = 0.1
+    epochs: int = 30
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 2
+    grad_clip: float = 1.0
+    batch_days: int = 8
+    patience: int = 6
+    rank_weight: float = 0.5
+    select_horizon: int = 1
+    horizon_weights: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.25, 0.25])
+    relation_weighting: bool = True
+    sampling: Literal["full", "neighbor"] = "full"
+    fanouts: list[int] = field(default_factory=lambda: [10, 10])
+    pearl: PearlConfig = field(default_factory=PearlConfig)
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    fold: int = -1
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    quantile: float = 0.1
+    cost_bps: float = 10.0
+    psi_bins: int = 10
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    graph: GraphConfig = field(default_factory=GraphConfig)
+    lgbm: LgbmConfig = field(default_factory=LgbmConfig)
+    gat: GatConfig = field(default_factory=GatConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# ------------------------------------------------------------------------ loading
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read ``params.yaml`` into :class:`Params`, validating every key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: params file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return params_from_dict(raw or {}, source=str(path))
+
+
+def params_from_dict(raw: Any, source: str = "params") -> Params:
+    """Build :class:`Params` from a plain dict (the parsed YAML)."""
+    params = _build(Params, raw, prefix="", source=source)
+    _check(params, source)
+    return params
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain dict of a config dataclass (for hashing and schema files)."""
+    return dataclasses.asdict(obj)
+
+
+def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
+    if not isinstance(raw, dict):
+        where = prefix.rstrip(".") or "top level"
+        raise ConfigError(f"{source}: {where}: expected a mapping, got {type(raw).__name__}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key {prefix}{unknown[0]!s} (known keys: {', '.join(sorted(names))})"
+        )
+    kwargs = {
+        key: _coerce(hints[key], value, f"{prefix}{key}", source) for key, value in raw.items()
+    }
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str, source: str) -> Any:
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value if value is not None else {}, key + ".", source)
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, key, source)
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            raise ConfigError(
+                f"{source}: {key}: expected one of {', '.join(map(str, choices))}, got {value!r}"
+            )
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: {key}: expected a list, got {value!r}")
+        (item,) = get_args(tp)
+        return [_coerce(item, v, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{source}: {key}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                number = None
+            if number is not None and number.is_integer():
+                return int(number)
+        raise ConfigError(f"{source}: {key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{source}: {key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{source}: {key}: expected a string, got {value!r}")
+    raise TypeError(f"unsupported config type {tp!r} for {key}")  # a bug in this module
+
+
+def _check(p: Params, source: str) -> None:
+    """Cross-field rules that a type alone cannot express."""
+
+    def fail(key: str, msg: str) -> None:
+        raise ConfigError(f"{source}: {key}: {msg}")
+
+    syn = p.data.synthetic
+    if syn.n_stocks < 2:
+        fail("data.synthetic.n_stocks", f"needs at least 2 stocks, got {syn.n_stocks}")
+    if syn.n_days < 30:
+        fail("data.synthetic.n_days", f"needs at least 30 days, got {syn.n_days}")
+    if syn.n_sectors < 1 or syn.industries_per_sector < 1:
+        fail("data.synthetic.n_sectors", "sectors and industries per sector must be >= 1")
+    if not p.features.horizons or any(h < 1 for h in p.features.horizons):
+        fail("features.horizons", f"must be a non-empty list of positive ints, got {p.features.horizons}")
+    if len(set(p.features.horizons)) != len(p.features.horizons):
+        fail("features.horizons", f"has duplicates: {p.features.horizons}")
+    if any(w < 2 for w in p.features.windows):
+        fail("features.windows", f"windows must be >= 2, got {p.features.windows}")
+    if p.features.label_delay < 0:
+        fail("features.label_delay", f"must be >= 0, got {p.features.label_delay}")
+    min_embargo = max(p.features.horizons) + p.features.label_delay
+    if p.split.embargo_days < min_embargo:
+        fail(
+            "split.embargo_days",
+            f"{p.split.embargo_days} is below max(features.horizons) + features.label_delay"
+            f" = {min_embargo}: label windows would cross fold boundaries",
+        )
+    if not 0 < p.eval.quantile <= 0.5:
+        fail("eval.quantile", f"must be in (0, 0.5], got {p.eval.quantile}")
+    if p.normalize.clip <= 0:
+        fail("normalize.clip", f"must be > 0, got {p.normalize.clip}")
+    for group, weights in (("gat", p.gat.horizon_weights), ("train", p.train.horizon_weights)):
+        if len(weights) != len(p.features.horizons):
+            fail(
+                f"{group}.horizon_weights",
+                f"has {len(weights)} weights for {len(p.features.horizons)} horizons",
+            )
+    if p.train.select_horizon not in p.features.horizons:
+        fail("train.select_horizon", f"{p.train.select_horizon} is not in features.horizons")

@@ -1,0 +1,68 @@
+"""Structured stage logging: what a stage read, what it wrote, rows and time."""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def get_logger(name: str) -> logging.Logger:
+    """A logger writing ``time level name: message`` lines to stderr."""
+    logger = logging.getLogger(f"alphagraph.{name}")
+    if not logging.getLogger("alphagraph").handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root = logging.getLogger("alphagraph")
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+    return logger
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+@dataclass
+class StageRecord:
+    """Filled in by a stage while it runs; logged as one JSON line at the end."""
+
+    stage: str
+    read: list[str] = field(default_factory=list)
+    wrote: list[str] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@contextmanager
+def stage_run(stage: str) -> Iterator[StageRecord]:
+    """Time a stage and log a structured summary line when it finishes or fails."""
+    logger = get_logger(stage)
+    record = StageRecord(stage=stage)
+    start = time.perf_counter()
+    logger.info("start")
+    try:
+        yield record
+    except Exception:
+        record.seconds = round(time.perf_counter() - start, 3)
+        logger.error("failed after %.1f s; nothing written", record.seconds)
+        raise
+    record.seconds = round(time.perf_counter() - start, 3)
+    summary = {
+        "stage": stage,
+        "read": record.read,
+        "wrote": record.wrote,
+        "rows": record.rows,
+        "seconds": record.seconds,
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        **record.extra,
+    }
+    logger.info("done %s", json.dumps(summary, sort_keys=True))
