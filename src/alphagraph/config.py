@@ -32,11 +32,15 @@ class SignalConfig:
     cross-sectional z-score known at the close of t-1.
     """
 
-    reversal: float = 0.035
-    momentum: float = 0.025
-    volume_price: float = 0.025
-    sector_spillover: float = 0.03
-    supply_chain: float = 0.07
+    reversal: float = 0.055
+    momentum: float = 0.04
+    volume_price: float = 0.04
+    sector_spillover: float = 0.045
+    supply_chain: float = 0.076
+    # Look-back windows of the own-history components, in trading days of the calendar.
+    reversal_days: int = 3
+    momentum_days: int = 60
+    momentum_skip: int = 5
 
 
 @dataclass(frozen=True)
@@ -119,8 +123,8 @@ class SplitConfig:
     n_splits: int = 3
     min_train_days: int = 252
     max_train_days: int | None = None
-    val_days: int = 200
-    test_days: int = 200
+    val_days: int = 250
+    test_days: int = 250
     embargo_days: int = 20
 
 

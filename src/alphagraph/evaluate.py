@@ -1,0 +1,240 @@
+"""One evaluator for every model (DESIGN.md, "Evaluation protocol").
+
+Inputs are a predictions frame (``date, code, fold, split, pred_{h}d`` and
+optionally ``p_up_{h}d``) and a realized-returns frame (``date, code,
+ret_{h}d, dir_{h}d, r_next``) where ``r_next`` is the stock's simple return
+from the close of t to the close of the next market day (null if it did not
+trade then). Metrics are per horizon, per fold and pooled over every test
+window, with stable flat key names (``test.rank_ic_5d``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from alphagraph.config import EvalConfig
+
+TRADING_DAYS = 252
+
+
+def next_day_returns(prices: pl.DataFrame) -> pl.DataFrame:
+    """``date, code, r_next``: close(t) -> close(next market day), null if not traded then."""
+    cal = prices.select(pl.col("date").unique().sort()).with_row_index("t")
+    px = prices.select("date", "code", "close").join(cal, on="date")
+    nxt = px.select("code", (pl.col("t") - 1).alias("t"), pl.col("close").alias("close_next"))
+    out = px.join(nxt, on=["code", "t"], how="left")
+    return out.select("date", "code", (pl.col("close_next") / pl.col("close") - 1).alias("r_next"))
+
+
+def daily_ic(frame: pl.DataFrame, pred: str, target: str) -> pl.DataFrame:
+    """Per-date Pearson and Spearman correlation of ``pred`` with ``target``."""
+    valid = frame.filter(pl.col(pred).is_not_null() & pl.col(target).is_not_null())
+    valid = valid.filter(pl.col(pred).is_not_nan() & pl.col(target).is_not_nan())
+    out = valid.group_by("date").agg(
+        ic=pl.corr(pred, target, method="pearson"),
+        rank_ic=pl.corr(pred, target, method="spearman"),
+        n=pl.len(),
+    )
+    # A date with fewer than 3 stocks, or a constant prediction, has no correlation.
+    return out.filter((pl.col("n") >= 3) & pl.col("ic").is_not_nan() & pl.col("rank_ic").is_not_nan()).sort("date")
+
+
+def _mean_ir(x: np.ndarray) -> tuple[float, float]:
+    if len(x) == 0:
+        return float("nan"), float("nan")
+    mean = float(np.mean(x))
+    std = float(np.std(x, ddof=1)) if len(x) > 1 else float("nan")
+    return mean, (mean / std if std and std > 0 else float("nan"))
+
+
+def long_short_pnl(
+    frame: pl.DataFrame, pred: str, horizon: int, quantile: float, label_delay: int, cost_bps: float
+) -> pl.DataFrame:
+    """Daily P&L of the overlapping-tranche long-short book (gross exposure 2).
+
+    Formation w_t: +1/n on the top ``quantile`` of predictions, -1/n on the
+    bottom. Book W_t = mean of the last ``horizon`` formations, each first
+    held ``label_delay`` days after it was made. P&L t -> t+1 is
+    sum_i W_t,i * r_next_i,t (a missing return contributes 0).
+    """
+    dates = frame.select(pl.col("date").unique().sort())["date"]
+    codes = frame.select(pl.col("code").unique().sort())["code"]
+    di = {d: i for i, d in enumerate(dates.to_list())}
+    ci = {c: i for i, c in enumerate(codes.to_list())}
+    t_idx = frame["date"].replace_strict(di, return_dtype=pl.Int64).to_numpy()
+    c_idx = frame["code"].replace_strict(ci, return_dtype=pl.Int64).to_numpy()
+    shape = (len(dates), len(codes))
+    P = np.full(shape, np.nan)
+    R = np.zeros(shape)
+    P[t_idx, c_idx] = frame[pred].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    R[t_idx, c_idx] = frame["r_next"].cast(pl.Float64).fill_null(0.0).fill_nan(0.0).to_numpy()
+
+    w = _formations(P, quantile)
+    # Rolling mean of the last h formations via a cumulative sum over dates.
+    cs = np.cumsum(np.vstack([np.zeros((1, shape[1])), w]), axis=0)
+    lagged = np.arange(1, shape[0] + 1)
+    book = (cs[lagged] - cs[np.maximum(lagged - horizon, 0)]) / horizon
+    if label_delay:
+        book = np.vstack([np.zeros((label_delay, shape[1])), book[:-label_delay]])[: shape[0]]
+    pnl = (book * R).sum(axis=1)
+    turnover = np.abs(np.diff(np.vstack([np.zeros((1, shape[1])), book]), axis=0)).sum(axis=1)
+    net = pnl - cost_bps * 1e-4 * turnover
+    return pl.DataFrame({"date": dates, "pnl": pnl, "net": net, "turnover": turnover})
+
+
+def _formations(P: np.ndarray, quantile: float) -> np.ndarray:
+    """Equal-weight top/bottom-quantile formation weights per row (date)."""
+    n_valid = np.isfinite(P).sum(axis=1)
+    n_side = np.floor(quantile * n_valid).astype(int)
+    # argsort of argsort = rank; NaNs sort last so valid ranks are 0..n_valid-1.
+    order = np.argsort(np.where(np.isfinite(P), P, np.inf), axis=1, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(P.shape[1])[None, :].repeat(P.shape[0], 0), axis=1)
+    valid = np.isfinite(P)
+    long = valid & (rank >= (n_valid - n_side)[:, None])
+    short = valid & (rank < n_side[:, None])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        side = np.where(n_side > 0, 1.0 / n_side, 0.0)[:, None]
+    return long * side - short * side
+
+
+def portfolio_stats(pnl: pl.DataFrame) -> dict[str, float]:
+    """Annualized Sharpe / return, max drawdown of the cumulative sum, turnover, net Sharpe."""
+    gross = pnl["pnl"].to_numpy()
+    net = pnl["net"].to_numpy()
+
+    def sharpe(x: np.ndarray) -> float:
+        sd = np.std(x, ddof=1) if len(x) > 1 else 0.0
+        return float(np.mean(x) / sd * math.sqrt(TRADING_DAYS)) if sd > 0 else float("nan")
+
+    cum = np.cumsum(gross)
+    drawdown = float(np.max(np.maximum.accumulate(np.concatenate([[0.0], cum]))[1:] - cum)) if len(cum) else float("nan")
+    return {
+        "sharpe": sharpe(gross),
+        "ann_return": float(np.mean(gross) * TRADING_DAYS) if len(gross) else float("nan"),
+        "max_drawdown": drawdown,
+        "turnover": float(np.mean(pnl["turnover"].to_numpy())) if len(gross) else float("nan"),
+        "sharpe_net": sharpe(net),
+        "hit_rate": float(np.mean(gross > 0)) if len(gross) else float("nan"),
+    }
+
+
+def psi(expected: np.ndarray, actual: np.ndarray, bins: int) -> float:
+    """Population stability index of ``actual`` against ``expected`` (quantile bins of expected)."""
+    expected, actual = expected[np.isfinite(expected)], actual[np.isfinite(actual)]
+    if len(expected) == 0 or len(actual) == 0:
+        return float("nan")
+    edges = np.unique(np.quantile(expected, np.linspace(0, 1, bins + 1))[1:-1])
+    e = np.bincount(np.searchsorted(edges, expected, side="right"), minlength=len(edges) + 1) / len(expected)
+    a = np.bincount(np.searchsorted(edges, actual, side="right"), minlength=len(edges) + 1) / len(actual)
+    e, a = np.clip(e, 1e-6, None), np.clip(a, 1e-6, None)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def classification_stats(y_true: np.ndarray, p_up: np.ndarray) -> dict[str, Any]:
+    """Direction accuracy, F1, ROC-AUC and the confusion matrix (rows = truth down/up)."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score
+
+    ok = np.isfinite(p_up) & np.isfinite(y_true)
+    y, p = y_true[ok].astype(int), p_up[ok]
+    if len(y) == 0:
+        return {}
+    pred = (p >= 0.5).astype(int)
+    auc = roc_auc_score(y, p) if len(np.unique(y)) == 2 else float("nan")
+    cm = confusion_matrix(y, pred, labels=[0, 1])
+    return {
+        "accuracy": float(accuracy_score(y, pred)),
+        "f1": float(f1_score(y, pred, zero_division=0)),
+        "roc_auc": float(auc),
+        "confusion_tn": int(cm[0, 0]),
+        "confusion_fp": int(cm[0, 1]),
+        "confusion_fn": int(cm[1, 0]),
+        "confusion_tp": int(cm[1, 1]),
+    }
+
+
+def _window_metrics(
+    frame: pl.DataFrame, horizons: list[int], cfg: EvalConfig, label_delay: int
+) -> tuple[dict[str, Any], dict[int, pl.DataFrame], dict[int, pl.DataFrame]]:
+    out: dict[str, Any] = {}
+    ic_series, pnl_series = {}, {}
+    for h in horizons:
+        pred, target = f"pred_{h}d", f"ret_{h}d"
+        ics = daily_ic(frame, pred, target)
+        ic_mean, icir = _mean_ir(ics["ic"].to_numpy())
+        ric_mean, ricir = _mean_ir(ics["rank_ic"].to_numpy())
+        out |= {f"ic_{h}d": ic_mean, f"icir_{h}d": icir, f"rank_ic_{h}d": ric_mean, f"rank_icir_{h}d": ricir}
+        pnl = long_short_pnl(frame, pred, h, cfg.quantile, label_delay, cfg.cost_bps)
+        out |= {f"{k}_{h}d": v for k, v in portfolio_stats(pnl).items()}
+        prob = f"p_up_{h}d"
+        if prob in frame.columns and f"dir_{h}d" in frame.columns:
+            cls = classification_stats(
+                frame[f"dir_{h}d"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
+                frame[prob].cast(pl.Float64).fill_null(np.nan).to_numpy(),
+            )
+            out |= {f"direction_{k}_{h}d": v for k, v in cls.items()}
+        ic_series[h], pnl_series[h] = ics, pnl
+    return out, ic_series, pnl_series
+
+
+def evaluate(
+    predictions: pl.DataFrame,
+    realized: pl.DataFrame,
+    horizons: list[int],
+    cfg: EvalConfig,
+    label_delay: int = 0,
+    oracle_rank_ic_1d: float | None = None,
+) -> tuple[dict[str, Any], dict[str, pl.DataFrame]]:
+    """Metrics dict (``test``, ``fold{k}``, ``psi`` groups) and plot series.
+
+    Plot series: ``rank_ic`` (date, fold, horizon, rank_ic) and ``cum_return``
+    (date, horizon, pnl, cum_pnl) over the pooled test windows.
+    """
+    frame = predictions.join(realized, on=["date", "code"], how="left")
+    test = frame.filter(pl.col("split") == "test")
+    if test.is_empty():
+        raise ValueError("predictions: no rows with split == 'test' to evaluate")
+    metrics: dict[str, Any] = {}
+    pooled, ic_series, pnl_series = _window_metrics(test, horizons, cfg, label_delay)
+    pooled["n_dates"] = test["date"].n_unique()
+    pooled["n_rows"] = test.height
+    if oracle_rank_ic_1d is not None and 1 in horizons and oracle_rank_ic_1d > 0:
+        pooled["rank_ic_1d_vs_oracle"] = pooled["rank_ic_1d"] / oracle_rank_ic_1d
+    metrics["test"] = pooled
+    for (fold,), part in test.group_by("fold", maintain_order=True):
+        metrics[f"fold{fold}"] = _window_metrics(part, horizons, cfg, label_delay)[0]
+    val = frame.filter(pl.col("split") == "val")
+    if not val.is_empty():
+        metrics["psi"] = {
+            f"pred_{h}d": psi(
+                val[f"pred_{h}d"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
+                test[f"pred_{h}d"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
+                cfg.psi_bins,
+            )
+            for h in horizons
+        }
+    series = {
+        "rank_ic": pl.concat(
+            [s.select("date", pl.lit(f"{h}d").alias("horizon"), "rank_ic") for h, s in ic_series.items()]
+        ),
+        "cum_return": pl.concat(
+            [
+                s.select("date", pl.lit(f"{h}d").alias("horizon"), "pnl", pl.col("pnl").cum_sum().alias("cum_pnl"))
+                for h, s in pnl_series.items()
+            ]
+        ),
+    }
+    return _clean(metrics), series
+
+
+def _clean(obj: Any) -> Any:
+    """Round floats for stable JSON and turn NaN into None (JSON has no NaN)."""
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, float):
+        return None if not math.isfinite(obj) else round(obj, 6)
+    return obj

@@ -1,0 +1,14 @@
+"""Artifact locations of the DAG (the same paths dvc.yaml declares)."""
+
+from pathlib import Path
+
+RAW = Path("data/raw")
+PRICES = RAW / "prices.parquet"
+UNIVERSE = RAW / "universe.parquet"
+RELATIONS = RAW / "relations.parquet"
+ORACLE = RAW / "oracle.parquet"
+FEATURES_PANEL = Path("data/features/panel.parquet")
+NORMALIZED_PANEL = Path("data/normalized/panel.parquet")
+FOLDS = Path("data/splits/folds.json")
+EDGES = Path("data/graph/edges.parquet")
+METRICS = Path("metrics")

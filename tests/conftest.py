@@ -1,0 +1,79 @@
+"""Shared fixtures: a tiny configuration and throwaway DVC copies of this repo."""
+
+from __future__ import annotations
+
+import os
+
+# LightGBM and torch share 2 cores in one test process; busy-waiting OpenMP threads
+# slowed both by ~10x. Must be set before either library is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Small enough for CI, large enough that every stage has something to learn.
+TINY_PARAMS: dict[str, Any] = {
+    "data": {"synthetic": {"n_stocks": 40, "n_days": 400, "n_sectors": 4, "n_funds": 10}},
+    "normalize": {"min_stocks": 5},
+}
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def repo_files() -> list[Path]:
+    """The files a fresh clone would have (tracked + untracked-not-ignored)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    return [Path(p) for p in listed if (ROOT / p).is_file()]
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command with this interpreter's environment first on PATH (dvc stages call `python`)."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(
+        GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com",
+        OMP_WAIT_POLICY="PASSIVE",
+    )
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def make_dvc_repo(dst: Path, overrides: dict[str, Any]) -> Path:
+    """Copy the project into ``dst``, apply param overrides, and commit it as a new git+DVC repo."""
+    for rel in repo_files():
+        target = dst / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, target)
+    params = yaml.safe_load((dst / "params.yaml").read_text())
+    (dst / "params.yaml").write_text(yaml.safe_dump(deep_merge(params, overrides), sort_keys=False))
+    run(["git", "init", "-q"], dst)
+    if not (dst / ".dvc").exists():
+        run(["dvc", "init", "-q"], dst)
+    run(["git", "add", "-A"], dst)
+    run(["git", "commit", "-qm", "init"], dst)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def tiny_repo(tmp_path_factory) -> Path:
+    """A DVC copy of the repo with the tiny config, after one full `dvc repro`."""
+    repo = make_dvc_repo(tmp_path_factory.mktemp("repo"), TINY_PARAMS)
+    run(["dvc", "repro", "-q"], repo)
+    return repo
