@@ -105,9 +105,8 @@ def test_per_ticker_directory_with_capitalized_headers(tmp_path: Path) -> None:
     prices = make_prices()
     folder = tmp_path / "tickers"
     folder.mkdir()
-    headers = {"date": "Date", "open": "Open", "high": "High", "low": "Low", "close": "Close", "volume": "Volume"}
     for code in CODES:
-        one = prices.filter(pl.col("code") == code).drop("code").rename(headers)
+        one = prices.filter(pl.col("code") == code).drop("code").rename(str.capitalize)
         one.reverse().write_csv(folder / f"{code}.csv")
     (folder / "README.txt").write_text("not a price file")
     assert_frame_equal(load_file_source(cfg(folder)).prices, prices)
@@ -115,8 +114,11 @@ def test_per_ticker_directory_with_capitalized_headers(tmp_path: Path) -> None:
 
 def test_custom_column_names(tmp_path: Path) -> None:
     prices = make_prices()
-    names = {"date": "trade_dt", "code": "ticker", "open": "o", "high": "h", "low": "l", "close": "adj_close", "volume": "vol"}
-    path = write_csv(prices.rename(names).with_columns(pl.lit("x").alias("extra")), tmp_path / "custom.csv")
+    names = dict(
+        date="trade_dt", code="ticker", open="o", high="h", low="l", close="adj_close", volume="vol"
+    )
+    custom = prices.rename(names).with_columns(pl.lit("x").alias("extra"))
+    path = write_csv(custom, tmp_path / "custom.csv")
     out = load_file_source(cfg(path, columns=ColumnsConfig(**names))).prices
     assert_frame_equal(out, prices)
 
@@ -129,6 +131,15 @@ def test_date_format(tmp_path: Path) -> None:
     # without the format, the same file is an error naming the column and a value
     message = error_message(path)
     assert "eu.csv" in message and "'date'" in message and "01/03/2021" in message
+
+
+def test_iso_timestamps_and_padded_cells_are_accepted(tmp_path: Path) -> None:
+    prices = make_prices()
+    text = prices.with_columns(
+        (pl.col("date").dt.strftime("%Y-%m-%d") + " 00:00:00").alias("date"),
+        (pl.lit(" ") + pl.col("close").cast(pl.Utf8) + pl.lit(" ")).alias("close"),
+    )
+    assert_frame_equal(load_file_source(cfg(write_csv(text, tmp_path / "ts.csv"))).prices, prices)
 
 
 def test_validate_prices_accepts_canonical_frame() -> None:
@@ -190,8 +201,7 @@ def test_unsupported_extension(tmp_path: Path) -> None:
 
 
 def test_unparseable_dates_always_raise(tmp_path: Path) -> None:
-    text = make_prices().with_columns(pl.col("date").dt.strftime("%Y-%m-%d"))
-    text = text.with_columns(pl.when(pl.int_range(pl.len()) == 4).then(pl.lit("2021-02-30")).otherwise(pl.col("date")).alias("date"))
+    text = make_prices().with_columns(_plant("date", "2021-02-30"))
     path = write_csv(text, tmp_path / "dates.csv")
     message = error_message(path, invalid_rows="drop")
     assert "dates.csv" in message and "'date'" in message and "2021-02-30" in message
@@ -201,7 +211,8 @@ def test_unparseable_dates_always_raise(tmp_path: Path) -> None:
 def test_wholly_non_numeric_column_is_structural(tmp_path: Path) -> None:
     path = write_csv(make_prices().with_columns(pl.lit("n/a?").alias("close")), tmp_path / "words.csv")
     message = error_message(path, invalid_rows="drop")
-    assert "words.csv" in message and "'close'" in message and "not numeric" in message and "n/a?" in message
+    assert "words.csv" in message and "'close'" in message
+    assert "not numeric" in message and "'n/a?'" in message
 
 
 # ------------------------------------------------------------- row-level errors
@@ -234,6 +245,14 @@ def test_row_level_error_names_file_column_and_value(tmp_path: Path, reason: str
     assert repr(reason) in message
     assert shown in message
     assert "line 6" in message and "code='BBB'" in message
+
+
+def test_mistyped_parquet_column_reports_row_number(tmp_path: Path) -> None:
+    path = tmp_path / "typed.parquet"
+    make_prices().with_columns(_plant("open", "ten")).write_parquet(path)
+    message = error_message(path)
+    assert "typed.parquet" in message and "'open'" in message and "open='ten'" in message
+    assert "row 5:" in message  # parquet rows are numbered from 1
 
 
 def test_null_code_is_a_null_value(tmp_path: Path) -> None:
@@ -276,8 +295,7 @@ def test_custom_names_appear_in_messages(tmp_path: Path) -> None:
 
 def test_drop_mode_counts_reasons_and_keeps_clean_rows(tmp_path: Path) -> None:
     prices = make_prices()  # 18 rows; rows 1..7 get one problem each, row 0 is duplicated
-    planted = prices.with_columns(pl.col(c).cast(pl.Utf8) for c in ("open", "high", "low", "close", "volume"))
-    planted = planted.with_columns(_plant("volume", "abc", 1)).with_columns(_plant("close", None, 2))
+    planted = prices.with_columns(_plant("volume", "abc", 1)).with_columns(_plant("close", None, 2))
     planted = planted.with_columns(_plant("close", -1.0, 3)).with_columns(_plant("high", 1.0, 4))
     planted = planted.with_columns(_plant("close", 500.0, 5)).with_columns(_plant("volume", -1.0, 6))
     planted = planted.with_columns(_plant("low", "null", 7))  # Yahoo-style missing value
@@ -302,7 +320,8 @@ def test_drop_mode_counts_reasons_and_keeps_clean_rows(tmp_path: Path) -> None:
 def test_drop_mode_duplicates_keep_the_first(tmp_path: Path) -> None:
     prices = make_prices()
     later = prices.slice(0, 1).with_columns(pl.col("close") + 0.2)
-    out = load_file_source(cfg(write_csv(pl.concat([prices, later]), tmp_path / "d.csv"), invalid_rows="drop"))
+    path = write_csv(pl.concat([prices, later]), tmp_path / "d.csv")
+    out = load_file_source(cfg(path, invalid_rows="drop"))
     assert out.dropped["duplicate_key"] == 1
     assert_frame_equal(out.prices, prices)
 
@@ -314,7 +333,9 @@ def test_split_detection_finds_planted_split(tmp_path: Path) -> None:
     prices = make_prices(n_days=10)
     split_day = dt.date(2021, 3, 7)
     halved = pl.when((pl.col("code") == "BBB") & (pl.col("date") >= split_day))
-    prices = prices.with_columns(halved.then(pl.col(c) / 2).otherwise(pl.col(c)).alias(c) for c in ("open", "high", "low", "close"))
+    prices = prices.with_columns(
+        halved.then(pl.col(c) / 2).otherwise(pl.col(c)).alias(c) for c in ("open", "high", "low", "close")
+    )
     path = tmp_path / "split.parquet"
     prices.write_parquet(path)
     suspects = load_file_source(cfg(path)).split_suspects
@@ -328,13 +349,16 @@ def test_split_detection_finds_planted_split(tmp_path: Path) -> None:
 def test_detect_splits_threshold_is_symmetric_in_log() -> None:
     prices = make_prices(codes=("AAA",), n_days=3).with_columns(pl.Series("close", [10.0, 14.4, 10.0]))
     assert detect_splits(prices, 0.45).height == 0  # +44% and -30.6% are within log(1.45)
-    assert detect_splits(prices, 0.40).select("date").to_series().to_list() == [dt.date(2021, 3, 2), dt.date(2021, 3, 3)]
+    flagged = detect_splits(prices, 0.40)["date"].to_list()
+    assert flagged == [dt.date(2021, 3, 2), dt.date(2021, 3, 3)]
 
 
 # -------------------------------------------------------------------- side files
 
 
-def _write_side(tmp_path: Path, universe: pl.DataFrame | None = None, relations: pl.DataFrame | None = None) -> dict:
+def _write_side(
+    tmp_path: Path, universe: pl.DataFrame | None = None, relations: pl.DataFrame | None = None
+) -> dict:
     paths: dict[str, str] = {}
     prices_path = tmp_path / "prices.parquet"
     make_prices().write_parquet(prices_path)
@@ -371,7 +395,9 @@ def test_universe_and_relations_are_loaded(tmp_path: Path) -> None:
     )
     assert out.universe["code"].to_list() == ["AAA", "BBB", "CCC"]
     assert out.universe["listed"].to_list() == [dt.date(2020, 1, 2), None, dt.date(2019, 5, 1)]
-    assert out.relations.schema == pl.Schema({"src": pl.Utf8, "dst": pl.Utf8, "relation": pl.Utf8, "weight": pl.Float64})
+    assert out.relations.schema == pl.Schema(
+        {"src": pl.Utf8, "dst": pl.Utf8, "relation": pl.Utf8, "weight": pl.Float64}
+    )
     assert out.relations.rows() == [
         ("BBB", "CCC", "competitor", 1.0),
         ("CCC", "AAA", "fund_similarity", 1.0),
@@ -383,7 +409,7 @@ def test_universe_and_relations_are_loaded(tmp_path: Path) -> None:
 
 
 def test_unknown_relation_name_is_an_error_even_in_drop_mode(tmp_path: Path) -> None:
-    bad = RELATIONS.with_columns(pl.Series("relation", ["supplychain", "competitor", "competitor", "competitor", "fund_similarity"]))
+    bad = RELATIONS.with_columns(_plant("relation", "supplychain", row=0))
     kw = _write_side(tmp_path, relations=bad)
     with pytest.raises(DataError) as info:
         load_file_source(cfg(kw.pop("path"), invalid_rows="drop", **kw))
@@ -398,10 +424,12 @@ def test_relations_weights_validated(tmp_path: Path) -> None:
     path = kw.pop("path")
     with pytest.raises(DataError) as info:
         load_file_source(cfg(path, **kw))
-    assert "relations.csv" in str(info.value) and "'weight'" in str(info.value) and "'heavy'" in str(info.value)
+    message = str(info.value)
+    assert "relations.csv" in message and "'weight'" in message and "'heavy'" in message
     out = load_file_source(cfg(path, invalid_rows="drop", **kw))
     assert out.relations is not None
-    assert out.relations.rows() == [("CCC", "AAA", "fund_similarity", 2.0), ("AAA", "BBB", "supply_chain", 0.5)]
+    expected = [("CCC", "AAA", "fund_similarity", 2.0), ("AAA", "BBB", "supply_chain", 0.5)]
+    assert out.relations.rows() == expected
     assert out.dropped["relations_invalid_weight"] == 1
 
 
@@ -416,7 +444,8 @@ def test_universe_missing_column_and_duplicates(tmp_path: Path) -> None:
     path = kw.pop("path")
     with pytest.raises(DataError) as info:
         load_file_source(cfg(path, **kw))
-    assert "universe.csv" in str(info.value) and "'code'" in str(info.value) and "code='BBB'" in str(info.value)
+    message = str(info.value)
+    assert "universe.csv" in message and "'code'" in message and "code='BBB'" in message
     out = load_file_source(cfg(path, invalid_rows="drop", **kw))
     assert out.universe is not None
     assert out.universe.filter(pl.col("code") == "BBB")["sector"].to_list() == ["Tech"]

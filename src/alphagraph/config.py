@@ -28,8 +28,9 @@ class ConfigError(ValueError):
 class SignalConfig:
     """Strengths a_k of the planted expected-return components.
 
+    The expected return of close(t) -> next close is
     alpha(i, t) = idio_vol(i, t) * sum_k a_k * z_k(i, t), each z_k a per-day
-    cross-sectional z-score known at the close of t-1.
+    cross-sectional z-score known at the close of t (see docs/synthetic_market.md).
     """
 
     reversal: float = 0.055
@@ -37,10 +38,6 @@ class SignalConfig:
     volume_price: float = 0.04
     sector_spillover: float = 0.045
     supply_chain: float = 0.076
-    # Look-back windows of the own-history components, in trading days of the calendar.
-    reversal_days: int = 3
-    momentum_days: int = 60
-    momentum_skip: int = 5
 
 
 @dataclass(frozen=True)
@@ -146,6 +143,8 @@ class GraphConfig:
     residualize_market: bool = True
     sector_weight: float = 0.5
     max_industry_degree: int = 20
+    # share of the corr_window days a stock (and a pair) must have returns for
+    corr_min_obs: float = 0.8
 
 
 # ------------------------------------------------------------------------- models

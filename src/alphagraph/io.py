@@ -67,3 +67,28 @@ def read_json(path: str | Path) -> Any:
     if not path.exists():
         raise FileNotFoundError(f"{path}: artifact not found (did the upstream stage run?)")
     return json.loads(path.read_text())
+
+
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; it replaces ``path`` on success."""
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def write_csv(df: pl.DataFrame, path: str | Path) -> Path:
+    """Write a CSV atomically (plot data for ``dvc plots``)."""
+    with atomic_path(path) as tmp:
+        df.write_csv(tmp)
+    return Path(path)

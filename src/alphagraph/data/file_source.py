@@ -16,7 +16,9 @@ remove a relation type).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -77,7 +79,7 @@ def _schema_names(lf: pl.LazyFrame, path: Path) -> list[str]:
     except pl.exceptions.NoDataError:
         raise DataError(f"{path}: the file is empty (no header, no rows)") from None
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise DataError(f"{path}: cannot read the file: {exc}") from None
+        raise DataError(f"{path}: cannot read the file: {_first_line(exc)}") from None
     return [n for n in names if n != ROW_COL]
 
 
@@ -85,8 +87,13 @@ def _collect(lf: pl.LazyFrame, path: Path) -> pl.DataFrame:
     try:
         return lf.collect()
     except (pl.exceptions.PolarsError, OSError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path}: cannot parse the file: {first_line}") from None
+        raise DataError(f"{path}: cannot parse the file: {_first_line(exc)}") from None
+
+
+def _first_line(exc: Exception) -> str:
+    """Polars errors end with hints about reader options the user cannot set here."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def match_columns(
@@ -110,7 +117,7 @@ def match_columns(
         if actual is not None:
             found[canon] = actual
         elif canon not in optional:
-            hint = f" (data.columns.{canon})" if config_key else ""
+            hint = f" ({config_key}.{canon})" if config_key else ""
             missing.append(f"{want!r}{hint}")
     if missing:
         raise DataError(
@@ -152,40 +159,39 @@ def _ticker_files(directory: Path) -> list[Path]:
     return files
 
 
-def _scan_ticker(path: Path, columns: Mapping[str, str], files: pl.Enum) -> tuple[pl.LazyFrame, dict[str, str]]:
-    """One ticker's lazy frame; the code is the file stem (any code column in it is ignored)."""
-    lf = _scan(path)
-    mapping = match_columns(_schema_names(lf, path), columns, path, config_key="data.columns")
-    lf = _select(lf, mapping).with_columns(
-        pl.lit(path.stem).alias("code"), pl.lit(path.name, dtype=files).alias(FILE_COL)
-    )
-    return lf, mapping
+def _read_ticker(
+    path: Path, columns: Mapping[str, str], files: pl.Enum
+) -> tuple[pl.DataFrame, dict[str, str]]:
+    """One ticker's rows; the code is the file stem (any code column in the file is ignored)."""
+    try:  # eager: concatenating thousands of lazy scans plans very slowly in polars
+        df = pl.read_csv(path, infer_schema=False, row_index_name=ROW_COL)
+    except pl.exceptions.NoDataError:
+        raise DataError(f"{path}: the file is empty (no header, no rows)") from None
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise DataError(f"{path}: cannot parse the file: {_first_line(exc)}") from None
+    available = [c for c in df.columns if c != ROW_COL]
+    mapping = match_columns(available, columns, path, config_key="data.columns")
+    require_rows(df, str(path))
+    df = df.select(ROW_COL, *(pl.col(actual).alias(canon) for canon, actual in mapping.items()))
+    tags = [pl.lit(path.stem).alias("code"), pl.lit(path.name, dtype=files).alias(FILE_COL)]
+    return df.with_columns(tags), mapping
 
 
-def _read_directory(directory: Path, columns: Mapping[str, str]) -> tuple[pl.DataFrame, dict[str, str]]:
+def _read_directory(
+    directory: Path, columns: Mapping[str, str]
+) -> tuple[pl.DataFrame, dict[str, str]]:
     files = _ticker_files(directory)
     enum = pl.Enum([f.name for f in files])
     wanted = {k: v for k, v in columns.items() if k != "code"}
-    scanned = [_scan_ticker(f, wanted, enum) for f in files]
-    try:  # one parallel collect over all files
-        df = pl.concat([lf for lf, _ in scanned], how="vertical").collect()
-    except (pl.exceptions.PolarsError, OSError):
-        for path, (lf, _) in zip(files, scanned):  # find the culprit to name it
-            _collect(lf, path)
-        raise
-    _require_ticker_rows(df, files)
-    return df, {**scanned[0][1], "code": "code"}
-
-
-def _require_ticker_rows(df: pl.DataFrame, files: Sequence[Path]) -> None:
-    present = set(df.get_column(FILE_COL).unique().cast(pl.Utf8).to_list())
-    empty = [f for f in files if f.name not in present]
-    if empty:
-        raise DataError(f"{empty[0]}: the file is empty (0 data rows)")
+    # polars releases the GIL while parsing; map() re-raises the first failing file in order
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        read = list(pool.map(lambda f: _read_ticker(f, wanted, enum), files))
+    df = pl.concat([frame for frame, _ in read], how="vertical", rechunk=True)
+    return df, {**read[0][1], "code": "code"}
 
 
 def read_prices(cfg: DataConfig) -> tuple[pl.DataFrame, dict[str, str], str]:
-    """Raw price frame with canonical names, dates parsed; plus the file's column names and the source."""
+    """Raw price frame (canonical names, dates parsed), the file's column names, the source."""
     path = _resolve(Path(cfg.path))
     columns = asdict(cfg.columns)
     reader = _read_directory if path.is_dir() else _read_long
@@ -209,14 +215,20 @@ def _read_side(path_str: str, wanted: Sequence[str], optional: Sequence[str], ke
     return _collect(_select(lf, mapping), path)
 
 
-def load_universe(cfg: DataConfig, codes: pl.Series | None) -> tuple[pl.DataFrame | None, dict[str, int]]:
+def load_universe(
+    cfg: DataConfig, codes: pl.Series | None
+) -> tuple[pl.DataFrame | None, dict[str, int]]:
+    """The validated universe file, or None when ``data.universe_path`` is null."""
     if cfg.universe_path is None:
         return None, {}
     raw = _read_side(cfg.universe_path, UNIVERSE_COLUMNS, ("listed", "delisted"), "data.universe_path")
     return validate_universe(raw, cfg.universe_path, cfg.invalid_rows, codes, cfg.date_format)
 
 
-def load_relations(cfg: DataConfig, codes: pl.Series | None) -> tuple[pl.DataFrame | None, dict[str, int]]:
+def load_relations(
+    cfg: DataConfig, codes: pl.Series | None
+) -> tuple[pl.DataFrame | None, dict[str, int]]:
+    """The validated relations file, or None when ``data.relations_path`` is null."""
     if cfg.relations_path is None:
         return None, {}
     raw = _read_side(cfg.relations_path, RELATION_COLUMNS, ("weight",), "data.relations_path")
@@ -249,11 +261,13 @@ def _log_summary(
     prices: pl.DataFrame, universe: pl.DataFrame | None, dropped: Mapping[str, int], splits: pl.DataFrame
 ) -> None:
     n_codes = prices.get_column("code").n_unique()
-    log.info("prices: %d rows, %d codes, %d days", prices.height, n_codes, prices.get_column("date").n_unique())
+    n_days = prices.get_column("date").n_unique()
+    log.info("prices: %d rows, %d codes, %d days", prices.height, n_codes, n_days)
     if any(dropped.values()):
         log.warning("dropped rows: %s", {k: v for k, v in dropped.items() if v})
     if universe is not None and universe.height < n_codes:
-        log.warning("%d price codes have no universe row (no sector/industry)", n_codes - universe.height)
+        missing = n_codes - universe.height
+        log.warning("%d price codes have no universe row (no sector/industry)", missing)
     if splits.height:
         log.warning(
             "%d one-day close ratios look like unadjusted splits (first: %s); prices are not changed",

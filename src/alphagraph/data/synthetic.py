@@ -75,6 +75,10 @@ class _Dynamics:
     tail_df: float = 5.0
     return_bounds: tuple[float, float] = (-0.5, 1.0)
     zscore_clip: float = 3.0
+    # Look-back windows of the own-history components, in trading days of the calendar.
+    reversal_days: int = 3
+    momentum_days: int = 60
+    momentum_skip: int = 5
     volume_abs_return: float = 0.4
     volume_vol: float = 1.0
     attention_ar: float = 0.9
@@ -118,12 +122,12 @@ def generate_market(cfg: SyntheticConfig, seed: int) -> Market:
     dyn = _Dynamics()
     dates = _calendar(cfg, _rng(seed, "calendar"))
     uni = _universe(cfg, len(dates), _rng(seed, "universe"))
-    traded = _trading_mask(cfg, uni, len(dates), _rng(seed, "suspensions"))
+    traded = _trading_mask(cfg, uni, len(dates), seed)
     competitors = _competitors(uni, cfg.competitors_per_stock, _rng(seed, "competitors"))
     suppliers = _supply_chain(uni, cfg.suppliers_per_stock, _rng(seed, "supply_chain"))
     funds = _fund_similarity(uni, cfg.n_funds, cfg.fund_top_k, _rng(seed, "funds"))
     paths = _simulate(cfg.signal, dyn, uni, traded, suppliers, seed)
-    ohlc = _ohlc(paths, _rng(seed, "ohlc"))
+    ohlc = _ohlc(paths, seed)
     return _frames(dates, uni, traded, paths, ohlc, competitors, suppliers, funds)
 
 
@@ -148,9 +152,13 @@ def signal_report(market: Market, horizons: tuple[int, ...] = (1, 5)) -> dict:
     report[f"component_rank_ic_{horizons[0]}d"] = {
         k: comp_ic[f"rank_alpha_{k}"].mean() for k in COMPONENTS
     }
-    moments = panel.group_by("date").agg(
-        [pl.col(c).var(ddof=0).alias(f"var_{c}") for c in cols]
-        + [pl.cov(c, "alpha", ddof=0).alias(f"cov_{c}") for c in cols[1:]]
+    moments = (
+        panel.group_by("date")
+        .agg(
+            [pl.col(c).var(ddof=0).alias(f"var_{c}") for c in cols]
+            + [pl.cov(c, "alpha", ddof=0).alias(f"cov_{c}") for c in cols[1:]]
+        )
+        .sort("date")  # a fixed order keeps the report's floats reproducible
     )
     total = moments["var_alpha"].mean()
     report["variance_share"] = {k: moments[f"var_alpha_{k}"].mean() / total for k in COMPONENTS}
@@ -171,7 +179,8 @@ def _forward_returns(prices: pl.DataFrame, horizons: tuple[int, ...]) -> pl.Data
         prices.select("date", "code", "close")
         .sort("code", "date")
         .with_columns(
-            [(pl.col("close").shift(-h).over("code") / pl.col("close") - 1.0).alias(f"ret_{h}d") for h in horizons]
+            (pl.col("close").shift(-h).over("code") / pl.col("close") - 1.0).alias(f"ret_{h}d")
+            for h in horizons
         )
         .drop("close")
     )
@@ -289,14 +298,15 @@ def _listing(cfg: SyntheticConfig, n_days: int, rng: np.random.Generator) -> tup
     return listed, np.minimum(last, n_days - 1)
 
 
-def _trading_mask(cfg: SyntheticConfig, uni: _Universe, n_days: int, rng: np.random.Generator) -> np.ndarray:
+def _trading_mask(cfg: SyntheticConfig, uni: _Universe, n_days: int, seed: int) -> np.ndarray:
     """(T, n) bool: listed and not suspended. Listing and last days always trade."""
     t = np.arange(n_days)[:, None]
     alive = (t >= uni.listed) & (t <= uni.last)
-    start = (rng.random(alive.shape) < cfg.suspension_rate) & alive
-    length = rng.integers(1, max(1, cfg.suspension_max_days) + 1, size=alive.shape)
+    start = (_rng(seed, "suspension.start").random(alive.shape) < cfg.suspension_rate) & alive
+    max_days = max(1, cfg.suspension_max_days)
+    length = _rng(seed, "suspension.length").integers(1, max_days + 1, size=alive.shape)
     suspended = np.zeros_like(alive)
-    for k in range(max(1, cfg.suspension_max_days)):
+    for k in range(max_days):
         suspended[k:] |= (start & (length > k))[: n_days - k]
     suspended &= (t != uni.listed) & (t != uni.last)
     return alive & ~suspended
@@ -403,10 +413,27 @@ def _chunks(n: int, cells: int = 1 << 22) -> list[np.ndarray]:
     return [np.arange(i, min(i + size, n)) for i in range(0, n, size)]
 
 
-def _supplier_matrix(suppliers: _Edges, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(n, k) supplier indices and weights per customer; padding has weight 0."""
+@dataclass(frozen=True)
+class _SignalInputs:
+    """Static inputs of the planted components."""
+
+    sector: np.ndarray  # (n,) sector id
+    n_sectors: int
+    sup_idx: np.ndarray  # (n, k) supplier indices per customer
+    sup_w: np.ndarray  # (n, k) supply shares, rows sum to 1 (0 for padding / no suppliers)
+    reversal_days: int
+    momentum_days: int
+    momentum_skip: int
+    strengths: np.ndarray  # (K,) a_k in COMPONENTS order
+
+
+def _signal_inputs(
+    sig: SignalConfig, dyn: _Dynamics, uni: _Universe, suppliers: _Edges
+) -> _SignalInputs:
+    """Pack the supplier lists into (n, k) arrays so a day's supply signal is one gather."""
+    n = len(uni.codes)
     counts = np.bincount(suppliers.dst, minlength=n)
-    k = int(counts.max()) if len(counts) and counts.max() > 0 else 1
+    k = max(1, int(counts.max()) if n else 1)
     idx = np.zeros((n, k), dtype=np.int64)
     w = np.zeros((n, k))
     order = np.argsort(suppliers.dst, kind="stable")
@@ -414,7 +441,17 @@ def _supplier_matrix(suppliers: _Edges, n: int) -> tuple[np.ndarray, np.ndarray]
     slot = np.arange(len(dst)) - np.searchsorted(dst, dst)
     idx[dst, slot] = suppliers.src[order]
     w[dst, slot] = suppliers.weight[order]
-    return idx, w
+    total = w.sum(axis=1, keepdims=True)
+    return _SignalInputs(
+        sector=uni.sector,
+        n_sectors=uni.n_sectors,
+        sup_idx=idx,
+        sup_w=np.divide(w, total, out=np.zeros_like(w), where=total > 0),
+        reversal_days=dyn.reversal_days,
+        momentum_days=dyn.momentum_days,
+        momentum_skip=dyn.momentum_skip,
+        strengths=np.array([getattr(sig, k) for k in COMPONENTS], dtype=np.float64),
+    )
 
 
 # ---------------------------------------------------------------------- dynamics
@@ -446,9 +483,9 @@ def _garch(eps: np.ndarray, long_run_var: np.ndarray, dyn: _Dynamics) -> np.ndar
 
 def _attention(shape: tuple[int, int], dyn: _Dynamics, rng: np.random.Generator) -> np.ndarray:
     """Persistent AR(1) trading-interest shocks in log volume."""
-    shocks = rng.standard_normal(shape) * dyn.attention_sd * np.sqrt(1 - dyn.attention_ar**2)
     out = np.empty(shape)
     out[0] = rng.standard_normal(shape[1]) * dyn.attention_sd
+    shocks = rng.standard_normal(shape) * dyn.attention_sd * np.sqrt(1 - dyn.attention_ar**2)
     for t in range(1, shape[0]):
         out[t] = dyn.attention_ar * out[t - 1] + shocks[t]
     return out
@@ -478,26 +515,29 @@ def _drivers(dyn: _Dynamics, uni: _Universe, n_days: int, seed: int) -> _Drivers
     log_shares = np.log(5e5) + 1.0 * rng.standard_normal(n)
 
     regime = _regimes(n_days, dyn, _rng(seed, "regime"))
-    rng = _rng(seed, "factors")
     mkt_sd = np.asarray(dyn.market_vol)[regime]
     sec_sd = np.asarray(dyn.sector_vol)[regime][:, None]
     ind_sd = np.asarray(dyn.industry_vol)[regime][:, None]
-    mkt = _student_t(rng, dyn.tail_df, n_days) * mkt_sd
-    sec = _student_t(rng, dyn.tail_df, (n_days, uni.n_sectors)) * sec_sd
-    ind = _student_t(rng, dyn.tail_df, (n_days, uni.n_industries)) * ind_sd
-    common = dyn.drift + beta_m * mkt[:, None] + beta_s * sec[:, uni.sector] + beta_i * ind[:, uni.industry]
+    mkt = _student_t(_rng(seed, "factor.market"), dyn.tail_df, n_days) * mkt_sd
+    sec = _student_t(_rng(seed, "factor.sector"), dyn.tail_df, (n_days, uni.n_sectors)) * sec_sd
+    ind = _student_t(_rng(seed, "factor.industry"), dyn.tail_df, (n_days, uni.n_industries)) * ind_sd
+    common = (
+        dyn.drift
+        + beta_m * mkt[:, None]
+        + beta_s * sec[:, uni.sector]
+        + beta_i * ind[:, uni.industry]
+    )
 
     eps = _student_t(_rng(seed, "idio"), dyn.tail_df, (n_days, n))
     h = _garch(eps, idio_lr**2, dyn)
     mult = np.asarray(dyn.idio_mult)[regime][:, None]
     idio_sd = np.sqrt(h[:-1]) * mult
     factor_var = (beta_m * mkt_sd[:, None]) ** 2 + (beta_s * sec_sd) ** 2 + (beta_i * ind_sd) ** 2
-    rng = _rng(seed, "volume")
     volume_base = (
         log_shares
         + dyn.volume_vol * np.log(idio_sd / idio_lr)
-        + _attention((n_days, n), dyn, rng)
-        + dyn.volume_noise_sd * rng.standard_normal((n_days, n))
+        + _attention((n_days, n), dyn, _rng(seed, "volume.attention"))
+        + dyn.volume_noise_sd * _rng(seed, "volume.noise").standard_normal((n_days, n))
     )
     return _Drivers(
         common=common,
@@ -539,12 +579,7 @@ def _simulate(
     """
     n_days, n = traded.shape
     d = _drivers(dyn, uni, n_days, seed)
-    sup_idx, sup_w = _supplier_matrix(suppliers, n)
-    sup_wsum = sup_w.sum(axis=1)
-    has_sup = sup_wsum > 0
-    sec_of = uni.sector
-    strengths = np.array([getattr(sig, k) for k in COMPONENTS])
-    rev_w, mom_w, skip = max(1, sig.reversal_days), max(1, sig.momentum_days), max(0, sig.momentum_skip)
+    spec = _signal_inputs(sig, dyn, uni, suppliers)
 
     log_close = np.empty((n_days, n))
     log_volume = np.empty((n_days, n))
@@ -581,10 +616,11 @@ def _simulate(
             vol_ewma[rows] + dyn.volume_ewma * (log_volume[t, rows] - vol_ewma[rows]),
         )
 
-        raw = _raw_signals(u, abnormal, cum_u, t, rows, sec_of, uni.n_sectors, sup_idx, sup_w, sup_wsum, has_sup, rev_w, mom_w, skip)
-        z = _standardize(raw, rows, dyn.zscore_clip)
-        comps[:, t] = d.idio_sd_next[t] * strengths[:, None] * z
-        alpha = comps[0, t] + comps[1, t] + comps[2, t] + comps[3, t] + comps[4, t]
+        z = _standardize(_raw_signals(u, abnormal, cum_u, t, rows, spec), rows, dyn.zscore_clip)
+        comps[:, t] = d.idio_sd_next[t] * spec.strengths[:, None] * z
+        alpha = np.zeros(n)
+        for part in comps[:, t]:  # same order as the oracle's sum of its columns
+            alpha = alpha + part
 
     log_prev = np.vstack([d.log_price0[None], log_close[:-1]])
     return _Paths(log_close, log_prev, d.total_sd, log_volume, comps)
@@ -596,29 +632,24 @@ def _raw_signals(
     cum_u: np.ndarray,
     t: int,
     rows: np.ndarray,
-    sector: np.ndarray,
-    n_sectors: int,
-    sup_idx: np.ndarray,
-    sup_w: np.ndarray,
-    sup_wsum: np.ndarray,
-    has_sup: np.ndarray,
-    rev_w: int,
-    mom_w: int,
-    skip: int,
+    spec: _SignalInputs,
 ) -> np.ndarray:
-    """(5, n) raw component values at the close of t, in COMPONENTS order."""
-    n = len(u)
+    """(K, n) raw component values at the close of t, in COMPONENTS order.
+
+    ``u`` is the day's vol-scaled observed return (0 where not traded), ``cum_u``
+    its running sum (row t + 1 includes day t), ``abnormal`` the log volume over
+    its trailing average.
+    """
     end = t + 1
-    reversal = -(cum_u[end] - cum_u[max(0, end - rev_w)])
-    momentum = cum_u[max(0, end - skip)] - cum_u[max(0, end - mom_w)]
+    reversal = -(cum_u[end] - cum_u[max(0, end - spec.reversal_days)])
+    momentum = cum_u[max(0, end - spec.momentum_skip)] - cum_u[max(0, end - spec.momentum_days)]
     volume_price = abnormal * np.sign(u)
-    live = np.zeros(n)
-    live[rows] = 1.0
-    sec_sum = np.bincount(sector, weights=u, minlength=n_sectors)
-    sec_cnt = np.bincount(sector, weights=live, minlength=n_sectors)
-    spillover = (sec_sum / np.maximum(sec_cnt, 1.0))[sector]
-    supply = np.zeros(n)
-    supply[has_sup] = (u[sup_idx[has_sup]] * sup_w[has_sup]).sum(axis=1) / sup_wsum[has_sup]
+    traded = np.zeros(len(u))
+    traded[rows] = 1.0
+    sec_sum = np.bincount(spec.sector, weights=u, minlength=spec.n_sectors)
+    sec_cnt = np.bincount(spec.sector, weights=traded, minlength=spec.n_sectors)
+    spillover = (sec_sum / np.maximum(sec_cnt, 1.0))[spec.sector]
+    supply = (u[spec.sup_idx] * spec.sup_w).sum(axis=1)
     return np.stack([reversal, momentum, volume_price, spillover, supply])
 
 
@@ -638,14 +669,16 @@ def _standardize(raw: np.ndarray, rows: np.ndarray, clip: float) -> np.ndarray:
 # ------------------------------------------------------------------------ output
 
 
-def _ohlc(paths: _Paths, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+def _ohlc(paths: _Paths, seed: int) -> tuple[np.ndarray, ...]:
     """Open, high, low, close around the latent close path; low <= open, close <= high."""
     n_days, n = paths.log_close.shape
     move = paths.log_close - paths.log_prev
-    overnight = rng.uniform(0.2, 0.5, size=n)  # share of the day's move that happens overnight
-    log_open = paths.log_prev + overnight * move + 0.25 * paths.total_sd * rng.standard_normal((n_days, n))
-    wick_up = np.abs(0.5 * paths.total_sd * rng.standard_normal((n_days, n)))
-    wick_dn = np.abs(0.5 * paths.total_sd * rng.standard_normal((n_days, n)))
+    sd = paths.total_sd
+    overnight = _rng(seed, "ohlc.overnight").uniform(0.2, 0.5, size=n)  # share of the move before the open
+    noise = 0.25 * sd * _rng(seed, "ohlc.open").standard_normal((n_days, n))
+    log_open = paths.log_prev + overnight * move + noise
+    wick_up = np.abs(0.5 * sd * _rng(seed, "ohlc.high").standard_normal((n_days, n)))
+    wick_dn = np.abs(0.5 * sd * _rng(seed, "ohlc.low").standard_normal((n_days, n)))
     close = np.exp(paths.log_close)
     open_ = np.exp(log_open)
     high = np.maximum(open_, close) * np.exp(wick_up)
@@ -699,10 +732,13 @@ def _frames(
             ).gather(uni.industry),
             "listed": pl.Series(dates[uni.listed]).cast(pl.Date),
             # delisted = the last day the stock traded; null if it trades to the end.
-            "delisted": pl.Series(dates[uni.last]).cast(pl.Date).scatter(np.flatnonzero(still_listed), None),
+            "delisted": pl.Series(dates[uni.last])
+            .cast(pl.Date)
+            .scatter(np.flatnonzero(still_listed), None),
         }
     )
-    relations = _relations_frame(code_s, {"competitor": competitors, "supply_chain": suppliers, "fund_similarity": funds})
+    edges = {"competitor": competitors, "supply_chain": suppliers, "fund_similarity": funds}
+    relations = _relations_frame(code_s, edges)
     return Market(prices=prices, universe=universe, relations=relations, oracle=oracle)
 
 

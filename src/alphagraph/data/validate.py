@@ -52,7 +52,9 @@ ALL_REASONS = (*PRICE_REASONS, *UNIVERSE_REASONS, *RELATION_REASONS)
 RELATION_NAMES = ("competitor", "supply_chain", "fund_similarity")
 
 # Spellings of "missing" seen in vendor exports (Yahoo writes "null").
-NULL_TOKENS = ("", "null", "na", "n/a", "nan", "none", "#n/a", "-")
+_NULL_WORDS = ("", "null", "na", "n/a", "nan", "none", "#n/a", "-")
+_CASES = (str.lower, str.upper, str.capitalize)
+NULL_SPELLINGS = tuple(sorted({case(w) for w in _NULL_WORDS for case in _CASES} | {"NaN"}))
 ISO_FORMATS = (
     "%Y-%m-%d",
     "%Y-%m-%d %H:%M:%S",
@@ -169,9 +171,13 @@ def apply_checks(
 
 
 def duplicate_check(keys: Sequence[str], reason: str) -> Check:
-    """Later occurrences of a key fail (the first is kept); all occurrences are shown."""
-    key = pl.struct(*keys)
-    return Check(reason, tuple(keys), ~key.is_first_distinct(), "must be unique", key.is_duplicated())
+    """For a frame stably sorted by ``keys``: repeats of a key fail, the first in file order is kept.
+
+    Comparing neighbours of a sorted frame is far cheaper than hashing struct keys.
+    """
+    repeat = pl.all_horizontal(pl.col(k) == pl.col(k).shift(1) for k in keys).fill_null(False)
+    show = repeat | repeat.shift(-1).fill_null(False)  # every occurrence, the kept one too
+    return Check(reason, tuple(keys), repeat, "must be unique", show)
 
 
 def null_checks(columns: Sequence[str], reason: str) -> list[Check]:
@@ -202,14 +208,14 @@ def require_rows(df: pl.DataFrame, source: str) -> None:
 
 
 def _blank_to_null(text: pl.Expr) -> pl.Expr:
-    stripped = text.str.strip_chars()
-    return pl.when(stripped.str.to_lowercase().is_in(list(NULL_TOKENS))).then(None).otherwise(stripped)
+    """Strip spaces; missing-value spellings become null (one hash lookup per cell)."""
+    return text.str.strip_chars().replace(list(NULL_SPELLINGS), None)
 
 
 def _date_expr(text: pl.Expr, fmt: str | None) -> pl.Expr:
-    if fmt is not None:
-        return text.str.to_date(fmt, strict=False)
-    return pl.coalesce([text.str.to_date(f, strict=False) for f in ISO_FORMATS])
+    """``fmt`` first, then ISO: both are unambiguous, and side files are often ISO."""
+    formats = ISO_FORMATS if fmt is None else (fmt, *ISO_FORMATS)
+    return pl.coalesce([text.str.to_date(f, strict=False) for f in formats])
 
 
 def parse_dates(
@@ -230,12 +236,17 @@ def parse_dates(
         return df
     if isinstance(dtype, pl.Datetime):
         return df.with_columns(pl.col(column).dt.date())
-    text = _blank_to_null(pl.col(column).cast(pl.Utf8))
-    parsed = _date_expr(text, fmt)
-    bad = df.filter(text.is_not_null() & parsed.is_null())
-    if bad.height:
+    df = df.with_columns(_blank_to_null(pl.col(column).cast(pl.Utf8)))
+    # A panel repeats each date once per stock: parse the distinct strings only.
+    lookup = (
+        df.select(pl.col(column).unique().drop_nulls().alias("text"))
+        .with_columns(_date_expr(pl.col("text"), fmt).alias("date"))
+    )
+    unparsed = lookup.filter(pl.col("date").is_null()).get_column("text")
+    if unparsed.len():
+        bad = df.filter(pl.col(column).is_in(unparsed.implode()))
         expected = (
-            f"do not match the format {fmt!r} (data.date_format)"
+            f"match neither the format {fmt!r} (data.date_format) nor ISO YYYY-MM-DD"
             if fmt
             else "are not ISO dates YYYY-MM-DD (set data.date_format for other formats)"
         )
@@ -244,7 +255,10 @@ def parse_dates(
             f"{source}: {_columns_label([column], names)}: {bad.height} value(s) {expected};"
             f" first offending rows:\n{format_rows(bad, shown, source)}"
         )
-    return df.with_columns(parsed.alias(column))
+    parsed = pl.col(column).replace_strict(
+        lookup["text"], lookup["date"], default=None, return_dtype=pl.Date
+    )
+    return df.with_columns(parsed)
 
 
 def coerce_numeric(
@@ -261,38 +275,38 @@ def coerce_numeric(
     and always raises; isolated bad cells raise or, in drop mode, are flagged in
     a helper column for :func:`apply_checks`.
     """
-    flags: list[pl.Expr] = []
-    casts: list[pl.Expr] = []
-    for column in columns:  # a handful of columns, not rows
+    text_columns = [c for c in columns if not df.schema[c].is_numeric()]
+    for column in text_columns:
         dtype = df.schema[column]
-        if dtype.is_numeric():
-            casts.append(pl.col(column).cast(pl.Float64).fill_nan(None))
-            continue
         if dtype not in (pl.Utf8, pl.Categorical) and not isinstance(dtype, pl.Enum):
-            raise DataError(
-                f"{source}: {_columns_label([column], names)}: has type {dtype}, expected numbers"
-            )
-        text = _blank_to_null(pl.col(column).cast(pl.Utf8))
-        number = text.cast(pl.Float64, strict=False)
-        bad = text.is_not_null() & number.is_null()
-        _raise_non_numeric(df, column, text, bad, source, invalid_rows, names, context)
-        flags.append(bad)
-        casts.append(number.fill_nan(None).alias(column))
+            label = _columns_label([column], names)
+            raise DataError(f"{source}: {label}: has type {dtype}, expected numbers")
+    # Materialize each step once: eager frames do not share common subexpressions.
+    df = df.with_columns(_blank_to_null(pl.col(c).cast(pl.Utf8)) for c in text_columns)
+    numbers = [f"__num_{c}" for c in text_columns]
+    df = df.with_columns(
+        pl.col(c).cast(pl.Float64, strict=False).alias(n) for c, n in zip(text_columns, numbers)
+    )
+    flags = [pl.col(c).is_not_null() & pl.col(n).is_null() for c, n in zip(text_columns, numbers)]
+    for column, bad in zip(text_columns, flags):
+        _raise_non_numeric(df, column, bad, source, invalid_rows, names, context)
     flag = pl.any_horizontal(flags) if flags else pl.lit(False)
-    return df.with_columns(flag.alias(_BAD_NUMERIC)).with_columns(casts)
+    df = df.with_columns(flag.alias(_BAD_NUMERIC))
+    casts = [pl.col(n).alias(c) for c, n in zip(text_columns, numbers)]
+    casts += [pl.col(c).cast(pl.Float64) for c in columns if c not in text_columns]
+    return df.with_columns(casts).drop(numbers).with_columns(pl.col(c).fill_nan(None) for c in columns)
 
 
 def _raise_non_numeric(
     df: pl.DataFrame,
     column: str,
-    text: pl.Expr,
     bad: pl.Expr,
     source: str,
     invalid_rows: str,
     names: Mapping[str, str] | None,
     context: Sequence[str],
 ) -> None:
-    stats = df.select(bad.sum().alias("bad"), text.is_not_null().sum().alias("filled"))
+    stats = df.select(bad.sum().alias("bad"), pl.col(column).is_not_null().sum().alias("filled"))
     n_bad, n_filled = int(stats["bad"][0]), int(stats["filled"][0])
     if n_bad == 0:
         return
@@ -317,7 +331,8 @@ def _price_checks() -> list[Check]:
     checks += null_checks(CANONICAL, "null_value")
     checks += [Check("non_finite", (c,), col(c).is_infinite(), "must be finite") for c in NUMERIC_COLUMNS]
     checks += [Check("non_positive_price", (c,), col(c) <= 0, "must be > 0") for c in PRICE_COLUMNS]
-    checks.append(Check("high_below_low", ("high", "low"), col("high") < col("low"), "high must be >= low"))
+    below = col("high") < col("low")
+    checks.append(Check("high_below_low", ("high", "low"), below, "high must be >= low"))
     checks += [
         Check(
             "ohlc_outside_range",
@@ -353,9 +368,10 @@ def validate_prices(
     df = df.with_columns(_blank_to_null(pl.col("code").cast(pl.Utf8)).alias("code"))
     df = coerce_numeric(df, NUMERIC_COLUMNS, source, invalid_rows, names)
     df, dropped = apply_checks(df, _price_checks(), source, invalid_rows, names)
+    df = df.sort(KEYS, maintain_order=True)  # stable: the first row of a duplicated key stays first
     df, dup = apply_checks(df, [duplicate_check(KEYS, "duplicate_key")], source, invalid_rows, names)
     counts = {reason: int(dropped.get(reason, 0) + dup.get(reason, 0)) for reason in PRICE_REASONS}
-    return df.select(CANONICAL).sort(KEYS), counts
+    return df.select(CANONICAL), counts
 
 
 # ------------------------------------------------------------------------- splits
@@ -371,13 +387,14 @@ def detect_splits(prices: pl.DataFrame, threshold: float) -> pl.DataFrame:
     if threshold <= 0:
         raise ValueError(f"split_ratio_threshold must be > 0, got {threshold}")
     limit = math.log1p(threshold)
+    previous = pl.col("close").shift(1).over("code", order_by="date")  # no full re-sort
     return (
         prices.lazy()
         .select("code", "date", pl.col("close").cast(pl.Float64))
-        .sort("code", "date")
-        .with_columns((pl.col("close") / pl.col("close").shift(1).over("code")).alias("ratio"))
+        .with_columns((pl.col("close") / previous).alias("ratio"))
         .filter(pl.col("ratio").log().abs() > limit)
         .select("code", "date", "ratio")
+        .sort("code", "date")
         .collect()
     )
 
@@ -417,11 +434,14 @@ def validate_universe(
         if column in df.columns:
             df = parse_dates(df, column, date_format, source)
     context = ("code",)
-    df, dropped = apply_checks(
-        df, null_checks(("code", "sector", "industry"), "universe_null_value"), source, invalid_rows, context=context
-    )
+    nulls = null_checks(("code", "sector", "industry"), "universe_null_value")
+    df, dropped = apply_checks(df, nulls, source, invalid_rows, context=context)
     df, dup = apply_checks(
-        df, [duplicate_check(("code",), "universe_duplicate_code")], source, invalid_rows, context=context
+        df.sort("code", maintain_order=True),
+        [duplicate_check(("code",), "universe_duplicate_code")],
+        source,
+        invalid_rows,
+        context=context,
     )
     df, unknown = _drop_unknown(df, ("code",), codes)
     keep = ["code", "sector", "industry", *(c for c in ("listed", "delisted") if c in df.columns)]
@@ -470,7 +490,11 @@ def validate_relations(
     n_loops = int(df.select(loops.sum()).item())
     df = df.filter(~loops)
     df, dup = apply_checks(
-        df, [duplicate_check(context, "relations_duplicate")], source, invalid_rows, context=context
+        df.sort(context, maintain_order=True),
+        [duplicate_check(context, "relations_duplicate")],
+        source,
+        invalid_rows,
+        context=context,
     )
     df, unknown = _drop_unknown(df, ("src", "dst"), codes)
     counts = {**dropped, **dup, "relations_self_loop": n_loops, "relations_unknown_code": unknown}

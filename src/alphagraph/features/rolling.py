@@ -1,0 +1,320 @@
+"""Vectorized rolling-window kernels on a chunk of stocks.
+
+A chunk holds ``n`` stocks as rows of ``(n, Tp)`` float64 arrays, each stock's
+own trading days packed from column 0 (position within the stock = column;
+gaps such as suspensions are skipped, so a window of ``d`` is the stock's last
+``d`` rows). Columns past a stock's last row are padding (its last value): they
+never enter a window that ends on a real row, because windows look backwards.
+
+Every kernel works along the time axis of one row and never mixes stocks, so a
+value at position ``p`` depends only on that stock's rows ``<= p`` - bit for
+bit, whatever else is in the panel (the leakage tests check exact equality).
+
+Window sums use *blockwise* prefix sums: time is cut into blocks of ``B >=``
+max window columns; within a block the prefix sums run over ``x - c_b`` where
+``c_b`` is the block's first value, and a window that straddles two blocks adds
+the tail of the previous block, re-centred (exact algebra, see :func:`s1`,
+:func:`s2`). Compared with one cumulative sum over the whole history this keeps
+the summed magnitudes local (B rows, centred on a nearby price), so variances,
+covariances and regression slopes keep ~1e-12 relative accuracy instead of
+losing digits to catastrophic cancellation on long, drifting price series.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy.signal import lfilter
+
+
+def block_size(max_window: int) -> int:
+    """Smallest power of two >= ``max_window`` (and >= 8)."""
+    b = 8
+    while b < max_window:
+        b *= 2
+    return b
+
+
+def padded_length(t: int, block: int) -> int:
+    return max(1, -(-t // block)) * block
+
+
+class Summed:
+    """A series prepared for window sums: blockwise prefix sums of ``x - c_b``.
+
+    ``x`` is ``(n, Tp)`` with ``Tp`` a multiple of ``B``. ``center`` re-centres
+    every block on its first value (use it for level series such as prices;
+    returns and differences need none). ``lead`` leading columns are not real
+    values (e.g. the first return of a stock): they are replaced by 0 and the
+    caller masks the windows that contain them. Non-finite values after the lead
+    are replaced by 0 and counted, and any window containing one is NaN.
+    """
+
+    __slots__ = ("B", "xc", "c", "delta", "P", "bad", "_q", "_pj", "_qj")
+
+    def __init__(self, x: np.ndarray, B: int, center: bool = False, lead: int = 0):
+        n, tp = x.shape
+        nb = tp // B
+        x = np.array(x, dtype=np.float64, copy=True)
+        if lead:
+            x[:, :lead] = 0.0
+        finite = np.isfinite(x)
+        self.bad = None
+        if not finite.all():
+            bad = ~finite
+            x[bad] = 0.0
+            self.bad = Summed(bad.astype(np.float64), B)
+        x3 = x.reshape(n, nb, B)
+        if center:
+            self.c = x3[:, :, 0].copy()
+            x3 -= self.c[:, :, None]
+            self.delta = self.c[:, :-1] - self.c[:, 1:]
+        else:
+            self.c = None
+            self.delta = None
+        self.B = B
+        self.xc = x3
+        self.P = np.cumsum(x3, axis=2)
+        self._q: dict[int, np.ndarray] = {}
+        self._pj = None
+        self._qj: dict[int, np.ndarray] = {}
+
+    @classmethod
+    def product(cls, a: "Summed", b: "Summed") -> "Summed":
+        """Prefix sums of ``(x - cx_b) * (y - cy_b)`` (for :func:`s2`)."""
+        n, nb, B = a.xc.shape
+        out = cls.__new__(cls)
+        out.B = B
+        out.xc = a.xc * b.xc
+        out.c = out.delta = None
+        out.P = np.cumsum(out.xc, axis=2)
+        out.bad = None
+        out._q = {}
+        out._pj = None
+        out._qj = {}
+        return out
+
+    def q(self, d: int) -> np.ndarray:
+        """Sum over the previous block's last ``d-1-u`` columns, for u = 0..d-2."""
+        if d not in self._q:
+            P, B = self.P, self.B
+            self._q[d] = P[:, :-1, B - 1 : B] - P[:, :-1, B - d : B - 1]
+        return self._q[d]
+
+    @property
+    def pj(self) -> np.ndarray:
+        """Prefix sums of ``j * (x - c_b)``, ``j`` the column within the block."""
+        if self._pj is None:
+            j = np.arange(self.B, dtype=np.float64)
+            self._pj = np.cumsum(self.xc * j, axis=2)
+        return self._pj
+
+    def qj(self, d: int) -> np.ndarray:
+        if d not in self._qj:
+            P, B = self.pj, self.B
+            self._qj[d] = P[:, :-1, B - 1 : B] - P[:, :-1, B - d : B - 1]
+        return self._qj[d]
+
+    def center_row(self) -> np.ndarray | float:
+        """The block centre of every column, broadcastable to ``(n, nb, B)``."""
+        return 0.0 if self.c is None else self.c[:, :, None]
+
+
+def _n1(d: int) -> np.ndarray:
+    """Rows of the window that lie in the previous block, for u = 0..d-2."""
+    return np.arange(d - 1, 0, -1, dtype=np.float64)
+
+
+def _window(P: np.ndarray, d: int) -> np.ndarray:
+    """Window sums that lie inside the current block (full windows for u >= d-1)."""
+    B = P.shape[2]
+    W = np.empty_like(P)
+    np.subtract(P[:, :, d:], P[:, :, : B - d], out=W[:, :, d:])
+    W[:, :, :d] = P[:, :, :d]
+    return W
+
+
+def _mark_bad(W: np.ndarray, *series: Summed, d: int) -> np.ndarray:
+    for s in series:
+        if s.bad is not None:
+            W[s1(s.bad, d) > 0.5] = np.nan
+    return W
+
+
+def s1(X: Summed, d: int) -> np.ndarray:
+    """Sum over the window ``[i-d+1, i]`` of ``x - c_b(i)`` (c_b(i): centre of i's block)."""
+    W = _window(X.P, d)
+    if W.shape[1] > 1 and d > 1:
+        cross = W[:, 1:, : d - 1]
+        cross += X.q(d)
+        if X.delta is not None:
+            cross += X.delta[:, :, None] * _n1(d)
+    return _mark_bad(W, X, d=d)
+
+
+def s2(XY: Summed, X: Summed, Y: Summed, d: int) -> np.ndarray:
+    """Sum over the window of ``(x - cx_b(i)) * (y - cy_b(i))``; ``XY = Summed.product(X, Y)``."""
+    W = _window(XY.P, d)
+    if W.shape[1] > 1 and d > 1:
+        cross = W[:, 1:, : d - 1]
+        cross += XY.q(d)
+        n1 = _n1(d)
+        dx = None if X.delta is None else X.delta[:, :, None]
+        dy = None if Y.delta is None else Y.delta[:, :, None]
+        if dx is not None:
+            cross += dx * Y.q(d)
+        if dy is not None:
+            cross += dy * X.q(d)
+        if dx is not None and dy is not None:
+            cross += n1 * dx * dy
+    return _mark_bad(W, X, Y, d=d)
+
+
+def sk(X: Summed, d: int) -> np.ndarray:
+    """Sum over the window of ``k * (x - c_b(i))``, ``k = 0..d-1`` from the oldest row."""
+    P, PJ = X.P, X.pj
+    B = P.shape[2]
+    W = np.empty_like(P)
+    W[:, :, d:] = (PJ[:, :, d:] - PJ[:, :, : B - d]) - np.arange(1, B - d + 1, dtype=np.float64) * (
+        P[:, :, d:] - P[:, :, : B - d]
+    )
+    W[:, :, d - 1] = PJ[:, :, d - 1]
+    if d > 1:
+        n1 = _n1(d)
+        W[:, :, : d - 1] = PJ[:, :, : d - 1] + n1 * P[:, :, : d - 1]
+        if W.shape[1] > 1:
+            part1 = X.qj(d) - (B - n1) * X.q(d)
+            if X.delta is not None:
+                part1 += X.delta[:, :, None] * (n1 * (n1 - 1) / 2)
+            W[:, 1:, : d - 1] += part1
+    return _mark_bad(W, X, d=d)
+
+
+def flat(a3: np.ndarray) -> np.ndarray:
+    """(n, nb, B) -> (n, Tp) view."""
+    return a3.reshape(a3.shape[0], -1)
+
+
+# ------------------------------------------------------------------ order statistics
+
+
+class Extremes:
+    """Rolling max (or min) with the index of its first occurrence, by doubling.
+
+    Level k holds the max over ``[i - 2^k + 1, i]`` and where it first occurs;
+    a window of ``d`` is the union of two overlapping power-of-two windows.
+    O(n log d) elementwise work, exact (no arithmetic on values).
+    """
+
+    def __init__(self, x: np.ndarray, max_window: int, kind: str = "max"):
+        self.better = np.greater_equal if kind == "max" else np.less_equal  # ties -> earlier row
+        self.pick = np.maximum if kind == "max" else np.minimum
+        n, tp = x.shape
+        idx = np.broadcast_to(np.arange(tp, dtype=np.int32), (n, tp))
+        self.levels = [(x, idx)]
+        step = 1
+        while 2 * step <= max_window:
+            m, i = self.levels[-1]
+            m2 = m.copy()
+            i2 = np.array(i, copy=True)
+            left_m, right_m = m[:, :-step], m[:, step:]
+            take_left = self.better(left_m, right_m)
+            self.pick(left_m, right_m, out=m2[:, step:])
+            i2[:, step:] = np.where(take_left, i[:, :-step], i[:, step:])
+            self.levels.append((m2, i2))
+            step *= 2
+
+    def query(self, d: int) -> tuple[np.ndarray, np.ndarray]:
+        """(value, position of the first extreme counted from the window's oldest row, 0-based)."""
+        k = d.bit_length() - 1
+        L = 1 << k
+        m, i = self.levels[k]
+        n, tp = m.shape
+        val = np.full((n, tp), np.nan)
+        pos = np.full((n, tp), np.nan)
+        s = d - L  # the left half starts s rows earlier
+        if tp >= d:
+            right_m, right_i = m[:, d - 1 :], i[:, d - 1 :]
+            left_m, left_i = m[:, d - 1 - s : tp - s], i[:, d - 1 - s : tp - s]
+            take_left = self.better(left_m, right_m)
+            val[:, d - 1 :] = self.pick(left_m, right_m)
+            first = np.where(take_left, left_i, right_i)
+            pos[:, d - 1 :] = first - np.arange(0, tp - d + 1, dtype=np.int32)
+        return val, pos
+
+
+def rolling_rank(x: np.ndarray, windows: list[int]) -> dict[int, np.ndarray]:
+    """Percentile rank of the last value in its window (pandas ``rank(pct=True)``, average ties).
+
+    rank = (#{< x_i} + #{<= x_i} + 1) / (2d) = (sum_k sign(x_i - x_{i-k}) + d + 1) / (2d),
+    accumulated over lags k = 1..max(d)-1 (exact small integers).
+    """
+    n, tp = x.shape
+    acc = np.zeros((n, tp), dtype=np.float64)
+    tmp = np.empty((n, tp), dtype=np.float64)
+    out: dict[int, np.ndarray] = {}
+    want = sorted(set(windows))
+    for k in range(1, max(want)):
+        if k < tp:
+            t = tmp[:, k:]
+            np.subtract(x[:, k:], x[:, :-k], out=t)
+            np.sign(t, out=t)
+            acc[:, k:] += t
+        if k + 1 in want:
+            d = k + 1
+            out[d] = (acc + (d + 1)) / (2 * d)
+    if 1 in want:
+        out[1] = np.ones((n, tp))
+    return out
+
+
+def rolling_quantiles(
+    x: np.ndarray, d: int, quantiles: list[float], rows_per_step: int = 16
+) -> list[np.ndarray]:
+    """Rolling quantiles with linear interpolation (pandas ``rolling(d).quantile(q)``)."""
+    n, tp = x.shape
+    outs = [np.full((n, tp), np.nan) for _ in quantiles]
+    if tp < d:
+        return outs
+    win = sliding_window_view(x, d, axis=1)
+    spec = []
+    for q in quantiles:
+        f = q * (d - 1)
+        lo = int(f)
+        spec.append((lo, min(lo + 1, d - 1), f - lo))
+    for a in range(0, n, rows_per_step):
+        srt = np.sort(win[a : a + rows_per_step], axis=-1)
+        for out, (lo, hi, frac) in zip(outs, spec):
+            vlo = srt[..., lo]
+            if frac == 0.0:
+                out[a : a + rows_per_step, d - 1 :] = vlo
+            else:
+                out[a : a + rows_per_step, d - 1 :] = vlo + (srt[..., hi] - vlo) * frac
+    return outs
+
+
+# ---------------------------------------------------------------------- smoothing
+
+
+def ema(x: np.ndarray, alpha: float, start: int = 0) -> np.ndarray:
+    """Exponential moving average, ``adjust=False`` (y_s = x_s; y = a x + (1-a) y_prev).
+
+    Starts at column ``start`` (columns before it are NaN). Equivalent to
+    pandas ``ewm(alpha=alpha, adjust=False).mean()`` from the first valid value.
+    """
+    n, tp = x.shape
+    out = np.full((n, tp), np.nan)
+    if tp <= start:
+        return out
+    seg = x[:, start:]
+    zi = ((1.0 - alpha) * seg[:, 0])[:, None]
+    out[:, start:] = lfilter([alpha], [1.0, alpha - 1.0], seg, axis=1, zi=zi)[0]
+    return out
+
+
+def lag(x: np.ndarray, k: int, fill: float = np.nan) -> np.ndarray:
+    """Value ``k`` rows earlier in the same stock."""
+    out = np.empty_like(x)
+    out[:, :k] = fill
+    out[:, k:] = x[:, :-k] if k else x
+    return out

@@ -1,0 +1,178 @@
+"""Rolling-correlation edges: masked Pearson correlation and deterministic top-k.
+
+Everything here works on one snapshot's window at a time, as dense matrices:
+a few matrix products per snapshot, never a Python loop over stocks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CorrEdges:
+    """Correlation edges of one snapshot as column indices into the window matrix."""
+
+    src: np.ndarray  # neighbour (message sender)
+    dst: np.ndarray  # the stock that chose it
+    rho: np.ndarray  # float64 correlation
+
+
+def min_observations(window: int, share: float) -> int:
+    """Returns a stock (and a pair of stocks) needs inside the window; at least 3."""
+    return max(3, math.ceil(share * window - 1e-9))
+
+
+def residualize(x: np.ndarray, market: np.ndarray) -> np.ndarray:
+    """Remove each column's OLS market beta (with intercept) over its observed days.
+
+    ``x`` is [W, n] with NaN for missing days; ``market`` is [W]. A day with no
+    market return is treated as missing. The intercept is dropped: correlation
+    over any subset of days is shift-invariant, so only the slope matters.
+    """
+    obs = np.isfinite(x) & np.isfinite(market)[:, None]
+    mk = np.where(obs, market[:, None], 0.0)
+    xv = np.where(obs, x, 0.0)
+    count = obs.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m_mean = mk.sum(axis=0) / count
+        x_mean = xv.sum(axis=0) / count
+        m_dev = np.where(obs, mk - m_mean, 0.0)
+        cov = (m_dev * np.where(obs, xv - x_mean, 0.0)).sum(axis=0)
+        var = (m_dev * m_dev).sum(axis=0)
+        beta = np.where(var > 0, cov / var, 0.0)
+    return np.where(obs, x - beta * market[:, None], np.nan)
+
+
+@dataclass(frozen=True)
+class Standardized:
+    """A window ready for correlation rows: unit-norm columns plus masked gap blocks."""
+
+    z: np.ndarray  # [W, n] centred, unit-norm columns (0 where missing)
+    gaps: np.ndarray  # columns with missing days
+    gap_slot: np.ndarray  # [n] position of each column in ``gaps``, -1 if gap-free
+    block: np.ndarray  # [n, len(gaps)] exact pairwise-complete rho against gap columns
+    dead: np.ndarray  # [n] columns with no usable variance
+
+
+def standardize(x: np.ndarray, min_obs: int) -> Standardized:
+    """Prepare ``x`` [W, n] (NaN = missing) for :func:`corr_rows`.
+
+    Gap-free pairs get their rho from one product of standardized columns;
+    only columns with gaps pay for masked sums, against every column.
+    """
+    w, n = x.shape
+    obs = np.isfinite(x)
+    count = obs.sum(axis=0)
+    # Centring first keeps the one-pass masked sums well conditioned; it does not change rho.
+    centre = np.where(obs, x, 0.0).sum(axis=0) / np.maximum(count, 1)
+    xc = np.where(obs, x - centre, 0.0)
+    norm = np.sqrt((xc * xc).sum(axis=0))
+    dead = ~(norm > 0) | (count < min_obs)
+    z = np.where(dead, 0.0, xc / np.where(dead, 1.0, norm))
+    gaps = np.flatnonzero(count < w)
+    gap_slot = np.full(n, -1)
+    gap_slot[gaps] = np.arange(gaps.size)
+    block = _masked_corr(xc, obs, gaps, min_obs) if gaps.size else np.empty((n, 0))
+    return Standardized(z=z, gaps=gaps, gap_slot=gap_slot, block=block, dead=dead)
+
+
+def corr_rows(s: Standardized, rows: slice) -> np.ndarray:
+    """Rows ``rows`` of the [n, n] correlation matrix (NaN where undefined)."""
+    out = s.z[:, rows].T @ s.z
+    if s.gaps.size:
+        out[:, s.gaps] = s.block[rows]
+        slot = s.gap_slot[rows]
+        has = slot >= 0
+        out[has] = s.block[:, slot[has]].T
+    out[:, s.dead] = np.nan
+    out[s.dead[rows]] = np.nan
+    return out
+
+
+def pairwise_corr(x: np.ndarray, min_obs: int) -> np.ndarray:
+    """Pearson correlation of the columns of ``x`` [W, n] over pairwise-complete days.
+
+    Equals ``pandas.DataFrame.corr(min_periods=min_obs)``; on complete data it is
+    ``np.corrcoef(x.T)``. Pairs with fewer than ``min_obs`` common days or zero
+    variance are NaN.
+    """
+    return np.clip(corr_rows(standardize(x, min_obs), slice(None)), -1.0, 1.0)
+
+
+def _masked_corr(xc: np.ndarray, obs: np.ndarray, cols: np.ndarray, min_obs: int) -> np.ndarray:
+    """[n, len(cols)] correlation of every column with ``cols`` over common days.
+
+    ``xc`` is zero where a value is missing, so a product with the other
+    column's observation mask sums over the days both are observed.
+    """
+    ma = obs.astype(np.float64)
+    mb = ma[:, cols]
+    xb = xc[:, cols]
+    n = ma.T @ mb
+    sa, saa = xc.T @ mb, (xc * xc).T @ mb
+    sb, sbb = ma.T @ xb, ma.T @ (xb * xb)
+    sab = xc.T @ xb
+    with np.errstate(invalid="ignore", divide="ignore"):
+        va = saa - sa * sa / n
+        vb = sbb - sb * sb / n
+        block = (sab - sa * sb / n) / np.sqrt(va * vb)
+    block[(n < min_obs) | ~(va > 0) | ~(vb > 0)] = np.nan
+    return block
+
+
+def correlation_top_k(
+    x: np.ndarray, min_obs: int, k: int, include_negative: bool, chunk: int = 256
+) -> CorrEdges:
+    """Top-k correlation neighbours of every column of ``x`` [W, n].
+
+    Rows of the correlation matrix are made and reduced ``chunk`` at a time, so
+    the full [n, n] matrix never exists (cache-friendly, and memory stays
+    O(chunk * n) for big universes).
+    """
+    s = standardize(x, min_obs)
+    n = x.shape[1]
+    parts = [
+        top_k_neighbours(corr_rows(s, slice(lo, min(lo + chunk, n))), k, include_negative, row_offset=lo)
+        for lo in range(0, n, chunk)  # chunks of rows, not single stocks
+    ]
+    if not parts:
+        empty = np.empty(0, dtype=np.int64)
+        return CorrEdges(src=empty, dst=empty, rho=np.empty(0))
+    return CorrEdges(
+        src=np.concatenate([p.src for p in parts]),
+        dst=np.concatenate([p.dst for p in parts]),
+        rho=np.clip(np.concatenate([p.rho for p in parts]), -1.0, 1.0),
+    )
+
+
+def top_k_neighbours(rho: np.ndarray, k: int, include_negative: bool, row_offset: int = 0) -> CorrEdges:
+    """Each row (stock) keeps its ``k`` best columns (neighbours), deterministically.
+
+    ``rho`` holds rows ``row_offset ...`` of a square correlation matrix (row i's
+    own column is ``row_offset + i``). Score is |rho| (or rho, keeping only
+    rho > 0, when ``include_negative`` is off); the own column, NaN and zero
+    scores never qualify. Ties are broken by the lower column index, i.e. the
+    alphabetically first code, so the result does not depend on the partition
+    algorithm. Returns global row indices in ``dst``.
+    """
+    m, n = rho.shape
+    k = min(k, n - 1)
+    if k < 1 or m == 0:
+        empty = np.empty(0, dtype=np.int64)
+        return CorrEdges(src=empty, dst=empty, rho=np.empty(0))
+    score = np.abs(rho) if include_negative else rho.copy()
+    score[~(score > 0)] = -np.inf  # NaN, zero and (when positive-only) negative rho
+    score[np.arange(m), row_offset + np.arange(m)] = -np.inf
+    kth = np.partition(score, n - k, axis=1)[:, n - k]  # k-th largest score per row
+    # Everything tied with the k-th score is a candidate; the sort below picks among them.
+    rows, cols = np.nonzero((score >= kth[:, None]) & (score > -np.inf))
+    order = np.lexsort((cols, -score[rows, cols], rows))
+    rows, cols = rows[order], cols[order]
+    rank = np.arange(rows.size) - np.searchsorted(rows, rows)
+    keep = rank < k
+    rows, cols = rows[keep], cols[keep]
+    return CorrEdges(src=cols, dst=rows + row_offset, rho=rho[rows, cols])

@@ -1,0 +1,242 @@
+"""Per-day graphs for models: the day's panel rows as nodes, the snapshot's edges.
+
+:class:`GraphIndex` indexes the edges frame once per snapshot (integer code ids,
+weights, relation ids, sorted by snapshot then relation) and the panel once per
+date (row ranges). A day's graph is then a slice of the panel rows plus the
+snapshot's edges mapped to that day's row positions with a vectorized
+``searchsorted``; many days are mapped in one pass.
+
+Days before the first snapshot that has edges get graphs with no edges (the
+edges frame cannot record an empty snapshot, and early days have no history).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import torch
+from torch_geometric.data import Batch, Data, HeteroData
+
+from alphagraph.graph.build import RELATIONS
+
+NODE = "stock"
+DateLike = dt.date | np.datetime64 | str
+
+
+@dataclass(frozen=True)
+class _DayEdges:
+    """Mapped edges of several days, concatenated day after day."""
+
+    edge: np.ndarray  # index into the snapshot-sorted edge arrays
+    src: np.ndarray  # node position within its day
+    dst: np.ndarray
+    per_day: np.ndarray  # number of edges of each day
+
+
+class GraphIndex:
+    """Fast batched access to per-day graphs built from ``edges`` and a panel."""
+
+    def __init__(self, edges: pl.DataFrame, panel: pl.DataFrame, relations: list[str] | None = None) -> None:
+        self.relations: list[str] = _relation_order(edges, relations)
+        codes = pl.concat([panel["code"], edges["src"], edges["dst"]]).unique().sort()
+        self._n_codes = codes.len()
+        self._index_panel(panel, codes)
+        self._index_edges(edges, codes)
+        self._features: dict[tuple[str, ...], torch.Tensor] = {}
+
+    # ------------------------------------------------------------- indexing
+
+    def _index_panel(self, panel: pl.DataFrame, codes: pl.Series) -> None:
+        """Row ranges per date; rows keep the panel's order within a date."""
+        self._panel = panel
+        day = panel["date"].to_numpy().astype("datetime64[D]")
+        self._order = np.argsort(day, kind="stable")  # identity for a (date, code)-sorted panel
+        day = day[self._order]
+        self.dates: np.ndarray = np.unique(day)
+        self._day_start = np.r_[np.searchsorted(day, self.dates), day.size]
+        code_id = panel["code"].cast(pl.Enum(codes)).to_physical().to_numpy().astype(np.int64)
+        self._code_id = code_id[self._order]
+        self._code_str = panel["code"].gather(self._order)
+
+    def _index_edges(self, edges: pl.DataFrame, codes: pl.Series) -> None:
+        """Edge arrays sorted by (snapshot, relation id, src, dst) with per-snapshot offsets."""
+        rel_ids = pl.DataFrame(
+            {"relation": self.relations, "rel": list(range(len(self.relations)))},
+            schema={"relation": pl.Utf8, "rel": pl.Int64},
+        )
+        e = (
+            edges.join(rel_ids, on="relation", how="inner")
+            .sort("snapshot", "rel", "src", "dst")
+            .select(
+                pl.col("snapshot"),
+                pl.col("rel"),
+                pl.col("src").cast(pl.Enum(codes)).to_physical().cast(pl.Int64),
+                pl.col("dst").cast(pl.Enum(codes)).to_physical().cast(pl.Int64),
+                pl.col("weight").cast(pl.Float32),
+                pl.col("sign").cast(pl.Float32),
+            )
+        )
+        snap = e["snapshot"].to_numpy().astype("datetime64[D]")
+        self.snapshots: np.ndarray = np.unique(snap)
+        self._snap_start = np.r_[np.searchsorted(snap, self.snapshots), snap.size]
+        self._src = e["src"].to_numpy()
+        self._dst = e["dst"].to_numpy()
+        self._rel = e["rel"].to_numpy()
+        self._weight = torch.from_numpy(e["weight"].to_numpy().copy())
+        self._sign = torch.from_numpy(e["sign"].to_numpy().copy())
+        # Snapshot used by each panel date: the latest s <= date, -1 when none yet.
+        self._day_snap = np.searchsorted(self.snapshots, self.dates, side="right") - 1
+
+    # --------------------------------------------------------------- lookups
+
+    def snapshot_for(self, date: DateLike) -> dt.date:
+        """The latest snapshot dated <= ``date`` (KeyError when there is none)."""
+        day = _as_day(date)
+        i = int(np.searchsorted(self.snapshots, day, side="right")) - 1
+        if i < 0:
+            first = self.snapshots[0] if self.snapshots.size else "none: the edges frame is empty"
+            raise KeyError(f"no graph snapshot on or before {day} (first snapshot: {first})")
+        return self.snapshots[i].item()
+
+    def features(self, cols: Sequence[str]) -> torch.Tensor:
+        """Float32 [rows, F] of ``cols`` in date-grouped row order (cached per column set)."""
+        key = tuple(cols)
+        if key not in self._features:
+            values = self._panel.select(pl.col(c).cast(pl.Float32) for c in key).to_numpy()
+            values = np.ascontiguousarray(values[self._order], dtype=np.float32)
+            self._features[key] = torch.from_numpy(values.reshape(self._order.size, len(key)))
+        return self._features[key]
+
+    def _day_index(self, dates: Sequence[DateLike] | DateLike) -> np.ndarray:
+        """Positions of ``dates`` in the panel's date list (KeyError for unknown dates)."""
+        days = _as_days(dates)
+        pos = np.searchsorted(self.dates, days)
+        found = pos < self.dates.size
+        found[found] = self.dates[pos[found]] == days[found]
+        if not found.all():
+            raise KeyError(f"date {days[~found][0]} is not in the panel")
+        return pos
+
+    # ---------------------------------------------------------------- graphs
+
+    def hetero(self, date: DateLike, feature_cols: Sequence[str], label_cols: Sequence[str] = ()) -> HeteroData:
+        """One day as a HeteroData: node type "stock", one edge type per relation (never omitted)."""
+        days = self._day_index(date)
+        d, mapped = int(days[0]), self._map_edges(days)
+        lo, hi = self._day_start[d], self._day_start[d + 1]
+        data = HeteroData()
+        self._fill_nodes(data[NODE], lo, hi, feature_cols, label_cols)
+        data.date = self.dates[d].item()
+        # Edges of one day share a snapshot, so they are sorted by relation id.
+        bounds = np.searchsorted(self._rel[mapped.edge], np.arange(len(self.relations) + 1))
+        for r, name in enumerate(self.relations):
+            part = slice(bounds[r], bounds[r + 1])
+            store = data[NODE, name, NODE]
+            store.edge_index = torch.from_numpy(np.stack([mapped.src[part], mapped.dst[part]]))
+            edge = mapped.edge[part]
+            store.edge_attr = torch.stack([self._weight[edge], self._sign[edge]], dim=1)
+        return data
+
+    def homogeneous(self, date: DateLike, feature_cols: Sequence[str], label_cols: Sequence[str] = ()) -> Data:
+        """One day, all relations merged; edge_attr = (weight, sign, one-hot relation)."""
+        return self._homogeneous_days(self._day_index(date), feature_cols, label_cols)[0]
+
+    def batch(self, dates: Sequence[DateLike], feature_cols: Sequence[str], label_cols: Sequence[str] = ()) -> Batch:
+        """Many days as one PyG Batch of homogeneous graphs (edges mapped in one pass)."""
+        return Batch.from_data_list(self._homogeneous_days(self._day_index(dates), feature_cols, label_cols))
+
+    def _homogeneous_days(
+        self, days: np.ndarray, feature_cols: Sequence[str], label_cols: Sequence[str]
+    ) -> list[Data]:
+        mapped = self._map_edges(days)
+        edge = torch.from_numpy(mapped.edge)
+        edge_type = torch.from_numpy(self._rel[mapped.edge])
+        one_hot = torch.nn.functional.one_hot(edge_type, len(self.relations)).to(torch.float32)
+        edge_attr = torch.cat([self._weight[edge, None], self._sign[edge, None], one_hot], dim=1)
+        edge_index = torch.from_numpy(np.stack([mapped.src, mapped.dst]))
+        bounds = np.r_[0, np.cumsum(mapped.per_day)]
+        graphs = []
+        for b, d in enumerate(days):  # slices of the precomputed tensors only
+            lo, hi = self._day_start[d], self._day_start[d + 1]
+            part = slice(bounds[b], bounds[b + 1])
+            data = Data(edge_index=edge_index[:, part], edge_attr=edge_attr[part], edge_type=edge_type[part])
+            self._fill_nodes(data, lo, hi, feature_cols, label_cols)
+            data.date = self.dates[d].item()
+            graphs.append(data)
+        return graphs
+
+    def _fill_nodes(self, store, lo: int, hi: int, feature_cols: Sequence[str], label_cols: Sequence[str]) -> None:
+        """x, optional y, codes and panel row numbers of one day's nodes."""
+        store.x = self.features(feature_cols)[lo:hi]
+        if label_cols:
+            store.y = self.features(label_cols)[lo:hi]
+        store.code = self._code_str[lo:hi].to_list()
+        store.row = torch.from_numpy(self._order[lo:hi])  # panel row of each node, to write predictions back
+        store.num_nodes = int(hi - lo)
+
+    # ---------------------------------------------------------- edge mapping
+
+    def _map_edges(self, days: np.ndarray) -> _DayEdges:
+        """Snapshot edges of each day mapped to the day's node positions, all days at once.
+
+        Edges whose endpoints do not trade that day are dropped.
+        """
+        snap = self._day_snap[days]
+        has = snap >= 0
+        first = np.where(has, self._snap_start[np.maximum(snap, 0)], 0)
+        last = np.where(has, self._snap_start[np.maximum(snap, 0) + 1], 0)
+        edge, day_of_edge, _ = _ranges(first, last)
+        rows, day_of_node, local = _ranges(self._day_start[days], self._day_start[days + 1])
+        # A node's key is (batch day, code id): one sorted array serves every day.
+        node_key = day_of_node * self._n_codes + self._code_id[rows]
+        order = np.argsort(node_key, kind="stable")
+        sorted_key = node_key[order]
+        src, src_ok = _lookup(sorted_key, day_of_edge * self._n_codes + self._src[edge])
+        dst, dst_ok = _lookup(sorted_key, day_of_edge * self._n_codes + self._dst[edge])
+        keep = src_ok & dst_ok
+        return _DayEdges(
+            edge=edge[keep],
+            src=local[order[src[keep]]],
+            dst=local[order[dst[keep]]],
+            per_day=np.bincount(day_of_edge[keep], minlength=days.size),
+        )
+
+
+def _ranges(first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Concatenated ``arange(first[i], last[i])``, with each element's range i and offset."""
+    count = (last - first).astype(np.int64)
+    group = np.repeat(np.arange(count.size), count)
+    offset = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+    return first[group] + offset, group, offset
+
+
+def _lookup(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of ``keys`` in ``sorted_keys`` and whether each is present."""
+    pos = np.searchsorted(sorted_keys, keys)
+    pos = np.minimum(pos, max(sorted_keys.size - 1, 0))
+    found = sorted_keys[pos] == keys if sorted_keys.size else np.zeros(keys.size, dtype=bool)
+    return pos, found
+
+
+def _relation_order(edges: pl.DataFrame, relations: list[str] | None) -> list[str]:
+    """Given order, or the relations present in canonical order (then others sorted)."""
+    if relations is not None:
+        return list(dict.fromkeys(relations))
+    present = set(edges["relation"].unique().to_list())
+    return [r for r in RELATIONS if r in present] + sorted(present - set(RELATIONS))
+
+
+def _as_day(date: DateLike) -> np.datetime64:
+    if isinstance(date, dt.datetime):
+        date = date.date()
+    return np.datetime64(date, "D")
+
+
+def _as_days(dates: Sequence[DateLike] | DateLike) -> np.ndarray:
+    if isinstance(dates, (str, dt.date, np.datetime64)):
+        dates = [dates]
+    return np.array([_as_day(d) for d in dates], dtype="datetime64[D]")

@@ -1,0 +1,29 @@
+"""The planted truth as a model: the ceiling every model is measured against."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from alphagraph.split import Fold, assign_split
+
+
+def oracle_predictions(oracle: pl.DataFrame, panel: pl.DataFrame, folds: list[Fold], horizons: list[int], reach: int) -> pl.DataFrame:
+    """Val and test rows of every fold with ``pred_{h}d`` = the planted 1-day expected return.
+
+    The oracle is a 1-day quantity; it is used for every horizon, so its
+    multi-day figures are a reference, not a ceiling.
+    """
+    keyed = panel.select("date", "code").join(oracle.select("date", "code", "alpha"), on=["date", "code"], how="left")
+    parts = []
+    for fold in folds:
+        rows = assign_split(keyed, fold, reach).filter(pl.col("split").is_in(["val", "test"]))
+        parts.append(
+            rows.select(
+                "date",
+                "code",
+                pl.lit(fold.fold, dtype=pl.Int32).alias("fold"),
+                "split",
+                *[pl.col("alpha").cast(pl.Float32).alias(f"pred_{h}d") for h in horizons],
+            )
+        )
+    return pl.concat(parts)

@@ -1,0 +1,64 @@
+"""Shared plumbing of the model stages: inputs per fold, evaluation, and outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from alphagraph import paths
+from alphagraph.config import Params
+from alphagraph.evaluate import evaluate, next_day_returns
+from alphagraph.io import read_json, read_parquet, write_csv, write_json, write_parquet
+from alphagraph.split import Fold, assign_split, load_folds
+
+
+def label_reach(params: Params) -> int:
+    """Trading days a label looks ahead: max(horizon) + label delay."""
+    return max(params.features.horizons) + params.features.label_delay
+
+
+def split_for(panel: pl.DataFrame, fold: Fold, params: Params) -> pl.DataFrame:
+    return assign_split(panel, fold, label_reach(params))
+
+
+def realized_returns(panel: pl.DataFrame, horizons: list[int]) -> pl.DataFrame:
+    """``date, code, ret_{h}d, dir_{h}d, r_next`` for the evaluator."""
+    prices = read_parquet(paths.PRICES, columns=["date", "code", "close"])
+    cols = [f"ret_{h}d" for h in horizons] + [c for h in horizons if (c := f"dir_{h}d") in panel.columns]
+    return panel.select("date", "code", *cols).join(next_day_returns(prices), on=["date", "code"], how="left")
+
+
+def oracle_rank_ic_1d(path: Path = paths.METRICS / "oracle.json") -> float | None:
+    """The oracle's pooled test RankIC at 1 day, when the market has a planted truth."""
+    if not path.exists():
+        return None
+    return read_json(path).get("test", {}).get("rank_ic_1d")
+
+
+def evaluate_and_write(
+    name: str,
+    predictions: pl.DataFrame,
+    panel: pl.DataFrame,
+    params: Params,
+    extra: dict[str, Any] | None = None,
+    oracle_ic: float | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``predictions``; write predictions, metrics JSON and plot CSVs for ``name``."""
+    horizons = params.features.horizons
+    metrics, series = evaluate(
+        predictions,
+        realized_returns(panel, horizons),
+        horizons,
+        params.eval,
+        label_delay=params.features.label_delay,
+        oracle_rank_ic_1d=oracle_ic,
+    )
+    metrics |= extra or {}
+    write_parquet(predictions.sort("fold", "date", "code"), paths.PREDICTIONS / f"{name}.parquet")
+    plots = paths.PLOTS / name
+    write_csv(series["rank_ic"].sort("horizon", "date"), plots / "rank_ic.csv")
+    write_csv(series["cum_return"].sort("horizon", "date"), plots / "cum_return.csv")
+    write_json(metrics, paths.METRICS / f"{name}.json")
+    return metrics

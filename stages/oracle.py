@@ -1,0 +1,33 @@
+"""oracle: the planted expected return judged by the evaluator (metrics/oracle.json), the ceiling."""
+
+import argparse
+
+from alphagraph import paths
+from alphagraph.config import load_params
+from alphagraph.io import read_parquet, write_json
+from alphagraph.log import stage_run
+from alphagraph.oracle import oracle_predictions
+from alphagraph.split import load_folds
+from alphagraph.walkforward import evaluate_and_write, label_reach
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    params = load_params(parser.parse_args().params)
+    with stage_run("oracle") as rec:
+        oracle = read_parquet(paths.ORACLE)
+        rec.read = [str(paths.ORACLE), str(paths.NORMALIZED_PANEL), str(paths.FOLDS)]
+        if oracle.is_empty():  # a file source has no planted truth
+            write_json({"available": False}, paths.METRICS / "oracle.json")
+            rec.wrote = [str(paths.METRICS / "oracle.json")]
+            return
+        panel = read_parquet(paths.NORMALIZED_PANEL)
+        preds = oracle_predictions(oracle, panel, load_folds(paths.FOLDS), params.features.horizons, label_reach(params))
+        metrics = evaluate_and_write("oracle", preds, panel, params, extra={"available": True})
+        rec.rows, rec.extra = {"predictions": preds.height}, {"rank_ic_1d": metrics["test"].get("rank_ic_1d")}
+        rec.wrote = ["data/predictions/oracle.parquet", "metrics/oracle.json", "plots/oracle"]
+
+
+if __name__ == "__main__":
+    main()
