@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_PARAMS: dict[str, Any] = {
     "data": {"synthetic": {"n_stocks": 40, "n_days": 400, "n_sectors": 4, "n_funds": 10}},
     "normalize": {"min_stocks": 5},
+    "split": {"n_splits": 2, "min_train_days": 100, "val_days": 60, "test_days": 60, "embargo_days": 20},
+    "lgbm": {"min_data_in_leaf": 100, "n_estimators": 60},
 }
 
 
@@ -77,3 +79,38 @@ def tiny_repo(tmp_path_factory) -> Path:
     repo = make_dvc_repo(tmp_path_factory.mktemp("repo"), TINY_PARAMS)
     run(["dvc", "repro", "-q"], repo)
     return repo
+
+
+class SmallPipeline:
+    """The DAG's artifacts for a small synthetic market, built in-process."""
+
+    def __init__(self, params):
+        from alphagraph.data.ingest import ingest
+        from alphagraph.features.panel import build_panel
+        from alphagraph.graph.build import build_edges
+        from alphagraph.normalize import normalize_panel
+        from alphagraph.split import make_folds
+
+        self.params = params
+        raw = ingest(params)
+        self.prices, self.universe, self.relations, self.oracle = raw.prices, raw.universe, raw.relations, raw.oracle
+        features, _ = build_panel(raw.prices, raw.universe, params.features)
+        self.panel, _ = normalize_panel(features, params.normalize, params.features.horizons)
+        self.folds = make_folds(self.panel["date"].unique().sort().to_list(), params.split)
+        self.edges, _ = build_edges(raw.prices, raw.universe, raw.relations, params.graph)
+
+
+SMALL_PARAMS: dict[str, Any] = {
+    "data": {"synthetic": {"n_stocks": 80, "n_days": 700, "n_sectors": 4, "n_funds": 12}},
+    "features": {"windows": [5, 10, 20, 60]},
+    "normalize": {"min_stocks": 10},
+    "split": {"n_splits": 2, "min_train_days": 200, "val_days": 120, "test_days": 120, "embargo_days": 20},
+    "lgbm": {"min_data_in_leaf": 300, "n_estimators": 150},
+}
+
+
+@pytest.fixture(scope="session")
+def small_pipeline() -> SmallPipeline:
+    from alphagraph.config import params_from_dict
+
+    return SmallPipeline(params_from_dict(SMALL_PARAMS))

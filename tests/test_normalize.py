@@ -89,3 +89,25 @@ def test_property_finite_clipped_centered(seed, n_stocks, missing, clip):
     med = out.group_by("date").agg(pl.col("f_1").median())["f_1"].abs()
     # The per-date median of a robustly centred column is 0 unless fill-with-0 moved it (it can't).
     assert med.max() < 1e-6
+
+
+@pytest.mark.parametrize("mode", ["perturb", "truncate"])
+def test_no_leakage_through_features_and_normalize(mode):
+    """Change or delete every price after t: the normalized panel dated <= t is identical."""
+    from alphagraph.config import FeaturesConfig
+    from alphagraph.features.panel import build_panel
+    from tests.leakage import assert_unchanged_through, perturb_after, toy_prices, truncate_after
+
+    prices, universe = toy_prices(n_stocks=12, n_days=200, seed=3)
+    cfg = FeaturesConfig(windows=[5, 10, 20], horizons=[1, 5])
+    norm = NormalizeConfig(min_stocks=3)
+    targets = [f"{k}_{h}d" for k in ("ret", "dir", "sig", "y") for h in (1, 5)]
+
+    def run(p):
+        return normalize_panel(build_panel(p, universe, cfg)[0], norm, [1, 5])[0]
+
+    base = run(prices)
+    for t in prices["date"].unique().sort()[[60, 140]]:
+        changed = perturb_after(prices, t, seed=7) if mode == "perturb" else truncate_after(prices, t)
+        # Labels look forward by design (and rank-based labels move with them); features may not.
+        assert_unchanged_through(base, run(changed), t, exclude=targets)

@@ -111,7 +111,7 @@ class FeaturesConfig:
 @dataclass(frozen=True)
 class NormalizeConfig:
     clip: float = 5.0
-    label: Literal["zscore", "rankgauss"] = "zscore"
+    label: Literal["zscore", "rankgauss"] = "rankgauss"
     min_stocks: int = 20
 
 
@@ -145,6 +145,9 @@ class GraphConfig:
     max_industry_degree: int = 20
     # share of the corr_window days a stock (and a pair) must have returns for
     corr_min_obs: float = 0.8
+    # BLAS threads for the correlation products (0 = the library's default); 1 is
+    # fastest on small shared CPUs, where spinning BLAS threads fight other work
+    blas_threads: int = 1
 
 
 # ------------------------------------------------------------------------- models
@@ -152,15 +155,15 @@ class GraphConfig:
 
 @dataclass(frozen=True)
 class LgbmConfig:
-    num_leaves: int = 31
-    learning_rate: float = 0.03
-    n_estimators: int = 400
-    min_data_in_leaf: int = 200
+    num_leaves: int = 15
+    learning_rate: float = 0.05
+    n_estimators: int = 300
+    min_data_in_leaf: int = 1000
     feature_fraction: float = 0.8
     bagging_fraction: float = 0.8
     bagging_freq: int = 1
     lambda_l2: float = 1.0
-    early_stopping_rounds: int = 50
+    early_stopping_rounds: int = 30
     num_threads: int = 2
 
 
@@ -176,6 +179,17 @@ class GatConfig:
     batch_days: int = 16
     patience: int = 6
     horizon_weights: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.25, 0.25])
+    # training loop (alphagraph.train.loop.LoopConfig)
+    days_per_epoch: int = 0  # training days sampled per epoch (0 = all)
+    warmup_epochs: float = 1.0  # linear warmup, then cosine to min_lr_ratio * lr (stepped per optimizer step)
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+    dir_weight: float = 0.2  # weight of the class-weighted direction BCE next to the regression MSE
+    select_metric: Literal["rank_ic", "ic", "loss"] = "rank_ic"  # early stopping / best epoch on val
+    select_horizon: int = 1
+    select_smoothing: float = 0.0  # EMA of the val metric across epochs (0 = raw)
+    num_threads: int = 2
+    use_edges: bool = True  # false: the no-graph ablation (self-loops only)
 
 
 @dataclass(frozen=True)

@@ -2,17 +2,38 @@
 
 Public interface::
 
-    compute_features(prices, universe, cfg)  -> date, code, f_* (same rows/order as prices)
+    compute_features(prices, universe, cfg)  -> date, code, f_* (same rows and order as prices)
     compute_targets(prices, horizons, label_delay, signal_threshold)
                                               -> date, code, ret_{h}d, dir_{h}d, sig_{h}d
     feature_families(cfg)                     -> {family: [f_* columns]}
     feature_names(cfg)                        -> all f_* columns, in output order
+    family_null_shares(panel, cfg)            -> {family: share of null cells}
 
-Families, names and definitions: :mod:`alphagraph.features.families`.
+Families (``features.families``): kbar, price, rolling, volume (Qlib's Alpha158, 158
+columns with the default windows), relative (market/sector excess returns, beta to
+the market) and technical (RSI, MACD, ATR, realized volatility and its regime). Names,
+definitions and min periods: :mod:`alphagraph.features.families`,
+:mod:`alphagraph.features.alpha158`, :mod:`alphagraph.features.extra`.
+
+Information set: a row dated t uses only its stock's rows dated <= t and the
+cross-section of date t, bit for bit (tests/test_features.py perturbs and deletes
+the future and compares exactly). Output floats are Float32 by default
+(``dtype=pl.Float64`` for full precision; all arithmetic is float64); missing is null.
+
+Speed: per stock, windows are computed with vectorized numpy kernels
+(:mod:`alphagraph.features.rolling`) on chunks of stocks, on a thread pool
+(``n_threads``, ``$ALPHAGRAPH_THREADS``). bench/features.py compares with a pandas
+reference on 800 stocks x 3,000 days.
 """
 
 from alphagraph.features.compute import compute_features
-from alphagraph.features.families import FAMILIES, family_columns, feature_families, feature_names
+from alphagraph.features.families import (
+    FAMILIES,
+    family_columns,
+    family_null_shares,
+    feature_families,
+    feature_names,
+)
 from alphagraph.features.targets import compute_targets
 
 __all__ = [
@@ -20,6 +41,7 @@ __all__ = [
     "compute_features",
     "compute_targets",
     "family_columns",
+    "family_null_shares",
     "feature_families",
     "feature_names",
 ]

@@ -70,8 +70,7 @@ def moments(ch: ChunkData, key: str, d: int) -> tuple[np.ndarray, np.ndarray, np
     """(mean, centred sum of squares, S1) of a prepared series over windows of d."""
 
     def build():
-        X = ch.series(key)
-        XX = ch.product(key, key)
+        X, _, XX = ch.pair(key, key, d)
         S1 = flat(s1(X, d))
         S2 = flat(s2(XX, X, X, d))
         mean = ch.centers(X) + S1 / d
@@ -82,10 +81,10 @@ def moments(ch: ChunkData, key: str, d: int) -> tuple[np.ndarray, np.ndarray, np
 
 def corr(ch: ChunkData, kx: str, ky: str, d: int) -> np.ndarray:
     """Rolling Pearson correlation of two prepared series."""
-    X, Y = ch.series(kx), ch.series(ky)
+    X, Y, XY = ch.pair(kx, ky, d)
     _, sxx, S1x = moments(ch, kx, d)
     _, syy, S1y = moments(ch, ky, d)
-    sxy = flat(s2(ch.product(kx, ky), X, Y, d)) - S1x * S1y / d
+    sxy = flat(s2(XY, X, Y, d)) - S1x * S1y / d
     den = np.sqrt(sxx * syy)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, sxy / np.where(den > 0, den, 1.0), np.nan)
@@ -96,10 +95,16 @@ def std_from_ss(ss: np.ndarray, d: int) -> np.ndarray:
 
 
 def _ratio_sums(ch: ChunkData, kpos: str, kneg: str, kabs: str, d: int):
-    sp = flat(s1(ch.series(kpos), d))
-    sn = flat(s1(ch.series(kneg), d))
-    sa = flat(s1(ch.series(kabs), d)) + EPS
+    sp = flat(s1(ch.series(kpos, d), d))
+    sn = flat(s1(ch.series(kneg, d), d))
+    sa = flat(s1(ch.series(kabs, d), d)) + EPS
     return sp / sa, sn / sa, (sp - sn) / sa
+
+
+def _log_volume_change(v: np.ndarray) -> np.ndarray:
+    """log(volume / previous volume + 1): inf or NaN after a zero-volume day (such windows are null)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(v / lag(v, 1) + 1.0)
 
 
 def prepare_returns(ch: ChunkData) -> None:
@@ -111,15 +116,13 @@ def rolling_family(ch: ChunkData, windows: list[int], emit: Emit) -> None:
     ch.summed("close", lambda: c, center=True)
     ch.summed("logvol", lambda: np.log(v + 1.0), center=True)
     prepare_returns(ch)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ch.summed("dlogvol", lambda: np.log(v / lag(v, 1) + 1.0), lead=1)
+    ch.summed("dlogvol", lambda: _log_volume_change(v), lead=1)
     dc = ch.dclose
     ch.summed("up", lambda: (dc > 0).astype(np.float64), lead=1)
     ch.summed("down", lambda: (dc < 0).astype(np.float64), lead=1)
     ch.summed("gain", lambda: np.maximum(dc, 0.0), lead=1)
     ch.summed("loss", lambda: np.maximum(-dc, 0.0), lead=1)
     ch.summed("absdiff", lambda: np.abs(dc), lead=1)
-    Cs = ch.series("close")
     hi = ch.extremes("high", "max")
     lo = ch.extremes("low", "min")
     ranks = rolling_rank(c, windows)
@@ -129,7 +132,7 @@ def rolling_family(ch: ChunkData, windows: list[int], emit: Emit) -> None:
         mean, ss, S1 = moments(ch, "close", d)
         emit(f"f_ma_{d}", mean / c, d - 1)
         emit(f"f_std_{d}", std_from_ss(ss, d) / c, d - 1)
-        sxy = flat(sk(Cs, d)) - kbar * S1
+        sxy = flat(sk(ch.series("close", d), d)) - kbar * S1
         sxx = d * (d * d - 1) / 12.0
         slope = sxy / sxx
         emit(f"f_slope_{d}", slope / c, d - 1)
@@ -150,8 +153,8 @@ def rolling_family(ch: ChunkData, windows: list[int], emit: Emit) -> None:
         emit(f"f_imxd_{d}", (imx - imn) / d, d - 1)
         emit(f"f_corr_close_volume_{d}", corr(ch, "close", "logvol", d), d - 1)
         emit(f"f_corr_ret_volchg_{d}", corr(ch, "ret", "dlogvol", d), d)
-        cntp = flat(s1(ch.series("up"), d)) / d
-        cntn = flat(s1(ch.series("down"), d)) / d
+        cntp = flat(s1(ch.series("up", d), d)) / d
+        cntn = flat(s1(ch.series("down", d), d)) / d
         emit(f"f_cntp_{d}", cntp, d)
         emit(f"f_cntn_{d}", cntn, d)
         emit(f"f_cntd_{d}", cntp - cntn, d)
@@ -159,7 +162,7 @@ def rolling_family(ch: ChunkData, windows: list[int], emit: Emit) -> None:
         emit(f"f_sump_{d}", sp, d)
         emit(f"f_sumn_{d}", sn, d)
         emit(f"f_sumd_{d}", sd, d)
-    ch.drop("E:", "M:", "S:up", "S:down", "S:gain", "S:loss", "S:absdiff", "S:dlogvol", "P:ret*dlogvol", "P:dlogvol")
+    ch.drop("high", "low", "close", "logvol", "up", "down", "gain", "loss", "absdiff", "dlogvol")
 
 
 def volume_family(ch: ChunkData, windows: list[int], emit: Emit) -> None:
@@ -183,7 +186,7 @@ def volume_family(ch: ChunkData, windows: list[int], emit: Emit) -> None:
         emit(f"f_vsumd_{d}", sd, d)
         with np.errstate(divide="ignore", invalid="ignore"):
             emit(f"f_abvol_{d}", v / lag(mean, 1), d)
-    ch.drop("M:", "S:wvol", "P:wvol", "S:vgain", "S:vloss", "S:vabs", "S:vol", "P:vol")
+    ch.drop("vol", "wvol", "vgain", "vloss", "vabs")
 
 
 __all__ = ["kbar_price", "rolling_family", "volume_family", "moments", "corr", "std_from_ss", "Summed"]

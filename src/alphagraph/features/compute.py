@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
+import mmap
 import os
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -36,7 +40,25 @@ from alphagraph.features.families import (
 from alphagraph.features.layout import Chunk, Layout
 from alphagraph.features.rolling import block_size
 
+log = logging.getLogger(__name__)
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
+
+
+class _Timer:
+    """Phase timings, logged at DEBUG level (``alphagraph.features.compute``)."""
+
+    def __init__(self) -> None:
+        self.t = time.perf_counter()
+        self.phases: dict[str, float] = {}
+
+    def __call__(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.phases[phase] = now - self.t
+        self.t = now
+
+    def report(self) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("compute_features phases: %s", {k: round(v, 3) for k, v in self.phases.items()})
 CELLS_PER_CHUNK = 1 << 17  # ~1 MB per float64 array: the working set stays in cache
 
 
@@ -91,22 +113,47 @@ def malloc_tuned() -> Iterator[callable]:
         libc.malloc_trim(0)
 
 
-def _check_inputs(prices: pl.DataFrame) -> None:
+def _prefaulted(n: int, dtype) -> np.ndarray:
+    """An uninitialised array whose pages are mapped up front (one MAP_POPULATE mmap).
+
+    Faulting fresh pages in one by one while chunks write their results cost more
+    than the writes themselves on small VMs; populating in the kernel is ~2x cheaper.
+    Falls back to ``np.empty`` where MAP_POPULATE is unavailable.
+    """
+    nbytes = int(n) * np.dtype(dtype).itemsize
+    flag = getattr(mmap, "MAP_POPULATE", 0)
+    if not flag or nbytes == 0:
+        return np.empty(n, dtype=dtype)
+    try:
+        buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | flag)
+    except (OSError, ValueError):  # pragma: no cover
+        return np.empty(n, dtype=dtype)
+    return np.frombuffer(buf, dtype=dtype)
+
+
+def _check_columns(prices: pl.DataFrame) -> None:
     missing = [c for c in ("date", "code", *PRICE_COLUMNS) if c not in prices.columns]
     if missing:
         raise KeyError(f"prices: missing columns {missing}")
     if prices.schema["date"] != pl.Date:
         raise TypeError(f"prices.date must be pl.Date, got {prices.schema['date']}")
-    bad = prices.select(
-        *[(~pl.col(c).cast(pl.Float64).is_finite() | pl.col(c).is_null()).sum().alias(c) for c in PRICE_COLUMNS],
-        ((pl.col("open") <= 0) | (pl.col("high") <= 0) | (pl.col("low") <= 0) | (pl.col("close") <= 0))
-        .sum()
-        .alias("nonpositive_price"),
-        (pl.col("volume") < 0).sum().alias("negative_volume"),
-    ).row(0, named=True)
-    problems = {k: v for k, v in bad.items() if v}
+    nulls = {c: n for c, n in zip(prices.columns, prices.null_count().row(0)) if n and c in ("date", "code", *PRICE_COLUMNS)}
+    if nulls:
+        raise ValueError(f"prices: null values {nulls}")
+
+
+def _check_values(cols: dict[str, np.ndarray]) -> None:
+    """Prices finite and > 0, volume finite and >= 0 (the ingest invariants the kernels rely on)."""
+    problems = {}
+    for c in ("open", "high", "low", "close"):
+        bad = int(np.count_nonzero(~(cols[c] > 0) | ~np.isfinite(cols[c])))
+        if bad:
+            problems[c] = bad
+    bad = int(np.count_nonzero(~(cols["volume"] >= 0) | ~np.isfinite(cols["volume"])))
+    if bad:
+        problems["volume"] = bad
     if problems:
-        raise ValueError(f"prices: invalid values (count per check): {problems}")
+        raise ValueError(f"prices: non-finite or non-positive values (count per column): {problems}")
 
 
 def compute_features(
@@ -131,35 +178,41 @@ def compute_features(
 
 
 def _compute(prices, universe, cfg, dtype, n_threads, trim) -> pl.DataFrame:
+    tick = _Timer()
     fams = feature_families(cfg)
     names = [c for cols in fams.values() for c in cols]
-    _check_inputs(prices)
+    _check_columns(prices)
     n = prices.height
+    if n == 0:
+        return prices.select("date", "code").with_columns([pl.lit(None, dtype=dtype).alias(c) for c in names])
     np_dtype = np.float64 if dtype == pl.Float64 else np.float32
     windows = sorted(set(int(w) for w in cfg.windows))
     horizons = relative_horizons(cfg)
 
-    codes = prices.get_column("code").unique().sort()
-    dates = prices.get_column("date").unique().sort()
-    stock = codes.search_sorted(prices.get_column("code")).to_numpy().astype(np.int64)
-    date_idx = dates.search_sorted(prices.get_column("date")).to_numpy().astype(np.int64)
-    n_stocks, n_dates = codes.len(), dates.len()
+    # stock ids: codes in order of first appearance; date ids: days since the first date
+    codes = prices.get_column("code").cast(pl.Utf8).unique(maintain_order=True)
+    stock = prices.get_column("code").cast(pl.Utf8).cast(pl.Enum(codes)).to_physical().to_numpy().astype(np.int64)
+    day = prices.get_column("date").cast(pl.Int32).to_numpy().astype(np.int64)
+    date_idx = day - day.min()
+    n_stocks, n_dates = codes.len(), int(date_idx.max()) + 1
     cols = {c: prices.get_column(c).cast(pl.Float64).to_numpy() for c in PRICE_COLUMNS}
+    _check_values(cols)
+    tick("keys")
 
     finished: dict[str, np.ndarray] = {}  # name -> full column (row order)
 
     def write(name: str, values: np.ndarray) -> None:
-        out = np.asarray(values, dtype=np_dtype)
-        out[~np.isfinite(out)] = np.nan
+        out = _prefaulted(n, np_dtype)
+        out[...] = values
         finished[name] = out
 
     for name, values in kbar_price(cols["open"], cols["high"], cols["low"], cols["close"], list(fams)).items():
         write(name, values)
+    tick("kbar_price")
 
     per_stock = [f for f in ("rolling", "volume", "relative", "technical") if f in fams]
-    blocks: list[dict[str, np.ndarray]] = []
     layout = None
-    if per_stock and n:
+    if per_stock:
         max_window = max(windows + [RSI_WINDOW, ATR_WINDOW, MACD_SLOW + MACD_SIGNAL, *VOL_REGIME])
         layout = Layout(date_idx, stock, n_stocks, block_size(max_window), CELLS_PER_CHUNK)
         inputs = dict(cols)
@@ -171,22 +224,25 @@ def _compute(prices, universe, cfg, dtype, n_threads, trim) -> pl.DataFrame:
             inputs["mkt_ret"] = cross_section_means(r1, date_idx, n_dates)[date_idx]
             del r1
 
-        def run(chunk: Chunk) -> dict[str, np.ndarray]:
-            """All per-stock features of one chunk, each as a block in panel row order."""
+        # per-stock results land in chunk-major order (each chunk a contiguous slice,
+        # written sequentially) and are put in panel order by one gather per column
+        tick("layout")
+        staged: dict[str, np.ndarray] = {name: _prefaulted(n, np_dtype) for name in names if name not in finished}
+        if "relative" in fams:
+            staged.update({f"ret_{k}": np.empty(n) for k in horizons})
+
+        def run(chunk: Chunk) -> None:
             arrays = {k: v[chunk.src].reshape(len(chunk.stocks), chunk.tp) for k, v in inputs.items()}
             ch = ChunkData(arrays, layout.block, max_window)
-            out_pos = chunk.out_cells % chunk.tp
-            res: dict[str, np.ndarray] = {}
+            a, b = chunk.offset, chunk.offset + len(chunk.out_rows)
 
-            def emit_as(dt):
-                def emit(name: str, values: np.ndarray, lead: int) -> None:
-                    vals = values.ravel()[chunk.out_cells]
-                    vals[(out_pos < lead) | ~np.isfinite(vals)] = np.nan
-                    res[name] = vals.astype(dt, copy=False)
+            def emit(name: str, values: np.ndarray, lead: int) -> None:
+                dst = staged[name][a:b]
+                with np.errstate(invalid="ignore", over="ignore"):
+                    np.take(values.reshape(-1), chunk.out_cells, out=dst, mode="clip")
+                if lead:
+                    dst[chunk.rows_before(lead)] = np.nan
 
-                return emit
-
-            emit = emit_as(np_dtype)
             if "rolling" in fams:
                 rolling_family(ch, windows, emit)
             if "volume" in fams:
@@ -194,45 +250,71 @@ def _compute(prices, universe, cfg, dtype, n_threads, trim) -> pl.DataFrame:
             if "technical" in fams:
                 technical_family(ch, windows, emit)
             if "relative" in fams:
-                relative_chunk(ch, windows, horizons, emit, emit_as(np.float64))
-            return res
+                relative_chunk(ch, windows, horizons, emit, emit)
 
+        tick("alloc")
         workers = _threads(n_threads)
         if workers == 1 or len(layout.chunks) == 1:
-            blocks = [run(chunk) for chunk in layout.chunks]
+            for chunk in layout.chunks:
+                run(chunk)
         else:
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                blocks = list(pool.map(run, layout.chunks))
+                for _ in pool.map(run, layout.chunks):
+                    pass
         del inputs
+        tick("chunks")
 
-    def assemble(name: str, dt) -> np.ndarray:
-        """Scatter the chunks' blocks of one column into panel row order (freeing them)."""
-        out = np.empty(n, dtype=dt)
-        for chunk, res in zip(layout.chunks, blocks):
-            out[chunk.out_rows] = res.pop(name)
-        return out
+    local = threading.local()
 
+    def assemble(name: str) -> np.ndarray:
+        """Chunk-major -> panel row order, in place (through a per-thread scratch buffer)."""
+        arr = staged.pop(name)
+        key = f"buf_{arr.dtype.str}"
+        buf = getattr(local, key, None)
+        if buf is None:
+            buf = np.empty(n, dtype=arr.dtype)
+            setattr(local, key, buf)
+        np.take(arr, layout.gather_index, out=buf, mode="clip")
+        np.copyto(arr, buf)
+        return arr
+
+    workers = _threads(n_threads)
     if "relative" in fams and layout is not None:
-        tmp = {f"ret_{k}": assemble(f"ret_{k}", np.float64) for k in horizons}
+        tmp = {f"ret_{k}": assemble(f"ret_{k}") for k in horizons}
         sector_of_stock = _sector_ids(codes, universe)
         relative_post(tmp, horizons, date_idx, n_dates, sector_of_stock[stock], write)
+        tick("relative_post")
 
+    def final(name: str) -> np.ndarray:
+        arr = finished.pop(name) if name in finished else assemble(name)
+        inf = np.isinf(arr)
+        if inf.any():
+            arr[inf] = np.nan
+        return arr
+
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            arrays = list(pool.map(final, names))
+    else:
+        arrays = [final(name) for name in names]
+    local = None
+    trim()
     series = [prices.get_column("date"), prices.get_column("code")]
-    for i, name in enumerate(names):
-        arr = finished.pop(name) if name in finished else assemble(name, np_dtype)
-        series.append(pl.Series(name, arr, dtype=dtype, nan_to_null=True))
-        del arr
-        if i % 16 == 15:
-            trim()
-    return pl.DataFrame(series)
+    series += [pl.Series(name, arr, dtype=dtype, nan_to_null=True) for name, arr in zip(names, arrays)]
+    del arrays
+    out = pl.DataFrame(series)
+    tick("assemble")
+    tick.report()
+    return out
 
 
 def _sector_ids(codes: pl.Series, universe: pl.DataFrame | None) -> np.ndarray:
-    """Sector id per stock id (stock id = index in the sorted unique codes), -1 where unknown."""
+    """Sector id per stock id (stock id = index in ``codes``), -1 where unknown."""
     n_stocks = codes.len()
     if universe is None or "sector" not in universe.columns or universe.height == 0:
         return np.full(n_stocks, -1, dtype=np.int64)
-    uni = universe.select("code", "sector").unique(subset="code", keep="first", maintain_order=True)
+    uni = universe.select(pl.col("code").cast(pl.Utf8), pl.col("sector").cast(pl.Utf8))
+    uni = uni.unique(subset="code", keep="first", maintain_order=True)
     joined = codes.to_frame("code").join(uni, on="code", how="left", maintain_order="left")
     sec = joined.select(pl.col("sector").rank("dense").cast(pl.Int64).sub(1).fill_null(-1))["sector"]
     return sec.to_numpy()

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from alphagraph.features.rolling import Extremes, Summed, lag
+from alphagraph.features.rolling import Extremes, Summed, block_size, lag
 
 Emit = Callable[[str, np.ndarray, int], None]
 """emit(name, values (n, Tp), lead): columns < lead are set to null, then written out."""
@@ -25,6 +25,7 @@ class ChunkData:
         self.B = block
         self.max_window = max_window
         self._cache: dict[str, object] = {}
+        self._specs: dict[str, tuple[Callable[[], np.ndarray], bool, int]] = {}
 
     def get(self, key: str, build: Callable[[], object]):
         if key not in self._cache:
@@ -45,27 +46,57 @@ class ChunkData:
         return self.get("dvol", lambda: self.v - lag(self.v, 1))
 
     # ---- prepared window sums
-    def summed(self, key: str, build: Callable[[], np.ndarray], center: bool = False, lead: int = 0) -> Summed:
-        return self.get("S:" + key, lambda: Summed(build(), self.B, center=center, lead=lead))
+    def summed(self, key: str, build: Callable[[], np.ndarray], center: bool = False, lead: int = 0) -> None:
+        """Register a series for window sums (built lazily, per block size)."""
+        if key not in self._specs:
+            self._specs[key] = (build, center, lead)
 
-    def series(self, key: str) -> Summed:
-        """A series prepared earlier with :meth:`summed`."""
-        return self._cache["S:" + key]
+    def block_for(self, d: int, *keys: str) -> int:
+        """Block size for windows of ``d`` over ``keys``.
 
-    def product(self, a: str, b: str) -> Summed:
-        return self.get(f"P:{a}*{b}", lambda: Summed.product(self._cache["S:" + a], self._cache["S:" + b]))
+        Centred (level) series use the smallest block that holds the window, so the
+        block centre is a recent value and short windows over a nearly flat stretch
+        keep their digits; the others share the chunk's block (fewer prefix sums).
+        """
+        if any(self._specs[k][1] for k in keys):
+            return min(block_size(d), self.B)
+        return self.B
+
+    def series(self, key: str, d: int | None = None, block: int | None = None) -> Summed:
+        """A registered series prepared for windows of ``d`` (or for an explicit block size)."""
+        B = block or (self.block_for(d, key) if d is not None else self.B)
+
+        def build() -> Summed:
+            make, center, lead = self._specs[key]
+            raw = self.get("X:" + key, make)
+            return Summed(raw, B, center=center, lead=lead)
+
+        return self.get(f"S:{key}:{B}", build)
+
+    def pair(self, a: str, b: str, d: int) -> tuple[Summed, Summed, Summed]:
+        """(X, Y, XY) for windows of ``d``: both series and their product on one block size."""
+        B = self.block_for(d, a, b)
+        X, Y = self.series(a, block=B), self.series(b, block=B)
+        XY = self.get(f"P:{a}*{b}:{B}", lambda: Summed.product(X, Y))
+        return X, Y, XY
 
     def extremes(self, key: str, kind: str) -> Extremes:
         src = self.h if key == "high" else self.l
         return self.get(f"E:{key}", lambda: Extremes(src, self.max_window, kind))
 
-    def centers(self, s: Summed) -> np.ndarray | float:
+    @staticmethod
+    def centers(s: Summed) -> np.ndarray | float:
         """Block centre of every column as an ``(n, Tp)`` array (0.0 when not centred)."""
         if s.c is None:
             return 0.0
-        return np.repeat(s.c, self.B, axis=1)
+        return np.repeat(s.c, s.B, axis=1)
 
-    def drop(self, *prefixes: str) -> None:
-        """Free cached series whose key starts with any of ``prefixes``."""
-        for k in [k for k in self._cache if k.startswith(prefixes)]:
+    def drop(self, *keys: str) -> None:
+        """Free everything cached for the named series (and products and moments using them)."""
+        def uses(k: str) -> bool:
+            name = k.split(":", 1)[1] if ":" in k else k
+            parts = name.split(":")[0].split("*")
+            return any(p in keys for p in parts)
+
+        for k in [k for k in self._cache if uses(k)]:
             del self._cache[k]

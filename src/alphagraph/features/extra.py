@@ -43,16 +43,15 @@ def relative_chunk(ch: ChunkData, windows: list[int], horizons: list[int], emit:
         emit_tmp(f"ret_{k}", c / lag(c, k) - 1.0, k)
     ch.summed("ret", lambda: ch.ret, lead=1)
     ch.summed("mkt", lambda: ch.m, lead=1)
-    R, M = ch.series("ret"), ch.series("mkt")
-    RM = ch.product("ret", "mkt")
     for d in windows:
+        R, M, RM = ch.pair("ret", "mkt", d)
         _, smm, S1m = moments(ch, "mkt", d)
         S1r = flat(s1(R, d))
         srm = flat(s2(RM, R, M, d)) - S1r * S1m / d
         with np.errstate(invalid="ignore", divide="ignore"):
             beta = np.where(smm > 0, srm / np.where(smm > 0, smm, 1.0), np.nan)
         emit(f"f_beta_mkt_{d}", beta, d)
-    ch.drop("S:mkt", "P:mkt", "P:ret*mkt", "M:mkt")
+    ch.drop("mkt")
 
 
 def technical_family(ch: ChunkData, windows: list[int], emit: Emit) -> None:

@@ -22,7 +22,13 @@ technical (6+d) f_rsi_14 (Wilder-style EMA of gains / (gains + losses), in [0, 1
                 f_vol_regime_10_60 (rvol over 10 rows / rvol over 60 rows)
 
 With the default windows [5, 10, 20, 30, 60]: 9 + 4 + 115 + 35 + 17 + 11 = 191 columns
-(the first 158 are Alpha158's).
+(158 of them are Alpha158's: all of kbar, price, rolling and volume but f_abvol_d).
+
+Every window counts the stock's own rows (suspended days are skipped, not filled),
+and a feature is null until its window is full: d rows for windows of levels, d + 1
+rows for windows of returns or differences and for ROC (see
+:mod:`alphagraph.features.alpha158`); RSI/ATR need 15 rows, MACD 26 and its signal 34,
+the volatility regime 61. Missing values are null, never NaN or inf.
 """
 
 from __future__ import annotations
@@ -94,3 +100,19 @@ def feature_families(cfg: FeaturesConfig | None = None) -> dict[str, list[str]]:
 def feature_names(cfg: FeaturesConfig | None = None) -> list[str]:
     """All ``f_*`` columns for ``cfg``, in output order."""
     return [c for cols in feature_families(cfg).values() for c in cols]
+
+
+def family_null_shares(panel, cfg: FeaturesConfig | None = None) -> dict[str, float]:
+    """Share of null cells per family in a features panel (for ``metrics/features.json``)."""
+    import polars as pl
+
+    out: dict[str, float] = {}
+    n = panel.height
+    for fam, cols in feature_families(cfg).items():
+        cols = [c for c in cols if c in panel.columns]
+        if not cols or n == 0:
+            out[fam] = 0.0
+            continue
+        nulls = panel.select(pl.sum_horizontal([pl.col(c).null_count() for c in cols])).item()
+        out[fam] = float(nulls) / (n * len(cols))
+    return out

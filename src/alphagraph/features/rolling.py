@@ -10,14 +10,20 @@ Every kernel works along the time axis of one row and never mixes stocks, so a
 value at position ``p`` depends only on that stock's rows ``<= p`` - bit for
 bit, whatever else is in the panel (the leakage tests check exact equality).
 
-Window sums use *blockwise* prefix sums: time is cut into blocks of ``B >=``
-max window columns; within a block the prefix sums run over ``x - c_b`` where
-``c_b`` is the block's first value, and a window that straddles two blocks adds
-the tail of the previous block, re-centred (exact algebra, see :func:`s1`,
-:func:`s2`). Compared with one cumulative sum over the whole history this keeps
-the summed magnitudes local (B rows, centred on a nearby price), so variances,
-covariances and regression slopes keep ~1e-12 relative accuracy instead of
-losing digits to catastrophic cancellation on long, drifting price series.
+Window sums (means, variances, covariances, regressions on time, in closed
+form) use *blockwise* prefix sums: time is cut into blocks of ``B >= d``
+columns (a power of two); within a block the prefix sums run over ``x - c_b``
+where ``c_b`` is the block's first value, and a window that straddles two blocks
+adds the tail of the previous block, re-centred (exact algebra, see :func:`s1`,
+:func:`s2`, :func:`sk`). One cumulative sum over a stock's whole history would
+lose digits to catastrophic cancellation on long, drifting price series; here
+the summed magnitudes stay local (B rows, centred on a recent price; level
+series get the smallest block that holds the window), so the results match a
+two-pass computation to ~1e-10 relative even over nearly flat stretches.
+
+Order statistics: rolling max/min and their positions by doubling
+(:class:`Extremes`), rolling rank by lagged comparisons, rolling quantiles by
+sorting the windows (a vectorized sorting network for short windows).
 """
 
 from __future__ import annotations
@@ -246,42 +252,82 @@ class Extremes:
 def rolling_rank(x: np.ndarray, windows: list[int]) -> dict[int, np.ndarray]:
     """Percentile rank of the last value in its window (pandas ``rank(pct=True)``, average ties).
 
-    rank = (#{< x_i} + #{<= x_i} + 1) / (2d) = (sum_k sign(x_i - x_{i-k}) + d + 1) / (2d),
-    accumulated over lags k = 1..max(d)-1 (exact small integers).
+    rank = (#{< x_i} + #{<= x_i} + 1) / (2d) = (#{x_j < x_i} - #{x_j > x_i} + d + 1) / (2d) over the
+    window's other rows j, accumulated lag by lag (k = 1..max(d)-1) in small integers.
     """
     n, tp = x.shape
-    acc = np.zeros((n, tp), dtype=np.float64)
-    tmp = np.empty((n, tp), dtype=np.float64)
+    acc = np.zeros((n, tp), dtype=np.int16)
+    gt = np.empty((n, tp), dtype=bool)
+    lt = np.empty((n, tp), dtype=bool)
     out: dict[int, np.ndarray] = {}
     want = sorted(set(windows))
     for k in range(1, max(want)):
         if k < tp:
-            t = tmp[:, k:]
-            np.subtract(x[:, k:], x[:, :-k], out=t)
-            np.sign(t, out=t)
-            acc[:, k:] += t
+            g, l_ = gt[:, k:], lt[:, k:]
+            np.greater(x[:, k:], x[:, :-k], out=g)
+            np.less(x[:, k:], x[:, :-k], out=l_)
+            a = acc[:, k:]
+            np.add(a, g, out=a)
+            np.subtract(a, l_, out=a)
         if k + 1 in want:
             d = k + 1
-            out[d] = (acc + (d + 1)) / (2 * d)
+            out[d] = (acc + (d + 1.0)) / (2.0 * d)
     if 1 in want:
         out[1] = np.ones((n, tp))
     return out
 
 
-def rolling_quantiles(
-    x: np.ndarray, d: int, quantiles: list[float], rows_per_step: int = 16
-) -> list[np.ndarray]:
+def oddeven_merge_network(n: int) -> list[tuple[int, int]]:
+    """Batcher's odd-even merge sorting network for n inputs (comparators (i, j), i < j).
+
+    Built for the next power of two; comparators that touch the padding (+inf at the
+    top) are dropped, which leaves a valid network for n (tests check it with the
+    0-1 principle).
+    """
+    size = 1
+    while size < n:
+        size *= 2
+    pairs = []
+    p = 1
+    while p < size:
+        k = p
+        while k >= 1:
+            for j in range(k % p, size - k, 2 * k):
+                for i in range(min(k, size - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
+                        a, b = i + j, i + j + k
+                        if b < n:
+                            pairs.append((a, b))
+            k //= 2
+        p *= 2
+    return pairs
+
+
+NETWORK_MAX = 12  # windows up to this size are sorted by a vectorized network, larger ones by np.sort
+
+
+def rolling_quantiles(x: np.ndarray, d: int, quantiles: list[float], rows_per_step: int = 8) -> list[np.ndarray]:
     """Rolling quantiles with linear interpolation (pandas ``rolling(d).quantile(q)``)."""
     n, tp = x.shape
     outs = [np.full((n, tp), np.nan) for _ in quantiles]
     if tp < d:
         return outs
-    win = sliding_window_view(x, d, axis=1)
     spec = []
     for q in quantiles:
         f = q * (d - 1)
         lo = int(f)
         spec.append((lo, min(lo + 1, d - 1), f - lo))
+    if d <= NETWORK_MAX:
+        m = tp - d + 1
+        v = [x[:, j : j + m].copy() for j in range(d)]  # v[j]: the window's j-th oldest value
+        for a, b in oddeven_merge_network(d):
+            lo_ = np.minimum(v[a], v[b])
+            np.maximum(v[a], v[b], out=v[b])
+            v[a] = lo_
+        for out, (lo, hi, frac) in zip(outs, spec):
+            out[:, d - 1 :] = v[lo] if frac == 0.0 else v[lo] + (v[hi] - v[lo]) * frac
+        return outs
+    win = sliding_window_view(x, d, axis=1)
     for a in range(0, n, rows_per_step):
         srt = np.sort(win[a : a + rows_per_step], axis=-1)
         for out, (lo, hi, frac) in zip(outs, spec):

@@ -12,7 +12,9 @@ Only stocks trading on s (a price row dated s) get edges in snapshot s.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,7 +75,7 @@ def build_edges(
             skipped[rel] = reason
             continue
         parts.append(frame)
-    edges = (pl.concat(parts) if parts else empty_edges()).sort(EDGE_SORT)
+    edges = sort_edges(pl.concat(parts) if parts else empty_edges())
     metrics = graph_metrics(edges, trading, [r for r in dict.fromkeys(cfg.relations) if r not in skipped], skipped)
     log.info(
         "%d snapshots, %d edges, mean degree %.2f", metrics["snapshots"], metrics["edges_total"], metrics["mean_degree"]
@@ -135,6 +137,25 @@ def _finish_static(frame: pl.DataFrame, rel: str) -> pl.DataFrame:
     ).select(pl.col(c).cast(t) for c, t in EDGE_SCHEMA.items())
 
 
+def sort_edges(edges: pl.DataFrame) -> pl.DataFrame:
+    """Sort by (snapshot, relation, src, dst) through one integer key.
+
+    Same order as sorting the four columns (codes and relation names ranked in
+    their sorted order), several times faster on millions of string rows.
+    """
+    codes = pl.concat([edges["src"], edges["dst"]]).unique().sort()
+    names = edges["relation"].unique().sort()
+    n_snap, n_rel, n_code = edges["snapshot"].n_unique(), names.len(), codes.len()
+    if n_snap * n_rel * n_code * n_code >= 2**62:  # the key would overflow: sort the columns
+        return edges.sort(EDGE_SORT)
+    rank = lambda col, cats: pl.col(col).cast(pl.Enum(cats)).to_physical().cast(pl.Int64)
+    key = (
+        (pl.col("snapshot").rank("dense").cast(pl.Int64) * n_rel + rank("relation", names)) * n_code
+        + rank("src", codes)
+    ) * n_code + rank("dst", codes)
+    return edges.sort(key, maintain_order=True)
+
+
 def empty_edges() -> pl.DataFrame:
     """An edges frame with no rows and the full schema."""
     return pl.DataFrame(schema=EDGE_SCHEMA)
@@ -145,9 +166,11 @@ def empty_edges() -> pl.DataFrame:
 
 def dense_market(prices: pl.DataFrame) -> Market:
     """Pivot long prices into dense close/return matrices (vectorized scatter)."""
-    calendar = np.unique(prices["date"].to_numpy()).astype("datetime64[D]")
+    dates = prices["date"].cast(pl.Date).to_physical().to_numpy()  # days since epoch
+    calendar_days = prices["date"].cast(pl.Date).unique().sort().to_physical().to_numpy()
+    calendar = calendar_days.astype("datetime64[D]")
     codes = prices["code"].unique().sort()
-    day = np.searchsorted(calendar, prices["date"].to_numpy().astype("datetime64[D]"))
+    day = np.searchsorted(calendar_days, dates)
     col = prices["code"].cast(pl.Enum(codes)).to_physical().to_numpy().astype(np.int64)
     close = np.full((calendar.size, codes.len()), np.nan)
     close[day, col] = prices["close"].cast(pl.Float64).to_numpy()
@@ -196,15 +219,16 @@ def correlation_edges(mkt: Market, snaps: np.ndarray, cfg: GraphConfig) -> pl.Da
     """Top-k rolling-correlation edges for every snapshot (src=neighbour -> dst=stock)."""
     min_obs = min_observations(cfg.corr_window, cfg.corr_min_obs)
     snap_ix, src, dst, rho = [], [], [], []
-    for i in snaps:  # loop over snapshots; each one is a few matrix products
-        cols, x = snapshot_window(mkt, int(i), cfg, min_obs)
-        if cols.size < 2:
-            continue
-        e = correlation_top_k(x, min_obs, cfg.top_k, cfg.include_negative)
-        snap_ix.append(np.full(e.src.size, i))
-        src.append(cols[e.src])
-        dst.append(cols[e.dst])
-        rho.append(e.rho)
+    with blas_threads(cfg.blas_threads):
+        for i in snaps:  # loop over snapshots; each one is a few matrix products
+            cols, x = snapshot_window(mkt, int(i), cfg, min_obs)
+            if cols.size < 2:
+                continue
+            e = correlation_top_k(x, min_obs, cfg.top_k, cfg.include_negative)
+            snap_ix.append(np.full(e.src.size, i))
+            src.append(cols[e.src])
+            dst.append(cols[e.dst])
+            rho.append(e.rho)
     if not snap_ix:
         return empty_edges()
     rho_all = np.concatenate(rho)
@@ -221,6 +245,20 @@ def correlation_edges(mkt: Market, snaps: np.ndarray, cfg: GraphConfig) -> pl.Da
     return frame.with_columns(pl.lit(CORRELATION).alias("relation")).select(
         pl.col(c).cast(t) for c, t in EDGE_SCHEMA.items()
     )
+
+
+@contextlib.contextmanager
+def blas_threads(n: int) -> Iterator[None]:
+    """Limit BLAS threads inside the block (n <= 0, or no threadpoolctl: unchanged)."""
+    try:
+        from threadpoolctl import threadpool_limits  # installed with scikit-learn
+    except ImportError:
+        threadpool_limits = None
+    if n <= 0 or threadpool_limits is None:
+        yield
+        return
+    with threadpool_limits(limits=n, user_api="blas"):
+        yield
 
 
 def snapshot_window(mkt: Market, i: int, cfg: GraphConfig, min_obs: int) -> tuple[np.ndarray, np.ndarray]:

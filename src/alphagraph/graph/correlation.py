@@ -80,17 +80,29 @@ def standardize(x: np.ndarray, min_obs: int) -> Standardized:
     return Standardized(z=z, gaps=gaps, gap_slot=gap_slot, block=block, dead=dead)
 
 
-def corr_rows(s: Standardized, rows: slice) -> np.ndarray:
-    """Rows ``rows`` of the [n, n] correlation matrix (NaN where undefined)."""
+def corr_rows(s: Standardized, rows: slice, fill: float = np.nan, own: float | None = None) -> np.ndarray:
+    """Rows ``rows`` of the [n, n] correlation matrix.
+
+    Undefined pairs hold ``fill``; with ``own`` given, each row's own column
+    (the diagonal) holds it instead of 1.
+    """
     out = s.z[:, rows].T @ s.z
     if s.gaps.size:
-        out[:, s.gaps] = s.block[rows]
         slot = s.gap_slot[rows]
         has = slot >= 0
-        out[has] = s.block[:, slot[has]].T
-    out[:, s.dead] = np.nan
-    out[s.dead[rows]] = np.nan
+        out[:, s.gaps] = _filled(s.block[rows], fill)
+        out[has] = _filled(s.block[:, slot[has]].T, fill)
+    if s.dead.any():
+        out[:, s.dead] = fill
+        out[s.dead[rows]] = fill
+    if own is not None:
+        m = out.shape[0]
+        out[np.arange(m), rows.indices(s.z.shape[1])[0] + np.arange(m)] = own
     return out
+
+
+def _filled(a: np.ndarray, fill: float) -> np.ndarray:
+    return a if np.isnan(fill) else np.where(np.isnan(a), fill, a)
 
 
 def pairwise_corr(x: np.ndarray, min_obs: int) -> np.ndarray:
@@ -135,10 +147,11 @@ def correlation_top_k(
     """
     s = standardize(x, min_obs)
     n = x.shape[1]
-    parts = [
-        top_k_neighbours(corr_rows(s, slice(lo, min(lo + chunk, n))), k, include_negative, row_offset=lo)
-        for lo in range(0, n, chunk)  # chunks of rows, not single stocks
-    ]
+    parts = []
+    for lo in range(0, n, chunk):  # chunks of rows, not single stocks
+        rows = slice(lo, min(lo + chunk, n))
+        # 0 marks "no edge" for undefined pairs and the stock itself: scores must be > 0.
+        parts.append(_select_top_k(corr_rows(s, rows, fill=0.0, own=0.0), k, include_negative, lo))
     if not parts:
         empty = np.empty(0, dtype=np.int64)
         return CorrEdges(src=empty, dst=empty, rho=np.empty(0))
@@ -159,20 +172,44 @@ def top_k_neighbours(rho: np.ndarray, k: int, include_negative: bool, row_offset
     alphabetically first code, so the result does not depend on the partition
     algorithm. Returns global row indices in ``dst``.
     """
+    rho = np.where(np.isnan(rho), 0.0, rho)
+    m = rho.shape[0]
+    rho[np.arange(m), row_offset + np.arange(m)] = 0.0
+    return _select_top_k(rho, k, include_negative, row_offset)
+
+
+def _select_top_k(rho: np.ndarray, k: int, include_negative: bool, row_offset: int) -> CorrEdges:
+    """:func:`top_k_neighbours` on rows already holding 0 for undefined and own pairs."""
     m, n = rho.shape
     k = min(k, n - 1)
     if k < 1 or m == 0:
         empty = np.empty(0, dtype=np.int64)
         return CorrEdges(src=empty, dst=empty, rho=np.empty(0))
-    score = np.abs(rho) if include_negative else rho.copy()
-    score[~(score > 0)] = -np.inf  # NaN, zero and (when positive-only) negative rho
-    score[np.arange(m), row_offset + np.arange(m)] = -np.inf
-    kth = np.partition(score, n - k, axis=1)[:, n - k]  # k-th largest score per row
-    # Everything tied with the k-th score is a candidate; the sort below picks among them.
-    rows, cols = np.nonzero((score >= kth[:, None]) & (score > -np.inf))
-    order = np.lexsort((cols, -score[rows, cols], rows))
-    rows, cols = rows[order], cols[order]
-    rank = np.arange(rows.size) - np.searchsorted(rows, rows)
-    keep = rank < k
-    rows, cols = rows[keep], cols[keep]
+    # rho itself ranks the positive-only case: negatives and zeros never qualify below.
+    score = np.abs(rho) if include_negative else rho
+    # k + 1 best columns per row: enough to see whether the k-th place is tied.
+    take = min(k + 1, n)
+    cand = np.argpartition(score, n - take, axis=1)[:, n - take :]
+    rows, cols = _ranked(score, np.repeat(np.arange(m), take), cand.ravel())
+    if take > k:
+        # A row whose k-th and (k+1)-th scores tie may have more tied columns
+        # outside the candidates: redo those (rare) rows with every tied column.
+        kth = score[rows[k::take], cols[k - 1 :: take]]
+        tied = np.flatnonzero((score[rows[k::take], cols[k::take]] == kth) & (kth > 0))
+        keep = (np.arange(rows.size) % take < k) & ~np.isin(rows, tied)
+        rows, cols = rows[keep], cols[keep]
+        if tied.size:
+            t_rows, t_cols = np.nonzero(score[tied] >= kth[tied, None])
+            t_rows, t_cols = _ranked(score, tied[t_rows], t_cols)
+            first = np.r_[True, t_rows[1:] != t_rows[:-1]]
+            rank = np.arange(t_rows.size) - np.maximum.accumulate(np.where(first, np.arange(t_rows.size), 0))
+            rows, cols = np.r_[rows, t_rows[rank < k]], np.r_[cols, t_cols[rank < k]]
+    valid = score[rows, cols] > 0
+    rows, cols = rows[valid], cols[valid]
     return CorrEdges(src=cols, dst=rows + row_offset, rho=rho[rows, cols])
+
+
+def _ranked(score: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row, col) pairs ordered by row, then score descending, then column ascending."""
+    order = np.lexsort((cols, -score[rows, cols], rows))
+    return rows[order], cols[order]

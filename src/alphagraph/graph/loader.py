@@ -147,7 +147,10 @@ class GraphIndex:
 
     def batch(self, dates: Sequence[DateLike], feature_cols: Sequence[str], label_cols: Sequence[str] = ()) -> Batch:
         """Many days as one PyG Batch of homogeneous graphs (edges mapped in one pass)."""
-        return Batch.from_data_list(self._homogeneous_days(self._day_index(dates), feature_cols, label_cols))
+        days = self._day_index(dates)
+        if days.size == 0:
+            raise ValueError("batch() needs at least one date")
+        return Batch.from_data_list(self._homogeneous_days(days, feature_cols, label_cols))
 
     def _homogeneous_days(
         self, days: np.ndarray, feature_cols: Sequence[str], label_cols: Sequence[str]

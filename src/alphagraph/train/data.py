@@ -1,0 +1,181 @@
+"""Day-batched training data for graph models: split codes per panel row, batches of days.
+
+The training loop (:mod:`alphagraph.train.loop`) sees the data only through the
+:class:`DayData` protocol: it asks for the dates of a split and for a batch of
+days, and reads a few attributes of the batch. :class:`GraphDayData` is the
+implementation for models on homogeneous daily graphs (the GAT baseline); a
+model with other inputs (the core model's per-stock history windows) writes its
+own ``DayData`` and reuses the loop unchanged.
+
+Every stock that trades on a day is a node of that day's graph, whatever its
+split: message passing always sees the full cross-section. Which nodes count
+is decided per node from ``batch.split``, the fold's split code of the node's
+panel row (:func:`split_codes`): the loss uses ``TRAIN`` nodes only (purged
+rows are absent from :func:`alphagraph.split.assign_split`, so they get
+``NONE`` and never contribute), validation uses ``VAL`` nodes, and predictions
+are written for ``VAL`` and ``TEST`` nodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import polars as pl
+import torch
+
+from alphagraph.split import Fold, assign_split
+
+NONE, TRAIN, VAL, TEST = 0, 1, 2, 3
+SPLIT_CODE = {"train": TRAIN, "val": VAL, "test": TEST}
+SPLIT_NAME = {v: k for k, v in SPLIT_CODE.items()}
+
+
+class DayData(Protocol):
+    """What the training loop needs from a data source.
+
+    ``batch(dates)`` returns an object with ``.to(device)`` whose attributes are
+    (N nodes = stock-days of the batch, H horizons):
+
+    - ``y`` float [N, H]: regression labels, NaN where the label is null;
+    - ``y_dir`` float [N, H] or None: direction labels (1 up / 0 down), NaN where null;
+    - ``split`` int8 [N]: the node's split code (NONE / TRAIN / VAL / TEST);
+    - ``row`` int64 [N]: the node's panel row (predictions are written back by row);
+    - ``batch`` int64 [N]: the node's day within the batch (0 .. num_graphs-1).
+
+    Anything else on the batch (x, edge_index, ...) is for the model only.
+    """
+
+    horizons: list[int]
+
+    def dates(self, *splits: str) -> np.ndarray: ...
+
+    def batch(self, dates: Sequence[Any]) -> Any: ...
+
+    def class_balance(self, split: str = "train") -> tuple[np.ndarray, np.ndarray] | None: ...
+
+
+def split_codes(panel: pl.DataFrame, fold: Fold, reach: int) -> np.ndarray:
+    """Int8 split code of every row of ``panel`` for ``fold`` (NONE outside the fold or purged).
+
+    ``panel`` must be the frame whose row numbers the graph index reports
+    (``GraphIndex(edges, panel)`` -> ``batch.row``).
+    """
+    indexed = panel.select("date", "code").with_row_index("_row")
+    assigned = assign_split(indexed, fold, reach)
+    codes = np.zeros(panel.height, dtype=np.int8)
+    rows = assigned["_row"].to_numpy().astype(np.int64)
+    codes[rows] = assigned["split"].replace_strict(SPLIT_CODE, return_dtype=pl.Int8).to_numpy()
+    return codes
+
+
+def dates_with(panel_dates: np.ndarray, codes: np.ndarray, *splits: str) -> np.ndarray:
+    """Sorted unique days (datetime64[D]) that have at least one row of ``splits``."""
+    wanted = np.isin(codes, [SPLIT_CODE[s] for s in splits])
+    return np.unique(panel_dates[wanted])
+
+
+@dataclass
+class ClassBalance:
+    positives: np.ndarray  # per horizon
+    negatives: np.ndarray
+
+    def pos_weight(self) -> np.ndarray:
+        """negatives / positives per horizon (1 where a class is absent)."""
+        ok = (self.positives > 0) & (self.negatives > 0)
+        return np.where(ok, self.negatives / np.maximum(self.positives, 1), 1.0).astype(np.float32)
+
+
+class GraphDayData:
+    """Batches of daily homogeneous graphs for one fold (implements :class:`DayData`).
+
+    ``index`` is a :class:`alphagraph.graph.loader.GraphIndex` built on ``panel``;
+    ``codes`` the fold's :func:`split_codes` for the same panel. Edge attributes
+    are (weight, sign, one-hot relation) as the index builds them; with
+    ``use_edges=False`` every graph is returned without edges (the no-graph
+    ablation: the model then sees only each node's own features).
+    """
+
+    def __init__(
+        self,
+        index: Any,
+        panel: pl.DataFrame,
+        codes: np.ndarray,
+        feature_cols: Sequence[str],
+        horizons: Sequence[int],
+        use_edges: bool = True,
+    ) -> None:
+        if codes.shape[0] != panel.height:
+            raise ValueError(f"split codes have {codes.shape[0]} rows, the panel {panel.height}")
+        self.index = index
+        self.panel = panel
+        self.horizons = list(horizons)
+        self.feature_cols = list(feature_cols)
+        self.reg_cols = [f"y_{h}d" for h in self.horizons]
+        missing = [c for c in self.reg_cols if c not in panel.columns]
+        if missing:
+            raise KeyError(f"panel: missing label columns {missing}")
+        dirs = [f"dir_{h}d" for h in self.horizons]
+        self.dir_cols = dirs if all(c in panel.columns for c in dirs) else []
+        self.use_edges = use_edges
+        self.codes = codes
+        self._codes_t = torch.from_numpy(codes)
+        self._panel_dates = panel["date"].to_numpy().astype("datetime64[D]")
+
+    @property
+    def in_dim(self) -> int:
+        return len(self.feature_cols)
+
+    @property
+    def edge_dim(self) -> int:
+        return 2 + len(self.index.relations)
+
+    def dates(self, *splits: str) -> np.ndarray:
+        return dates_with(self._panel_dates, self.codes, *splits)
+
+    def class_balance(self, split: str = "train") -> ClassBalance | None:
+        """Up / down label counts of ``split`` rows per horizon (None without dir_* columns)."""
+        if not self.dir_cols:
+            return None
+        mask = pl.Series(self.codes == SPLIT_CODE[split])
+        rows = self.panel.select(self.dir_cols).filter(mask)
+        pos = np.array([int((rows[c] == 1).sum()) for c in self.dir_cols], dtype=np.int64)
+        neg = np.array([int((rows[c] == 0).sum()) for c in self.dir_cols], dtype=np.int64)
+        return ClassBalance(pos, neg)
+
+    def batch(self, dates: Sequence[Any]) -> Any:
+        b = self.index.batch(list(dates), self.feature_cols, self.reg_cols + self.dir_cols)
+        h = len(self.horizons)
+        labels = b.y
+        b.y = labels[:, :h]
+        b.y_dir = labels[:, h:] if self.dir_cols else None
+        b.split = self._codes_t[b.row]
+        if not self.use_edges:
+            b.edge_index = b.edge_index[:, :0]
+            b.edge_attr = b.edge_attr[:0]
+            b.edge_type = b.edge_type[:0]
+        return b
+
+
+def predictions_frame(
+    panel: pl.DataFrame,
+    rows: np.ndarray,
+    codes: np.ndarray,
+    reg: np.ndarray,
+    p_up: np.ndarray | None,
+    horizons: Sequence[int],
+    fold: int,
+) -> pl.DataFrame:
+    """``date, code, fold, split, pred_{h}d ..., p_up_{h}d ...`` for the given panel rows."""
+    rows = np.asarray(rows, dtype=np.int64)
+    keys = panel.select(pl.col("date", "code").gather(pl.Series(rows)))
+    split = pl.Series(codes[rows]).replace_strict(SPLIT_NAME, default="none", return_dtype=pl.Utf8)
+    cols: dict[str, Any] = {"fold": pl.lit(fold, dtype=pl.Int32), "split": split}
+    for j, h in enumerate(horizons):
+        cols[f"pred_{h}d"] = pl.Series(reg[:, j].astype(np.float32), dtype=pl.Float32)
+    if p_up is not None:
+        for j, h in enumerate(horizons):
+            cols[f"p_up_{h}d"] = pl.Series(p_up[:, j].astype(np.float32), dtype=pl.Float32)
+    return keys.with_columns(**cols).sort("date", "code")

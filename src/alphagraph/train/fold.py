@@ -1,0 +1,43 @@
+"""One walk-forward fold end to end: fit on train, select on val, predict val + test rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import torch
+
+from alphagraph.train.data import TEST, VAL, predictions_frame
+from alphagraph.train.loop import FitResult, LossFn, LoopConfig, fit, predict, resolve_device
+
+
+@dataclass
+class FoldOutput:
+    predictions: pl.DataFrame  # date, code, fold, split, pred_{h}d, p_up_{h}d (when the model has a dir head)
+    result: FitResult
+
+
+def train_fold(
+    model: torch.nn.Module,
+    data: Any,
+    loss_fn: LossFn,
+    cfg: LoopConfig,
+    fold: int,
+    run_dir: str | Path | None = None,
+    resume: bool = True,
+) -> FoldOutput:
+    """:func:`fit`, then predictions for every VAL and TEST row of the fold.
+
+    ``data`` is a :class:`~alphagraph.train.data.DayData` that also has
+    ``panel`` (the frame its rows index) and ``codes`` (its split codes), as
+    :class:`~alphagraph.train.data.GraphDayData` does. Every stock of every
+    val/test date gets a prediction, including rows whose labels are null.
+    """
+    result = fit(model, data, loss_fn, cfg, run_dir=run_dir, resume=resume, desc=f"fold {fold}")
+    dates = data.dates("val", "test")
+    with torch.no_grad():
+        pred = predict(model, data, dates, (VAL, TEST), cfg.eval_batch_days, resolve_device(cfg.device))
+    frame = predictions_frame(data.panel, pred.rows, data.codes, pred.reg, pred.p_up, data.horizons, fold)
+    return FoldOutput(frame, result)

@@ -1,0 +1,136 @@
+"""Multi-task losses on node outputs, masked per node and per label.
+
+A model returns a dict of node outputs; :class:`MultiHorizonLoss` reads
+``out["reg"]`` [N, H] (regression per horizon) and, when present,
+``out["dir_logit"]`` [N, H] (one up-logit per horizon). ``mask`` [N] selects
+the nodes that count (the training split's nodes); a node whose label is
+null (NaN) is masked for that horizon only.
+
+    total = sum_h w_h * MSE_h / sum_h w_h
+          + dir_weight  * sum_h w_h * BCE_h / sum_h w_h      (BCE with pos_weight_h)
+          + rank_weight * sum_h w_h * (1 - mean daily corr_h) / sum_h w_h
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from alphagraph.train.data import ClassBalance
+
+
+def _valid(mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """[N, H] bool: node in mask and label present."""
+    return mask[:, None] & torch.isfinite(target)
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-horizon mean squared error over valid entries, and the per-horizon counts."""
+    valid = _valid(mask, target)
+    diff = torch.where(valid, pred - torch.nan_to_num(target), torch.zeros_like(pred))
+    count = valid.sum(0)
+    return diff.pow(2).sum(0) / count.clamp_min(1), count
+
+
+def masked_bce(
+    logit: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, pos_weight: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-horizon class-weighted binary cross-entropy over valid entries, and the counts."""
+    valid = _valid(mask, target)
+    loss = F.binary_cross_entropy_with_logits(
+        logit, torch.nan_to_num(target).clamp(0, 1), pos_weight=pos_weight, reduction="none"
+    )
+    loss = torch.where(valid, loss, torch.zeros_like(loss))
+    count = valid.sum(0)
+    return loss.sum(0) / count.clamp_min(1), count
+
+
+def daily_corr(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, day: torch.Tensor, n_days: int, min_nodes: int = 3
+) -> torch.Tensor:
+    """Per-horizon mean over days of the cross-sectional Pearson correlation (differentiable).
+
+    ``day`` [N] is each node's day in the batch (PyG ``batch.batch``). Days with
+    fewer than ``min_nodes`` valid nodes are skipped; a horizon with no usable
+    day gives 0.
+    """
+    valid = _valid(mask, target).to(pred.dtype)
+    y = torch.nan_to_num(target) * valid
+    p = pred * valid
+    h = pred.shape[1]
+
+    def per_day(v: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(n_days, h, dtype=v.dtype, device=v.device).index_add_(0, day, v)
+
+    n = per_day(valid)
+    mp = per_day(p) / n.clamp_min(1)
+    my = per_day(y) / n.clamp_min(1)
+    dp = (pred - mp[day]) * valid
+    dy = (y - my[day]) * valid
+    cov = per_day(dp * dy)
+    var = per_day(dp * dp) * per_day(dy * dy)
+    corr = cov / torch.sqrt(var + 1e-12)
+    use = (n >= min_nodes).to(pred.dtype)
+    return (corr * use).sum(0) / use.sum(0).clamp_min(1)
+
+
+class MultiHorizonLoss:
+    """Weighted masked MSE per horizon + class-weighted direction BCE (+ optional daily-corr term).
+
+    ``pos_weight`` (per horizon) is usually ``negatives / positives`` of the
+    training rows: :meth:`from_balance`.
+    """
+
+    def __init__(
+        self,
+        horizon_weights: Sequence[float],
+        dir_weight: float = 0.0,
+        pos_weight: Sequence[float] | np.ndarray | None = None,
+        rank_weight: float = 0.0,
+        reg_key: str = "reg",
+        dir_key: str = "dir_logit",
+    ) -> None:
+        w = torch.as_tensor(list(horizon_weights), dtype=torch.float32)
+        if w.numel() == 0 or (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"horizon_weights must be non-negative with a positive sum, got {list(horizon_weights)}")
+        self.weights = w / w.sum()
+        self.dir_weight = float(dir_weight)
+        self.rank_weight = float(rank_weight)
+        self.pos_weight = None if pos_weight is None else torch.as_tensor(np.asarray(pos_weight), dtype=torch.float32)
+        self.reg_key, self.dir_key = reg_key, dir_key
+
+    @classmethod
+    def from_balance(
+        cls, horizon_weights: Sequence[float], balance: ClassBalance | None, dir_weight: float, **kw: Any
+    ) -> MultiHorizonLoss:
+        pos_weight = None if balance is None else balance.pos_weight()
+        return cls(horizon_weights, dir_weight=dir_weight if balance is not None else 0.0, pos_weight=pos_weight, **kw)
+
+    def __call__(
+        self, out: Mapping[str, torch.Tensor], batch: Any, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """(total loss, parts as floats) over the nodes in ``mask``."""
+        pred = out[self.reg_key].float()
+        y = batch.y.to(pred.device, torch.float32)
+        w = self.weights.to(pred.device)
+        mse, _ = masked_mse(pred, y, mask)
+        total = (w * mse).sum()
+        parts = {"mse": float(total.detach())}
+        y_dir = getattr(batch, "y_dir", None)
+        if self.dir_weight > 0 and y_dir is not None and self.dir_key in out:
+            pw = None if self.pos_weight is None else self.pos_weight.to(pred.device)
+            bce, _ = masked_bce(out[self.dir_key].float(), y_dir.to(pred.device, torch.float32), mask, pw)
+            bce = (w * bce).sum()
+            total = total + self.dir_weight * bce
+            parts["bce"] = float(bce.detach())
+        if self.rank_weight > 0:
+            corr = daily_corr(pred, y, mask, batch.batch, int(batch.num_graphs))
+            rank = (w * (1 - corr)).sum()
+            total = total + self.rank_weight * rank
+            parts["corr"] = float(1 - rank.detach())
+        parts["loss"] = float(total.detach())
+        return total, parts

@@ -1,0 +1,27 @@
+"""graph: dynamic multi-relation stock graphs, one Parquet of all snapshots (data/graph/edges.parquet)."""
+
+import argparse
+
+from alphagraph import paths
+from alphagraph.config import load_params
+from alphagraph.graph.build import build_edges
+from alphagraph.io import read_parquet, write_json, write_parquet
+from alphagraph.log import stage_run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    params = load_params(parser.parse_args().params)
+    with stage_run("graph") as rec:
+        prices, universe, relations = (read_parquet(p) for p in (paths.PRICES, paths.UNIVERSE, paths.RELATIONS))
+        edges, metrics = build_edges(prices, universe, relations, params.graph)
+        write_parquet(edges, paths.EDGES)
+        write_json(metrics, paths.METRICS / "graph.json")
+        rec.read = [str(paths.PRICES), str(paths.UNIVERSE), str(paths.RELATIONS)]
+        rec.wrote = [str(paths.EDGES), str(paths.METRICS / "graph.json")]
+        rec.rows = {"edges": edges.height}
+
+
+if __name__ == "__main__":
+    main()
