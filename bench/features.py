@@ -1,14 +1,18 @@
 """Benchmark: compute_features vs a straightforward pandas groupby/rolling reference.
 
-    python bench/features.py                      # 800 stocks x 3,000 days (about 5 minutes)
+    python bench/features.py                      # 800 stocks x 3,000 days (4-7 minutes, mostly pandas)
     python bench/features.py --stocks 100 --days 600
+    python bench/features.py --skip-reference     # time the pipeline only
 
 Both implementations compute the same feature set (the default FeaturesConfig:
 Alpha158 + relative + technical families) on a synthetic random-walk OHLCV
 panel made here with numpy (late listings, delistings and suspensions leave gaps
 in stocks' histories). Each runs in its own subprocess, so its peak memory
 (ru_maxrss, which also sees polars' and numpy's native allocations) is its own;
-the panel is rebuilt in each from the same seed. The outputs are then compared
+the panel is rebuilt in each from the same seed. The pipeline runs twice, with
+its default thread pool and with one thread (``ALPHAGRAPH_THREADS=1``), since
+pandas uses one core. Wall and CPU seconds are both printed: on a shared machine
+the wall clock of either side moves with the neighbours' load. The outputs are then compared
 column by column: same null/NaN positions, values equal to 1e-6 relative
 (|a - b| <= 1e-6 * max(|a|, |b|) + 1e-9; the pipeline's output is Float32).
 
@@ -235,10 +239,13 @@ def worker(kind: str, stocks: int, days: int, seed: int, out: str) -> None:
                       "panel_rss_gb": base, "rows": prices.height, "features": len(names)}))
 
 
-def run_worker(kind: str, args, out: Path) -> dict:
+def run_worker(kind: str, args, out: Path, threads: int | None = None) -> dict:
     cmd = [sys.executable, __file__, "--worker", kind, "--stocks", str(args.stocks), "--days", str(args.days),
            "--seed", str(args.seed), "--out", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    env = dict(os.environ)
+    if threads:
+        env["ALPHAGRAPH_THREADS"] = str(threads)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"{kind} worker failed:\n{proc.stdout}\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -282,16 +289,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         pipe = run_worker("pipeline", args, Path(tmp) / "pipeline.parquet")
         print(f"panel: {pipe['rows']:,} rows ({args.stocks} stocks x {args.days} days, with gaps), "
-              f"{pipe['features']} features")
+              f"{pipe['features']} features, {os.cpu_count()} CPUs")
         print(f"pipeline : {pipe['seconds']:8.2f} s wall, {pipe['cpu_seconds']:7.2f} s CPU   "
               f"peak RSS {pipe['peak_gb']:.2f} GB (panel alone {pipe['panel_rss_gb']:.2f} GB)", flush=True)
+        one = run_worker("pipeline", args, Path(tmp) / "pipeline1.parquet", threads=1)
+        print(f"  1 thread: {one['seconds']:8.2f} s wall, {one['cpu_seconds']:7.2f} s CPU   "
+              f"peak RSS {one['peak_gb']:.2f} GB", flush=True)
         if args.skip_reference:
             return
         ref = run_worker("pandas", args, Path(tmp) / "pandas.parquet")
         print(f"pandas   : {ref['seconds']:8.2f} s wall, {ref['cpu_seconds']:7.2f} s CPU   "
               f"peak RSS {ref['peak_gb']:.2f} GB (rolling.apply for IMAX/IMIN: {ref['apply_seconds']:.1f} s wall)")
-        print(f"speed-up : {ref['seconds'] / pipe['seconds']:.1f}x wall, {ref['cpu_seconds'] / pipe['cpu_seconds']:.1f}x CPU "
-              f"({(ref['seconds'] - ref['apply_seconds']) / pipe['seconds']:.1f}x wall without the rolling.apply part)")
+        print(f"speed-up : {ref['seconds'] / pipe['seconds']:.1f}x wall ({ref['seconds'] / one['seconds']:.1f}x "
+              f"single-threaded), {ref['cpu_seconds'] / one['cpu_seconds']:.1f}x in CPU time; "
+              f"{(ref['seconds'] - ref['apply_seconds']) / pipe['seconds']:.1f}x wall without the rolling.apply part")
         failures = compare(Path(tmp) / "pipeline.parquet", Path(tmp) / "pandas.parquet", names)
         if failures:
             print(f"MISMATCH in {len(failures)} columns:")

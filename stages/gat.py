@@ -6,10 +6,9 @@ import polars as pl
 
 from alphagraph import paths
 from alphagraph.config import load_params
-from alphagraph.graph.loader import GraphIndex
 from alphagraph.io import atomic_dir, read_parquet, write_csv
 from alphagraph.log import get_logger, stage_run
-from alphagraph.models.gat import train_gat_fold
+from alphagraph.models.gat import gat_index, train_gat_fold
 from alphagraph.split import load_folds
 from alphagraph.walkforward import evaluate_and_write, oracle_rank_ic_1d
 
@@ -21,7 +20,7 @@ def main() -> None:
     log = get_logger("gat")
     with stage_run("gat") as rec, atomic_dir(paths.MODELS / "gat") as model_dir:
         panel, folds = read_parquet(paths.NORMALIZED_PANEL), load_folds(paths.FOLDS)
-        index = GraphIndex(read_parquet(paths.EDGES), panel, relations=params.graph.relations)
+        index = gat_index(read_parquet(paths.EDGES), panel, params)
         preds, curves, train = [], [], {}
         for fold in folds:
             out = train_gat_fold(panel, index, fold, params, run_dir=model_dir / f"fold{fold.fold}")
@@ -32,7 +31,7 @@ def main() -> None:
                 f"best_epoch_fold{fold.fold}": r.best_epoch,
                 f"epochs_run_fold{fold.fold}": r.epochs_run,
                 f"train_seconds_fold{fold.fold}": round(r.train_seconds, 1),
-                f"val_best_fold{fold.fold}": r.best_score,
+                f"val_best_fold{fold.fold}": None if r.best_score is None else round(r.best_score, 6),
             }
             log.info("fold %d: best epoch %s of %d (val %s), %.0f s", fold.fold, r.best_epoch, r.epochs_run, r.best_score, r.train_seconds)
         train["train_seconds"] = round(sum(train[f"train_seconds_fold{f.fold}"] for f in folds), 1)

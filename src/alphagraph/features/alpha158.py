@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from alphagraph.features.context import ChunkData, Emit
-from alphagraph.features.rolling import Summed, flat, lag, rolling_quantiles, rolling_rank, s1, s2, sk
+from alphagraph.features.rolling import flat, lag, rolling_quantiles, rolling_rank, s1, s2, sk
 
 EPS = 1e-12
 # A centred sum of squares below this fraction of the raw sum of squares is rounding
@@ -60,9 +60,9 @@ def kbar_price(o: np.ndarray, h: np.ndarray, l: np.ndarray, c: np.ndarray, famil
 
 
 def centred_ss(S1: np.ndarray, S2: np.ndarray, d: int) -> np.ndarray:
-    """sum (x - mean)^2 over the window from centred sums; rounding noise -> exactly 0."""
+    """sum (x - mean)^2 over the window from centred sums; rounding noise -> exactly 0 (NaN stays NaN)."""
     ss = S2 - S1 * S1 / d
-    ss[~(ss > REL_ZERO * S2)] = 0.0
+    np.putmask(ss, ss <= REL_ZERO * S2, 0.0)
     return ss
 
 
@@ -108,21 +108,21 @@ def _log_volume_change(v: np.ndarray) -> np.ndarray:
 
 
 def prepare_returns(ch: ChunkData) -> None:
-    ch.summed("ret", lambda: ch.ret, lead=1)
+    ch.summed("ret", lambda: ch.ret, lead=1, finite=True)
 
 
 def rolling_family(ch: ChunkData, windows: list[int], emit: Emit) -> None:
     c, v = ch.c, ch.v
-    ch.summed("close", lambda: c, center=True)
-    ch.summed("logvol", lambda: np.log(v + 1.0), center=True)
+    ch.summed("close", lambda: c, center=True, finite=True)
+    ch.summed("logvol", lambda: np.log(v + 1.0), center=True, finite=True)
     prepare_returns(ch)
     ch.summed("dlogvol", lambda: _log_volume_change(v), lead=1)
     dc = ch.dclose
-    ch.summed("up", lambda: (dc > 0).astype(np.float64), lead=1)
-    ch.summed("down", lambda: (dc < 0).astype(np.float64), lead=1)
-    ch.summed("gain", lambda: np.maximum(dc, 0.0), lead=1)
-    ch.summed("loss", lambda: np.maximum(-dc, 0.0), lead=1)
-    ch.summed("absdiff", lambda: np.abs(dc), lead=1)
+    ch.summed("up", finite=True, build=lambda: (dc > 0).astype(np.float64), lead=1)
+    ch.summed("down", finite=True, build=lambda: (dc < 0).astype(np.float64), lead=1)
+    ch.summed("gain", finite=True, build=lambda: np.maximum(dc, 0.0), lead=1)
+    ch.summed("loss", finite=True, build=lambda: np.maximum(-dc, 0.0), lead=1)
+    ch.summed("absdiff", finite=True, build=lambda: np.abs(dc), lead=1)
     hi = ch.extremes("high", "max")
     lo = ch.extremes("low", "min")
     ranks = rolling_rank(c, windows)
@@ -167,13 +167,13 @@ def rolling_family(ch: ChunkData, windows: list[int], emit: Emit) -> None:
 
 def volume_family(ch: ChunkData, windows: list[int], emit: Emit) -> None:
     v = ch.v
-    ch.summed("vol", lambda: v, center=True)
+    ch.summed("vol", lambda: v, center=True, finite=True)
     prepare_returns(ch)
-    ch.summed("wvol", lambda: np.abs(ch.ret) * v, lead=1)
+    ch.summed("wvol", finite=True, build=lambda: np.abs(ch.ret) * v, lead=1)
     dv = ch.dvol
-    ch.summed("vgain", lambda: np.maximum(dv, 0.0), lead=1)
-    ch.summed("vloss", lambda: np.maximum(-dv, 0.0), lead=1)
-    ch.summed("vabs", lambda: np.abs(dv), lead=1)
+    ch.summed("vgain", finite=True, build=lambda: np.maximum(dv, 0.0), lead=1)
+    ch.summed("vloss", finite=True, build=lambda: np.maximum(-dv, 0.0), lead=1)
+    ch.summed("vabs", finite=True, build=lambda: np.abs(dv), lead=1)
     for d in windows:
         mean, ss, _ = moments(ch, "vol", d)
         emit(f"f_vma_{d}", mean / (v + EPS), d - 1)
@@ -189,4 +189,4 @@ def volume_family(ch: ChunkData, windows: list[int], emit: Emit) -> None:
     ch.drop("vol", "wvol", "vgain", "vloss", "vabs")
 
 
-__all__ = ["kbar_price", "rolling_family", "volume_family", "moments", "corr", "std_from_ss", "Summed"]
+__all__ = ["kbar_price", "rolling_family", "volume_family", "moments", "corr", "std_from_ss"]

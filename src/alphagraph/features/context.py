@@ -6,10 +6,22 @@ from collections.abc import Callable
 
 import numpy as np
 
-from alphagraph.features.rolling import Extremes, Summed, block_size, lag
+from alphagraph.features.rolling import Extremes, Summed, block_size
 
 Emit = Callable[[str, np.ndarray, int], None]
 """emit(name, values (n, Tp), lead): columns < lead are set to null, then written out."""
+
+
+def _first_diff(x: np.ndarray, ratio: bool = False) -> np.ndarray:
+    """x_t - x_{t-1} (or x_t / x_{t-1} - 1) along time; 0 in column 0."""
+    out = np.empty_like(x)
+    out[:, 0] = 0.0
+    if ratio:
+        np.divide(x[:, 1:], x[:, :-1], out=out[:, 1:])
+        out[:, 1:] -= 1.0
+    else:
+        np.subtract(x[:, 1:], x[:, :-1], out=out[:, 1:])
+    return out
 
 
 class ChunkData:
@@ -25,41 +37,49 @@ class ChunkData:
         self.B = block
         self.max_window = max_window
         self._cache: dict[str, object] = {}
-        self._specs: dict[str, tuple[Callable[[], np.ndarray], bool, int]] = {}
+        self._specs: dict[str, tuple[Callable[[], np.ndarray], bool, int, bool]] = {}
 
     def get(self, key: str, build: Callable[[], object]):
         if key not in self._cache:
             self._cache[key] = build()
         return self._cache[key]
 
-    # ---- raw derived series (n, Tp); column 0 of a return/difference is NaN
+    # ---- raw derived series (n, Tp); column 0 of a return/difference is 0, not a value:
+    # every feature built on them masks it (lead >= 1) or starts after it
     @property
     def ret(self) -> np.ndarray:
-        return self.get("ret", lambda: self.c / lag(self.c, 1) - 1.0)
+        return self.get("ret", lambda: _first_diff(self.c, ratio=True))
 
     @property
     def dclose(self) -> np.ndarray:
-        return self.get("dclose", lambda: self.c - lag(self.c, 1))
+        return self.get("dclose", lambda: _first_diff(self.c))
 
     @property
     def dvol(self) -> np.ndarray:
-        return self.get("dvol", lambda: self.v - lag(self.v, 1))
+        return self.get("dvol", lambda: _first_diff(self.v))
 
     # ---- prepared window sums
-    def summed(self, key: str, build: Callable[[], np.ndarray], center: bool = False, lead: int = 0) -> None:
-        """Register a series for window sums (built lazily, per block size)."""
+    def summed(
+        self, key: str, build: Callable[[], np.ndarray], center: bool = False, lead: int = 0, finite: bool = False
+    ) -> None:
+        """Register a series for window sums (built lazily, per block size).
+
+        ``finite``: the series is known to hold no NaN/inf (skips a check).
+        """
         if key not in self._specs:
-            self._specs[key] = (build, center, lead)
+            self._specs[key] = (build, center, lead, finite)
 
     def block_for(self, d: int, *keys: str) -> int:
         """Block size for windows of ``d`` over ``keys``.
 
-        Centred (level) series use the smallest block that holds the window, so the
+        Centred (level) series use a block of about 4d rows (a power of two), so the
         block centre is a recent value and short windows over a nearly flat stretch
-        keep their digits; the others share the chunk's block (fewer prefix sums).
+        keep their digits, while few windows straddle two blocks (each straddling
+        window costs a correction); the others share the chunk's block (fewer prefix
+        sums to build).
         """
         if any(self._specs[k][1] for k in keys):
-            return min(block_size(d), self.B)
+            return min(block_size(4 * d), self.B)
         return self.B
 
     def series(self, key: str, d: int | None = None, block: int | None = None) -> Summed:
@@ -67,9 +87,9 @@ class ChunkData:
         B = block or (self.block_for(d, key) if d is not None else self.B)
 
         def build() -> Summed:
-            make, center, lead = self._specs[key]
+            make, center, lead, finite = self._specs[key]
             raw = self.get("X:" + key, make)
-            return Summed(raw, B, center=center, lead=lead)
+            return Summed(raw, B, center=center, lead=lead, finite=finite)
 
         return self.get(f"S:{key}:{B}", build)
 

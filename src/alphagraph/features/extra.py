@@ -41,7 +41,7 @@ def relative_chunk(ch: ChunkData, windows: list[int], horizons: list[int], emit:
     c = ch.c
     for k in horizons:
         emit_tmp(f"ret_{k}", c / lag(c, k) - 1.0, k)
-    ch.summed("ret", lambda: ch.ret, lead=1)
+    ch.summed("ret", lambda: ch.ret, lead=1, finite=True)
     ch.summed("mkt", lambda: ch.m, lead=1)
     for d in windows:
         R, M, RM = ch.pair("ret", "mkt", d)
@@ -74,7 +74,7 @@ def technical_family(ch: ChunkData, windows: list[int], emit: Emit) -> None:
     tr = np.maximum(h - l, np.maximum(np.abs(h - cp), np.abs(l - cp)))
     atr = ema(tr, 1.0 / ATR_WINDOW, start=1)
     emit(f"f_atr_{ATR_WINDOW}", atr / c, ATR_WINDOW)
-    ch.summed("ret", lambda: ch.ret, lead=1)
+    ch.summed("ret", lambda: ch.ret, lead=1, finite=True)
     vols: dict[int, np.ndarray] = {}
     short, long = VOL_REGIME
     for d in sorted(set(windows) | {short, long}):

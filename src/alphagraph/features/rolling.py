@@ -58,22 +58,26 @@ class Summed:
 
     __slots__ = ("B", "xc", "c", "delta", "P", "bad", "_q", "_pj", "_qj")
 
-    def __init__(self, x: np.ndarray, B: int, center: bool = False, lead: int = 0):
+    def __init__(self, x: np.ndarray, B: int, center: bool = False, lead: int = 0, finite: bool = False):
         n, tp = x.shape
         nb = tp // B
-        x = np.array(x, dtype=np.float64, copy=True)
-        if lead:
-            x[:, :lead] = 0.0
-        finite = np.isfinite(x)
         self.bad = None
-        if not finite.all():
-            bad = ~finite
-            x[bad] = 0.0
-            self.bad = Summed(bad.astype(np.float64), B)
+        if not finite:  # (``finite``: the caller knows x holds no NaN/inf, lead columns included)
+            ok = np.isfinite(x)
+            if lead:
+                ok[:, :lead] = True
+            if not ok.all():
+                x = np.where(ok, x, 0.0)
+                self.bad = Summed((~ok).astype(np.float64), B, finite=True)
+            if lead and not np.isfinite(x[:, :lead]).all():
+                x = np.array(x, copy=True)
+                x[:, :lead] = 0.0
+        # lead columns keep whatever finite value they hold: windows containing them are
+        # masked by the caller, and the others difference them out
         x3 = x.reshape(n, nb, B)
         if center:
             self.c = x3[:, :, 0].copy()
-            x3 -= self.c[:, :, None]
+            x3 = x3 - self.c[:, :, None]
             self.delta = self.c[:, :-1] - self.c[:, 1:]
         else:
             self.c = None
@@ -221,12 +225,14 @@ class Extremes:
         step = 1
         while 2 * step <= max_window:
             m, i = self.levels[-1]
-            m2 = m.copy()
-            i2 = np.array(i, copy=True)
+            m2 = np.empty_like(m)
+            i2 = np.empty((n, tp), dtype=np.int32)
+            m2[:, :step] = m[:, :step]  # (windows not full yet: never used)
+            i2[:, :step] = i[:, :step]
             left_m, right_m = m[:, :-step], m[:, step:]
             take_left = self.better(left_m, right_m)
             self.pick(left_m, right_m, out=m2[:, step:])
-            i2[:, step:] = np.where(take_left, i[:, :-step], i[:, step:])
+            np.copyto(i2[:, step:], np.where(take_left, i[:, :-step], i[:, step:]))
             self.levels.append((m2, i2))
             step *= 2
 
@@ -319,11 +325,9 @@ def rolling_quantiles(x: np.ndarray, d: int, quantiles: list[float], rows_per_st
         spec.append((lo, min(lo + 1, d - 1), f - lo))
     if d <= NETWORK_MAX:
         m = tp - d + 1
-        v = [x[:, j : j + m].copy() for j in range(d)]  # v[j]: the window's j-th oldest value
+        v = [x[:, j : j + m] for j in range(d)]  # v[j]: the window's j-th oldest value (views)
         for a, b in oddeven_merge_network(d):
-            lo_ = np.minimum(v[a], v[b])
-            np.maximum(v[a], v[b], out=v[b])
-            v[a] = lo_
+            v[a], v[b] = np.minimum(v[a], v[b]), np.maximum(v[a], v[b])
         for out, (lo, hi, frac) in zip(outs, spec):
             out[:, d - 1 :] = v[lo] if frac == 0.0 else v[lo] + (v[hi] - v[lo]) * frac
         return outs

@@ -5,9 +5,11 @@
 
 Edge attributes (weight, sign, one-hot relation id) enter the attention scores
 (``edge_dim``), so a head can learn to attend to one relation (the
-supply-chain lead-lag). Self-loops are added by GATv2Conv with an all-zero
-edge attribute (no real edge has an all-zero relation one-hot, so the self
-edge is recognizable). The head also sees ``h0``, the node's own projected
+supply-chain lead-lag). Self-loops are kept, with an all-zero edge attribute
+(no real edge has an all-zero relation one-hot, so the self edge is
+recognizable): exactly what ``GATv2Conv(add_self_loops=True, fill_value=0.0)``
+does, done once per forward pass instead of once per layer (it copies every
+edge, and the union graph has about 45 edges per node). The head also sees ``h0``, the node's own projected
 features: own history carries most of the signal.
 """
 
@@ -21,12 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch_geometric.nn import GATv2Conv
+from torch_geometric.utils import add_self_loops, remove_self_loops
 
 from alphagraph.config import GatConfig, Params
 from alphagraph.normalize import feature_columns
 from alphagraph.split import Fold
 from alphagraph.train import FoldOutput, GraphDayData, LoopConfig, MultiHorizonLoss, seed_everything, split_codes, train_fold
 from alphagraph.walkforward import label_reach
+
+SELF_LOOP_FILL = 0.0  # edge_attr of a self-loop: weight 0, sign 0, no relation
 
 
 class GATBaseline(nn.Module):
@@ -50,7 +55,7 @@ class GATBaseline(nn.Module):
         self.convs = nn.ModuleList(
             GATv2Conv(
                 hidden, hidden // heads, heads=heads, concat=True, edge_dim=edge_dim,
-                add_self_loops=True, fill_value=0.0, dropout=dropout,
+                add_self_loops=False, dropout=dropout,  # self-loops are added once in forward()
             )
             for _ in range(layers)
         )
@@ -66,8 +71,10 @@ class GATBaseline(nn.Module):
     def forward(self, batch: Any) -> dict[str, torch.Tensor]:
         h0 = F.gelu(self.input(batch.x))
         h = h0
+        edge_index, edge_attr = remove_self_loops(batch.edge_index, batch.edge_attr)
+        edge_index, edge_attr = add_self_loops(edge_index, edge_attr, fill_value=SELF_LOOP_FILL, num_nodes=h.size(0))
         for conv, norm in zip(self.convs, self.norms):
-            msg = conv(h, batch.edge_index, batch.edge_attr)
+            msg = conv(h, edge_index, edge_attr)
             h = norm(h + F.dropout(F.gelu(msg), self.dropout, self.training))
         z = self.head(torch.cat([h, h0], dim=-1))
         return {"reg": self.reg(z), "dir_logit": self.dir(z)}
@@ -94,6 +101,22 @@ def loop_config(cfg: GatConfig, seed: int, device: str, progress: bool | None = 
         num_threads=cfg.num_threads,
         progress=progress,
     )
+
+
+def gat_relations(params: Params) -> list[str]:
+    """Relations merged into the GAT's daily graph: ``gat.relations``, else every ``graph.relations``."""
+    rels = params.gat.relations if params.gat.relations is not None else params.graph.relations
+    unknown = sorted(set(rels) - set(params.graph.relations))
+    if unknown:
+        raise ValueError(f"gat.relations: {unknown} not built by the graph stage (graph.relations: {params.graph.relations})")
+    return list(rels)
+
+
+def gat_index(edges: pl.DataFrame, panel: pl.DataFrame, params: Params) -> Any:
+    """The GraphIndex the GAT trains on: the union of :func:`gat_relations` (one-hot in edge_attr)."""
+    from alphagraph.graph.loader import GraphIndex
+
+    return GraphIndex(edges, panel, relations=gat_relations(params))
 
 
 def gat_fold_data(panel: pl.DataFrame, index: Any, fold: Fold, params: Params) -> GraphDayData:

@@ -54,7 +54,7 @@ class DayData(Protocol):
 
     def batch(self, dates: Sequence[Any]) -> Any: ...
 
-    def class_balance(self, split: str = "train") -> tuple[np.ndarray, np.ndarray] | None: ...
+    def class_balance(self, split: str = "train") -> ClassBalance | None: ...
 
 
 def split_codes(panel: pl.DataFrame, fold: Fold, reach: int) -> np.ndarray:
@@ -152,6 +152,7 @@ class GraphDayData:
         b.y = labels[:, :h]
         b.y_dir = labels[:, h:] if self.dir_cols else None
         b.split = self._codes_t[b.row]
+        del b.code  # python strings: slow to collate and to move; ``row`` identifies the node
         if not self.use_edges:
             b.edge_index = b.edge_index[:, :0]
             b.edge_attr = b.edge_attr[:0]

@@ -224,6 +224,11 @@ def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
+def _to(batch: Any, device: torch.device) -> Any:
+    """Move a batch to ``device`` (a no-op on CPU: ``Data.to`` walks every attribute)."""
+    return batch if device.type == "cpu" else batch.to(device)
+
+
 def _chunks(n: int, size: int) -> Iterator[slice]:
     for lo in range(0, n, size):
         yield slice(lo, min(lo + size, n))
@@ -287,7 +292,7 @@ def predict(
         parts["day"].append((batch.batch.cpu() + part.start)[keep].numpy())
         parts["y"].append(batch.y.cpu()[keep].float().numpy())
         with _autocast(device):
-            out = model(batch.to(device))
+            out = model(_to(batch, device))
         keep = keep.to(device)
         parts["reg"].append(out["reg"].float()[keep].cpu().numpy())
         if "dir_logit" in out:
@@ -325,7 +330,7 @@ def validate(
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("rows", "split", "day", "reg", "y")}
     dates = list(dates)
     for part in _chunks(len(dates), cfg.eval_batch_days):
-        batch = data.batch(dates[part]).to(device)
+        batch = _to(data.batch(dates[part]), device)
         mask = batch.split == VAL
         n = int(mask.sum())
         if n == 0:
@@ -416,7 +421,7 @@ def fit(
             sums: dict[str, float] = {}
             steps = 0
             for part in _chunks(days, cfg.batch_days):
-                batch = data.batch(train_dates[np.sort(order[part])]).to(device)
+                batch = _to(data.batch(train_dates[np.sort(order[part])]), device)
                 mask = batch.split == TRAIN
                 if not bool(mask.any()):
                     bar.update(1)
