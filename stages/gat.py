@@ -26,7 +26,8 @@ def main() -> None:
             out = train_gat_fold(panel, index, fold, params, run_dir=model_dir / f"fold{fold.fold}")
             r = out.result
             preds.append(out.predictions)
-            curves.append(pl.DataFrame(r.history, infer_schema_length=None).with_columns(fold=pl.lit(fold.fold)))
+            curve = pl.DataFrame(r.history, infer_schema_length=None).with_columns(fold=pl.lit(fold.fold))
+            curves.append((fold.fold, curve.select("fold", pl.exclude("fold"))))
             train |= {
                 f"best_epoch_fold{fold.fold}": r.best_epoch,
                 f"epochs_run_fold{fold.fold}": r.epochs_run,
@@ -37,7 +38,8 @@ def main() -> None:
         train["train_seconds"] = round(sum(train[f"train_seconds_fold{f.fold}"] for f in folds), 1)
         predictions = pl.concat(preds)
         metrics = evaluate_and_write("gat", predictions, panel, params, extra={"train": train}, oracle_ic=oracle_rank_ic_1d())
-        write_csv(pl.concat(curves, how="diagonal_relaxed").select("fold", pl.exclude("fold")), paths.PLOTS / "gat" / "training.csv")
+        for k, curve in curves:  # per-epoch training curves, one file per fold (dvc plots: x=epoch)
+            write_csv(curve, paths.PLOTS / "gat" / f"training_fold{k}.csv")
         rec.read = [str(paths.NORMALIZED_PANEL), str(paths.FOLDS), str(paths.EDGES)]
         rec.wrote = ["models/gat", "data/predictions/gat.parquet", "metrics/gat.json", "plots/gat"]
         rec.rows = {"predictions": predictions.height}

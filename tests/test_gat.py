@@ -54,6 +54,22 @@ def test_forward_shapes_with_and_without_edges(tiny):
         GATBaseline(data.in_dim, data.edge_dim, 4, hidden=10, heads=4)
 
 
+def test_self_loops_added_once_equal_gatv2conv_own_self_loops():
+    """The model adds self-loops once per pass; same result as GATv2Conv(add_self_loops=True, fill_value=0.0)."""
+    from torch_geometric.nn import GATv2Conv
+    from torch_geometric.utils import add_self_loops
+
+    g = torch.Generator().manual_seed(0)
+    x, edge_attr = torch.randn(6, 8, generator=g), torch.randn(9, 3, generator=g)
+    edge_index = torch.tensor([[0, 1, 2, 3, 4, 5, 0, 2, 4], [1, 2, 3, 4, 5, 0, 3, 5, 1]])
+    torch.manual_seed(0)
+    own = GATv2Conv(8, 4, heads=2, edge_dim=3, add_self_loops=True, fill_value=0.0).eval()
+    ours = GATv2Conv(8, 4, heads=2, edge_dim=3, add_self_loops=False).eval()
+    ours.load_state_dict(own.state_dict())
+    looped = add_self_loops(edge_index, edge_attr, fill_value=0.0, num_nodes=6)
+    assert torch.allclose(own(x, edge_index, edge_attr), ours(x, *looped), atol=1e-6)
+
+
 def test_loop_config_maps_the_gat_params():
     params = tiny_params(lr=0.0123, grad_clip=0.5, select_horizon=5, days_per_epoch=7)
     cfg = loop_config(params.gat, seed=3, device="cpu")

@@ -180,7 +180,7 @@ class GatConfig:
     patience: int = 6
     horizon_weights: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.25, 0.25])
     # training loop (alphagraph.train.loop.LoopConfig)
-    days_per_epoch: int = 256  # training days sampled per epoch, a fresh seeded draw each epoch (0 = all)
+    days_per_epoch: int = 192  # training days sampled per epoch, a fresh seeded draw each epoch (0 = all)
     warmup_epochs: float = 1.0  # linear warmup, then cosine to min_lr_ratio * lr (stepped per optimizer step)
     min_lr_ratio: float = 0.05
     grad_clip: float = 1.0

@@ -9,8 +9,17 @@ supply-chain lead-lag). Self-loops are kept, with an all-zero edge attribute
 (no real edge has an all-zero relation one-hot, so the self edge is
 recognizable): exactly what ``GATv2Conv(add_self_loops=True, fill_value=0.0)``
 does, done once per forward pass instead of once per layer (it copies every
-edge, and the union graph has about 45 edges per node). The head also sees ``h0``, the node's own projected
-features: own history carries most of the signal.
+edge, and the union graph has about 45 edges per node). The head also sees
+``h0``, the node's own projected features: own history carries most of the
+signal.
+
+Measured on the default synthetic market (3 folds, default gat params, pooled
+test RankIC at 1 day; standard error about 0.004): union of all relations
+0.036-0.037, the same model without edges (``gat.use_edges: false``) 0.036,
+supply-chain edges only (``gat.relations: [supply_chain]``) 0.049. Within the
+few-minute CPU budget the union GAT does not learn to single out the 3
+supply-chain edges among about 45: relation-specific attention (the core
+model) is what should close that gap.
 """
 
 from __future__ import annotations
