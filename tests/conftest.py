@@ -25,6 +25,7 @@ TINY_PARAMS: dict[str, Any] = {
     "normalize": {"min_stocks": 5},
     "split": {"n_splits": 2, "min_train_days": 100, "val_days": 60, "test_days": 60, "embargo_days": 20},
     "lgbm": {"min_data_in_leaf": 100, "n_estimators": 60},
+    "gat": {"epochs": 2, "hidden": 16, "days_per_epoch": 48},
 }
 
 

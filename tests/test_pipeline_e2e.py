@@ -15,7 +15,7 @@ def test_repro_runs_and_status_is_clean(tiny_repo):
     assert metrics["stocks"] == 40 and metrics["source"] == "synthetic"
     prices = pl.read_parquet(tiny_repo / "data/raw/prices.parquet")
     assert prices.height == metrics["rows"]
-    for name in ("features", "normalize", "graph", "oracle", "lgbm"):
+    for name in ("features", "normalize", "graph", "oracle", "lgbm", "gat"):
         assert (tiny_repo / f"metrics/{name}.json").exists(), name
     assert (tiny_repo / "data/splits/folds.json").exists()
     assert run(["dvc", "status", "-q"], tiny_repo, check=False).returncode == 0
@@ -33,4 +33,4 @@ def test_metrics_show_lists_keys(tiny_repo):
 def test_plots_render(tiny_repo):
     run(["dvc", "plots", "show", "-o", "dvc_plots"], tiny_repo)
     html = (tiny_repo / "dvc_plots/index.html").read_text()
-    assert "rank_ic" in html and "cum_pnl" in html
+    assert "rank_ic_1d" in html and "cum_return_5d" in html

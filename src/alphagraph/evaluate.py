@@ -191,8 +191,9 @@ def evaluate(
 ) -> tuple[dict[str, Any], dict[str, pl.DataFrame]]:
     """Metrics dict (``test``, ``fold{k}``, ``psi`` groups) and plot series.
 
-    Plot series: ``rank_ic`` (date, fold, horizon, rank_ic) and ``cum_return``
-    (date, horizon, pnl, cum_pnl) over the pooled test windows.
+    Plot series over the pooled test windows, one column per horizon:
+    ``rank_ic`` (date, rank_ic_{h}d) and ``cum_return`` (date, cum_return_{h}d,
+    the cumulative sum of the daily long-short P&L).
     """
     frame = predictions.join(realized, on=["date", "code"], how="left")
     test = frame.filter(pl.col("split") == "test")
@@ -218,17 +219,21 @@ def evaluate(
             for h in horizons
         }
     series = {
-        "rank_ic": pl.concat(
-            [s.select("date", pl.lit(f"{h}d").alias("horizon"), "rank_ic") for h, s in ic_series.items()]
-        ),
-        "cum_return": pl.concat(
-            [
-                s.select("date", pl.lit(f"{h}d").alias("horizon"), "pnl", pl.col("pnl").cum_sum().alias("cum_pnl"))
-                for h, s in pnl_series.items()
-            ]
+        "rank_ic": _wide({h: s.select("date", pl.col("rank_ic").alias(f"rank_ic_{h}d")) for h, s in ic_series.items()}),
+        "cum_return": _wide(
+            {h: s.select("date", pl.col("pnl").cum_sum().alias(f"cum_return_{h}d")) for h, s in pnl_series.items()}
         ),
     }
     return _clean(metrics), series
+
+
+def _wide(parts: dict[int, pl.DataFrame]) -> pl.DataFrame:
+    """Outer-join per-horizon (date, value) frames into one frame sorted by date."""
+    frames = list(parts.values())
+    out = frames[0]
+    for f in frames[1:]:
+        out = out.join(f, on="date", how="full", coalesce=True)
+    return out.sort("date")
 
 
 def _clean(obj: Any) -> Any:

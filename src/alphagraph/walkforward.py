@@ -58,7 +58,7 @@ def evaluate_and_write(
     metrics |= extra or {}
     write_parquet(predictions.sort("fold", "date", "code"), paths.PREDICTIONS / f"{name}.parquet")
     plots = paths.PLOTS / name
-    write_csv(series["rank_ic"].sort("horizon", "date"), plots / "rank_ic.csv")
-    write_csv(series["cum_return"].sort("horizon", "date"), plots / "cum_return.csv")
+    write_csv(series["rank_ic"], plots / "rank_ic.csv")
+    write_csv(series["cum_return"], plots / "cum_return.csv")
     write_json(metrics, paths.METRICS / f"{name}.json")
     return metrics
