@@ -169,15 +169,15 @@ class LgbmConfig:
 
 @dataclass(frozen=True)
 class GatConfig:
-    hidden: int = 64
+    hidden: int = 32
     heads: int = 2
     layers: int = 2
     dropout: float = 0.1
-    epochs: int = 30
+    epochs: int = 8
     lr: float = 1e-3
     weight_decay: float = 1e-4
     batch_days: int = 16
-    patience: int = 6
+    patience: int = 3
     horizon_weights: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.25, 0.25])
     # training loop (alphagraph.train.loop.LoopConfig)
     days_per_epoch: int = 192  # training days sampled per epoch, a fresh seeded draw each epoch (0 = all)
