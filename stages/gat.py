@@ -26,8 +26,7 @@ def main() -> None:
             out = train_gat_fold(panel, index, fold, params, run_dir=model_dir / f"fold{fold.fold}")
             r = out.result
             preds.append(out.predictions)
-            # Wall-clock seconds stay in the log: metrics and plots must be identical across reruns.
-            curve = pl.DataFrame(r.history, infer_schema_length=None).drop("seconds").with_columns(fold=pl.lit(fold.fold))
+            curve = pl.DataFrame(r.history, infer_schema_length=None).with_columns(fold=pl.lit(fold.fold))
             curves.append((fold.fold, curve.select("fold", pl.exclude("fold"))))
             train |= {
                 f"best_epoch_fold{fold.fold}": r.best_epoch,

@@ -250,8 +250,10 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def _save(obj: Any, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    # Saving to a file object: torch names the zip records after a path's stem, and the
+    # temporary file's random name would make identical checkpoints differ byte-wise.
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
 
 
 def _load(path: Path, device: torch.device) -> Any:
@@ -404,7 +406,7 @@ def fit(
             optimizer.load_state_dict(ckpt["optimizer"])
             scheduler.load_state_dict(ckpt["scheduler"])
             stopper = EarlyStopping(**ckpt["stopper"])
-            history, start_epoch, elapsed, finished = ckpt["history"], ckpt["epoch"], ckpt["elapsed"], ckpt["finished"]
+            history, start_epoch, finished = ckpt["history"], ckpt["epoch"], ckpt["finished"]
             _set_rng_state(ckpt["rng"])
             log.info("%s: resumed from %s after epoch %d", desc, last_path, start_epoch)
 
@@ -452,8 +454,7 @@ def fit(
                 **{f"val_{k}": v for k, v in val.items()},
                 "monitor": stopper.ema if stopper.ema is not None else float("nan"),
                 "best_epoch": stopper.best_epoch,
-                "seconds": seconds,
-            }
+            }  # no wall-clock time here: history goes into checkpoints and plots, which must be reproducible
             history.append(record)
             if improved:
                 best_state = copy.deepcopy(model.state_dict())
@@ -469,7 +470,6 @@ def fit(
                         "stopper": dataclasses.asdict(stopper),
                         "rng": _rng_state(device),
                         "epoch": epoch,
-                        "elapsed": elapsed,
                         "finished": finished,
                         "history": history,
                         "config": _config_key(cfg),
