@@ -76,6 +76,7 @@ class Tiny:
     panel: pl.DataFrame
     index: Any
     fold: Fold
+    edges: pl.DataFrame
 
 
 def tiny_params(**gat: Any) -> Params:
@@ -100,7 +101,7 @@ def tiny_pipeline() -> Tiny:
     panel, _ = normalize_panel(features, params.normalize, params.features.horizons)
     (fold,) = make_folds(panel["date"].unique().sort().to_list(), params.split)
     edges, _ = build_edges(raw.prices, raw.universe, raw.relations, params.graph)
-    return Tiny(params, panel, GraphIndex(edges, panel, relations=params.graph.relations), fold)
+    return Tiny(params, panel, GraphIndex(edges, panel, relations=params.graph.relations), fold, edges)
 
 
 @pytest.fixture(scope="module")

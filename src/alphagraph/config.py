@@ -204,27 +204,36 @@ class PearlConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The core relation-aware graph transformer."""
+    """The core relation-aware graph transformer (alphagraph.models.core)."""
 
-    seq_len: int = 20
+    seq_len: int = 10  # days of history per stock for the temporal encoder
     temporal: Literal["transformer", "lstm"] = "transformer"
-    hidden: int = 64
+    temporal_layers: int = 1
+    hidden: int = 32
     heads: int = 2
-    layers: int = 2
+    layers: int = 2  # relation-aware message-passing layers
     dropout: float = 0.1
-    epochs: int = 30
+    epochs: int = 8
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    warmup_epochs: int = 2
+    warmup_epochs: float = 1.0
+    min_lr_ratio: float = 0.05
     grad_clip: float = 1.0
     batch_days: int = 8
-    patience: int = 6
-    rank_weight: float = 0.5
+    days_per_epoch: int = 192  # training days sampled per epoch, a fresh seeded draw each epoch (0 = all)
+    patience: int = 3
+    rank_weight: float = 0.5  # weight of (1 - soft Spearman) per date
+    cls_weight: float = 0.2  # weight of the signal and direction cross-entropies
+    select_metric: Literal["rank_ic", "ic", "loss"] = "rank_ic"
     select_horizon: int = 1
+    select_smoothing: float = 0.0
     horizon_weights: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.25, 0.25])
-    relation_weighting: bool = True
+    relation_weighting: bool = True  # false: plain mean of the per-relation outputs
+    relations: list[str] | None = None  # relation types used (null = all of graph.relations)
+    use_edges: bool = True  # false: the no-graph ablation (self-loops only)
     sampling: Literal["full", "neighbor"] = "full"
-    fanouts: list[int] = field(default_factory=lambda: [10, 10])
+    fanouts: list[int] = field(default_factory=lambda: [10, 10])  # per hop, -1 = all (sampling: neighbor)
+    num_threads: int = 2
     pearl: PearlConfig = field(default_factory=PearlConfig)
 
 

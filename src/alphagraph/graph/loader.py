@@ -121,6 +121,42 @@ class GraphIndex:
             raise KeyError(f"date {days[~found][0]} is not in the panel")
         return pos
 
+    # ------------------------------------------------- per-stock histories
+
+    @property
+    def n_codes(self) -> int:
+        """Number of distinct codes (ids 0 .. n_codes-1 over panel and edges, sorted by code)."""
+        return self._n_codes
+
+    def positions(self, rows: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Positions in :meth:`features` order of panel ``rows`` (the inverse of ``batch.row``)."""
+        if not hasattr(self, "_position_of_row"):
+            inv = np.empty_like(self._order)
+            inv[self._order] = np.arange(self._order.size)
+            self._position_of_row = inv
+        return self._position_of_row[np.asarray(rows)]
+
+    def position_grid(self) -> np.ndarray:
+        """Int64 [n_dates, n_codes]: the :meth:`features` position of (date, code), -1 where absent."""
+        grid = np.full((self.dates.size, self._n_codes), -1, dtype=np.int64)
+        day = np.repeat(np.arange(self.dates.size), np.diff(self._day_start))
+        grid[day, self._code_id] = np.arange(self._code_id.size)
+        return grid
+
+    def day_and_code(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(date position, code id) of :meth:`features` positions."""
+        day = np.searchsorted(self._day_start, positions, side="right") - 1
+        return day, self._code_id[positions]
+
+    def snapshot_of(self, day_positions: np.ndarray) -> np.ndarray:
+        """Snapshot position used by each date position (-1 before the first snapshot)."""
+        return self._day_snap[day_positions]
+
+    def snapshot_graph(self, snapshot: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One snapshot's edges in code-id space: (src, dst, relation id)."""
+        part = slice(self._snap_start[snapshot], self._snap_start[snapshot + 1])
+        return self._src[part], self._dst[part], self._rel[part]
+
     # ---------------------------------------------------------------- graphs
 
     def hetero(self, date: DateLike, feature_cols: Sequence[str], label_cols: Sequence[str] = ()) -> HeteroData:

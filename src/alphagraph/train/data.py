@@ -139,10 +139,13 @@ class GraphDayData:
         """Up / down label counts of ``split`` rows per horizon (None without dir_* columns)."""
         if not self.dir_cols:
             return None
+        return self._balance(self.dir_cols, split)
+
+    def _balance(self, cols: Sequence[str], split: str) -> ClassBalance:
         mask = pl.Series(self.codes == SPLIT_CODE[split])
-        rows = self.panel.select(self.dir_cols).filter(mask)
-        pos = np.array([int((rows[c] == 1).sum()) for c in self.dir_cols], dtype=np.int64)
-        neg = np.array([int((rows[c] == 0).sum()) for c in self.dir_cols], dtype=np.int64)
+        rows = self.panel.select(cols).filter(mask)
+        pos = np.array([int((rows[c] == 1).sum()) for c in cols], dtype=np.int64)
+        neg = np.array([int((rows[c] == 0).sum()) for c in cols], dtype=np.int64)
         return ClassBalance(pos, neg)
 
     def batch(self, dates: Sequence[Any]) -> Any:
@@ -168,8 +171,9 @@ def predictions_frame(
     p_up: np.ndarray | None,
     horizons: Sequence[int],
     fold: int,
+    p_signal: np.ndarray | None = None,
 ) -> pl.DataFrame:
-    """``date, code, fold, split, pred_{h}d ..., p_up_{h}d ...`` for the given panel rows."""
+    """``date, code, fold, split, pred_{h}d ..., p_up_{h}d ..., p_signal_{h}d ...`` for the given panel rows."""
     rows = np.asarray(rows, dtype=np.int64)
     keys = panel.select(pl.col("date", "code").gather(pl.Series(rows)))
     split = pl.Series(codes[rows]).replace_strict(SPLIT_NAME, default="none", return_dtype=pl.Utf8)
@@ -179,4 +183,7 @@ def predictions_frame(
     if p_up is not None:
         for j, h in enumerate(horizons):
             cols[f"p_up_{h}d"] = pl.Series(p_up[:, j].astype(np.float32), dtype=pl.Float32)
+    if p_signal is not None:
+        for j, h in enumerate(horizons):
+            cols[f"p_signal_{h}d"] = pl.Series(p_signal[:, j].astype(np.float32), dtype=pl.Float32)
     return keys.with_columns(**cols).sort("date", "code")

@@ -15,7 +15,7 @@ from alphagraph.train.loop import FitResult, LossFn, LoopConfig, fit, predict, r
 
 @dataclass
 class FoldOutput:
-    predictions: pl.DataFrame  # date, code, fold, split, pred_{h}d, p_up_{h}d (when the model has a dir head)
+    predictions: pl.DataFrame  # date, code, fold, split, pred_{h}d, p_up_{h}d / p_signal_{h}d (with those heads)
     result: FitResult
 
 
@@ -39,5 +39,5 @@ def train_fold(
     dates = data.dates("val", "test")
     with torch.no_grad():
         pred = predict(model, data, dates, (VAL, TEST), cfg.eval_batch_days, resolve_device(cfg.device))
-    frame = predictions_frame(data.panel, pred.rows, data.codes, pred.reg, pred.p_up, data.horizons, fold)
+    frame = predictions_frame(data.panel, pred.rows, data.codes, pred.reg, pred.p_up, data.horizons, fold, pred.p_signal)
     return FoldOutput(frame, result)

@@ -162,6 +162,7 @@ class Prediction:
     reg: np.ndarray  # [n, H]
     p_up: np.ndarray | None  # [n, H]
     y: np.ndarray  # [n, H] labels (NaN where null)
+    p_signal: np.ndarray | None = None  # [n, H], models with a signal head
 
 
 @dataclass
@@ -284,7 +285,7 @@ def predict(
     device = torch.device(device)
     model.eval()
     wanted = torch.tensor(list(splits), dtype=torch.int8)
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("rows", "split", "day", "reg", "p_up", "y")}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("rows", "split", "day", "reg", "p_up", "y", "p_signal")}
     dates = list(dates)
     for part in _chunks(len(dates), batch_days):
         batch = data.batch(dates[part])
@@ -299,10 +300,12 @@ def predict(
         parts["reg"].append(out["reg"].float()[keep].cpu().numpy())
         if "dir_logit" in out:
             parts["p_up"].append(torch.sigmoid(out["dir_logit"].float())[keep].cpu().numpy())
+        if "sig_logit" in out:
+            parts["p_signal"].append(torch.sigmoid(out["sig_logit"].float())[keep].cpu().numpy())
     if not parts["rows"]:
         raise ValueError("predict: no dates given")
     cat = {k: np.concatenate(v) if v else None for k, v in parts.items()}
-    return Prediction(cat["rows"], cat["split"], cat["day"], cat["reg"], cat["p_up"], cat["y"])
+    return Prediction(cat["rows"], cat["split"], cat["day"], cat["reg"], cat["p_up"], cat["y"], cat["p_signal"])
 
 
 def daily_metrics(pred: Prediction, horizons: Sequence[int]) -> dict[str, float]:

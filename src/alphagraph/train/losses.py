@@ -9,6 +9,13 @@ null (NaN) is masked for that horizon only.
     total = sum_h w_h * MSE_h / sum_h w_h
           + dir_weight  * sum_h w_h * BCE_h / sum_h w_h      (BCE with pos_weight_h)
           + rank_weight * sum_h w_h * (1 - mean daily corr_h) / sum_h w_h
+          + sig_weight  * sum_h w_h * BCE(signal)_h / sum_h w_h   (hierarchical heads, optional)
+
+The daily-corr term is Pearson (``rank="pearson"``) or a differentiable
+Spearman (``rank="soft"``: soft ranks of the predictions against the exact
+ranks of the labels, :func:`soft_rank_corr`). With hierarchical heads
+(``out["sig_logit"]`` and ``batch.y_sig``), the signal head is trained on all
+nodes and the direction head only where the signal label is 1.
 """
 
 from __future__ import annotations
@@ -78,6 +85,39 @@ def daily_corr(
     return (corr * use).sum(0) / use.sum(0).clamp_min(1)
 
 
+def soft_rank_corr(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, day: torch.Tensor, tau: float = 0.1, min_nodes: int = 3
+) -> torch.Tensor:
+    """Per-horizon mean daily Spearman correlation with soft ranks of ``pred`` (differentiable).
+
+    Per day, predictions are standardized and ranked softly,
+    ``r_i = sum_j sigmoid((p_i - p_j) / tau)`` over the day's valid nodes;
+    labels are ranked exactly. ``day`` must be sorted (PyG batches are).
+    O(n^2) per day: a few hundred stocks a day is cheap.
+    """
+    from torch_geometric.utils import to_dense_batch
+
+    valid = _valid(mask, target)
+    p, node_ok = to_dense_batch(pred, day)  # [D, n, H]
+    y, _ = to_dense_batch(torch.nan_to_num(target), day)
+    v, _ = to_dense_batch(valid, day, fill_value=False)
+    vf = v.to(pred.dtype)
+    n = vf.sum(1, keepdim=True)  # [D, 1, H]
+    mean = (p * vf).sum(1, keepdim=True) / n.clamp_min(1)
+    std = (((p - mean) * vf).pow(2).sum(1, keepdim=True) / n.clamp_min(1)).add(1e-8).sqrt()
+    z = (p - mean) / std
+    pair = torch.sigmoid((z[:, :, None, :] - z[:, None, :, :]) / tau) * vf[:, None, :, :]  # [D, i, j, H]
+    soft = pair.sum(2)
+    with torch.no_grad():
+        yk = torch.where(v, y, torch.full_like(y, float("inf")))
+        exact = yk.argsort(1).argsort(1).to(pred.dtype)  # 0-based ranks, valid nodes first
+    a = (soft - (soft * vf).sum(1, keepdim=True) / n.clamp_min(1)) * vf
+    b = (exact - (exact * vf).sum(1, keepdim=True) / n.clamp_min(1)) * vf
+    corr = (a * b).sum(1) / torch.sqrt((a * a).sum(1) * (b * b).sum(1) + 1e-12)  # [D, H]
+    use = (n.squeeze(1) >= min_nodes).to(pred.dtype)
+    return (corr * use).sum(0) / use.sum(0).clamp_min(1)
+
+
 class MultiHorizonLoss:
     """Weighted masked MSE per horizon + class-weighted direction BCE (+ optional daily-corr term).
 
@@ -93,6 +133,9 @@ class MultiHorizonLoss:
         rank_weight: float = 0.0,
         reg_key: str = "reg",
         dir_key: str = "dir_logit",
+        rank: str = "pearson",
+        sig_weight: float = 0.0,
+        sig_pos_weight: Sequence[float] | np.ndarray | None = None,
     ) -> None:
         w = torch.as_tensor(list(horizon_weights), dtype=torch.float32)
         if w.numel() == 0 or (w < 0).any() or w.sum() <= 0:
@@ -102,6 +145,11 @@ class MultiHorizonLoss:
         self.rank_weight = float(rank_weight)
         self.pos_weight = None if pos_weight is None else torch.as_tensor(np.asarray(pos_weight), dtype=torch.float32)
         self.reg_key, self.dir_key = reg_key, dir_key
+        if rank not in ("pearson", "soft"):
+            raise ValueError(f"rank must be 'pearson' or 'soft', got {rank!r}")
+        self.rank = rank
+        self.sig_weight = float(sig_weight)
+        self.sig_pos_weight = None if sig_pos_weight is None else torch.as_tensor(np.asarray(sig_pos_weight), dtype=torch.float32)
 
     @classmethod
     def from_balance(
@@ -121,14 +169,29 @@ class MultiHorizonLoss:
         total = (w * mse).sum()
         parts = {"mse": float(total.detach())}
         y_dir = getattr(batch, "y_dir", None)
+        y_sig = getattr(batch, "y_sig", None)
+        hierarchical = self.sig_weight > 0 and y_sig is not None and "sig_logit" in out
+        if hierarchical:
+            y_sig = y_sig.to(pred.device, torch.float32)
+            pw = None if self.sig_pos_weight is None else self.sig_pos_weight.to(pred.device)
+            sig, _ = masked_bce(out["sig_logit"].float(), y_sig, mask, pw)
+            sig = (w * sig).sum()
+            total = total + self.sig_weight * sig
+            parts["sig_bce"] = float(sig.detach())
         if self.dir_weight > 0 and y_dir is not None and self.dir_key in out:
             pw = None if self.pos_weight is None else self.pos_weight.to(pred.device)
-            bce, _ = masked_bce(out[self.dir_key].float(), y_dir.to(pred.device, torch.float32), mask, pw)
+            y_dir = y_dir.to(pred.device, torch.float32)
+            if hierarchical:  # direction is learned only where there is a signal
+                y_dir = torch.where(y_sig == 1, y_dir, torch.full_like(y_dir, float("nan")))
+            bce, _ = masked_bce(out[self.dir_key].float(), y_dir, mask, pw)
             bce = (w * bce).sum()
             total = total + self.dir_weight * bce
             parts["bce"] = float(bce.detach())
         if self.rank_weight > 0:
-            corr = daily_corr(pred, y, mask, batch.batch, int(batch.num_graphs))
+            if self.rank == "soft":
+                corr = soft_rank_corr(pred, y, mask, batch.batch)
+            else:
+                corr = daily_corr(pred, y, mask, batch.batch, int(batch.num_graphs))
             rank = (w * (1 - corr)).sum()
             total = total + self.rank_weight * rank
             parts["corr"] = float(1 - rank.detach())

@@ -1,0 +1,472 @@
+"""The core relation-aware graph transformer.
+
+    x_seq [N, L, F] --adaptive window norm (FAN)--> temporal encoder (transformer | LSTM, attention pooling) --> e
+    e + PEARL(snapshot graph) --> h
+    h --[HeteroConv: one GATv2-style attention per relation (aggr=None) -> relation-specific transforms
+         -> learned softmax relation weighting -> GELU, dropout, + residual, LayerNorm] x layers --> h
+    head([h, e]) -> reg [N, H], sig_logit [N, H], dir_logit [N, H]  (and the embedding, for export)
+
+Every part can be switched off in params for ablations: ``train.pearl.mode:
+none``, ``train.relation_weighting: false`` (plain mean of the relation
+outputs), ``train.relations`` (a subset of relation types),
+``train.use_edges: false`` (self-loops only), ``train.layers: 0``.
+
+Relation attention (:class:`RelationAttention`): for an edge j -> i of
+relation r, ``logit = a_r . LeakyReLU(W_r x_j + V_r x_i + U_r e_ji) / T_r + b_r``,
+softmax over i's incoming edges of r and i's self-loop (its own learned edge
+embedding, no ``b_r``), message ``W_r x_j``. ``e_ji`` are the edge features
+(weight, sign); ``T_r`` is a learnable temperature and ``b_r`` an edge-type
+bias: thanks to the self-loop in the softmax, ``b_r`` decides how much a node
+listens to relation r's neighbours at all. A node without edges of r gets its
+own transformed features from that relation.
+
+Relation weighting (:class:`RelationWeighting`): per node, relation outputs
+``o_r`` pass through relation-specific transforms and are combined with
+softmax weights from a shared scoring MLP (semantic attention as in HAN), so
+the weights sum to 1 per node. Relations can be dropped at inference
+(``drop_relations``): their weights become 0 and the rest renormalize.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch_geometric.nn import HeteroConv, MessagePassing
+from torch_geometric.nn.inits import glorot
+from torch_geometric.utils import softmax
+
+from alphagraph.config import Params, TrainConfig
+from alphagraph.graph.loader import NODE
+from alphagraph.models.pearl import PEARL
+from alphagraph.normalize import feature_columns
+from alphagraph.split import Fold
+from alphagraph.train import FoldOutput, LoopConfig, MultiHorizonLoss, seed_everything, split_codes, train_fold
+from alphagraph.train.core_data import CoreDayData
+from alphagraph.train.loop import resolve_device
+from alphagraph.walkforward import label_reach
+
+TEMPORAL = ("transformer", "lstm")
+
+
+# ------------------------------------------------------------------ temporal
+
+
+class AdaptiveWindowNorm(nn.Module):
+    """FAN-style instance normalization of a window with learned per-feature gates.
+
+    ``x_hat = (x - a * mean) / (b * std + 1 - b)`` over the window's valid days,
+    ``a = sigmoid(alpha_f)``, ``b = sigmoid(beta_f)``: each feature learns how
+    much of its level and scale to remove. The removed statistics are returned
+    (``[mean, log std]``) so the encoder can add them back as inputs.
+    """
+
+    def __init__(self, n_features: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.alpha = nn.Parameter(torch.zeros(n_features))
+        self.beta = nn.Parameter(torch.zeros(n_features))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m = mask.unsqueeze(-1).to(x.dtype)
+        x = x * m  # whatever a masked day holds, it must not move the statistics
+        n = m.sum(1).clamp_min(1)
+        mean = x.sum(1) / n
+        std = ((x * x).sum(1) / n - mean * mean).clamp_min(0).add(self.eps).sqrt()
+        a, b = torch.sigmoid(self.alpha), torch.sigmoid(self.beta)
+        x_hat = (x - a * mean[:, None]) / (b * std + 1 - b)[:, None]
+        return x_hat * m, torch.cat([mean, std.log()], dim=-1)
+
+
+def sinusoidal(length: int, dim: int) -> torch.Tensor:
+    pos = torch.arange(length, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    pe = torch.zeros(length, dim)
+    pe[:, 0::2] = torch.sin(pos * freq)
+    pe[:, 1::2] = torch.cos(pos * freq[: dim // 2])
+    return pe
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm self-attention + feed-forward block with a key padding mask.
+
+    Written out rather than ``nn.TransformerEncoderLayer``: with a padding
+    mask in training mode that layer was 2x slower here (many windows of ~20 steps).
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"train.hidden ({dim}) must be divisible by train.heads ({heads})")
+        self.heads, self.dropout = heads, dropout
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.ff = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * dim, dim))
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        n, length, dim = h.shape
+        q, k, v = self.qkv(self.norm1(h)).view(n, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        score = (q @ k.transpose(-1, -2)) / math.sqrt(dim // self.heads)
+        score = score.masked_fill(~mask[:, None, None, :], float("-inf"))  # masked days are never attended to
+        att = F.dropout(score.softmax(-1), self.dropout, self.training) @ v
+        h = h + F.dropout(self.out(att.transpose(1, 2).reshape(n, length, dim)), self.dropout, self.training)
+        return h + F.dropout(self.ff(self.norm2(h)), self.dropout, self.training)
+
+
+class TemporalEncoder(nn.Module):
+    """A stock's window [N, L, F] with mask [N, L] -> [N, hidden]; masked days never attended to."""
+
+    def __init__(
+        self, in_dim: int, hidden: int, seq_len: int, kind: str = "transformer", heads: int = 2, layers: int = 1, dropout: float = 0.1
+    ) -> None:
+        super().__init__()
+        if kind not in TEMPORAL:
+            raise ValueError(f"train.temporal must be one of {TEMPORAL}, got {kind!r}")
+        self.kind = kind
+        self.norm = AdaptiveWindowNorm(in_dim)
+        self.proj = nn.Linear(in_dim, hidden)
+        if kind == "transformer":
+            self.register_buffer("pos", sinusoidal(seq_len, hidden), persistent=False)
+            self.encoder = nn.ModuleList(TransformerBlock(hidden, heads, dropout) for _ in range(layers))
+        else:
+            self.encoder = nn.LSTM(hidden, hidden, num_layers=layers, batch_first=True)
+        self.score = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1, bias=False))
+        self.now = nn.Linear(in_dim, hidden)  # today's raw features: own features carry most of the signal
+        self.out = nn.Sequential(nn.Linear(3 * hidden + 2 * in_dim, hidden), nn.GELU(), nn.LayerNorm(hidden))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x_hat, stats = self.norm(x, mask)
+        h = self.proj(x_hat)
+        if self.kind == "transformer":
+            h = h + self.pos[-h.size(1):]
+            for block in self.encoder:
+                h = block(h, mask)
+            valid = mask
+            last = h[:, -1]  # the node's own date: always present
+        else:
+            h, valid, last = self._lstm(h, mask)
+        s = self.score(h).squeeze(-1).masked_fill(~valid, float("-inf"))
+        ctx = (torch.softmax(s, dim=1).unsqueeze(-1) * h).sum(1)
+        return self.out(torch.cat([ctx, last, F.gelu(self.now(x[:, -1])), stats], dim=-1))
+
+    def _lstm(self, h: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # Traded days moved to the front in order, then packed: the LSTM steps over real days only.
+        order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices
+        packed_in = torch.gather(h, 1, order.unsqueeze(-1).expand_as(h))
+        lengths = mask.sum(1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(packed_in, lengths, batch_first=True, enforce_sorted=False)
+        out, (h_n, _) = self.encoder(packed)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=h.size(1))
+        valid = torch.arange(h.size(1), device=h.device)[None, :] < lengths.to(h.device)[:, None]
+        return out, valid, h_n[-1]
+
+
+# ------------------------------------------------------------------ relations
+
+
+class RelationAttention(MessagePassing):
+    """GATv2-style attention over one relation's edges plus a self-loop; see the module docstring."""
+
+    def __init__(self, dim: int, heads: int, edge_dim: int = 2, dropout: float = 0.0) -> None:
+        super().__init__(aggr="add", node_dim=0)
+        if dim % heads:
+            raise ValueError(f"train.hidden ({dim}) must be divisible by train.heads ({heads})")
+        self.heads, self.channels, self.dropout = heads, dim // heads, dropout
+        self.lin_src = nn.Linear(dim, dim)
+        self.lin_dst = nn.Linear(dim, dim)
+        self.lin_edge = nn.Linear(edge_dim, dim, bias=False)
+        self.self_edge = nn.Parameter(torch.zeros(dim))
+        self.att = nn.Parameter(torch.empty(1, heads, self.channels))
+        self.edge_bias = nn.Parameter(torch.zeros(heads))
+        self.log_temperature = nn.Parameter(torch.zeros(heads))
+        self.bias = nn.Parameter(torch.zeros(dim))
+        glorot(self.att)
+        self.record = False
+        self.neighbor_attention: torch.Tensor | None = None  # [N] attention mass on real edges, when recording
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor) -> torch.Tensor:
+        n, e = x.size(0), edge_index.size(1)
+        shape = (-1, self.heads, self.channels)
+        loops = torch.arange(n, device=x.device)
+        ei = torch.cat([edge_index, torch.stack([loops, loops])], dim=1)
+        emb = torch.cat([self.lin_edge(edge_attr), self.self_edge.expand(n, -1)]).view(shape)
+        is_edge = torch.cat([torch.ones(e, device=x.device), torch.zeros(n, device=x.device)])
+        out = self.propagate(
+            ei, xs=self.lin_src(x).view(shape), xd=self.lin_dst(x).view(shape), emb=emb, is_edge=is_edge, size=(n, n)
+        )
+        return out.reshape(n, -1) + self.bias
+
+    def message(
+        self, xs_j: torch.Tensor, xd_i: torch.Tensor, emb: torch.Tensor, is_edge: torch.Tensor,
+        index: torch.Tensor, ptr: torch.Tensor | None, size_i: int | None,
+    ) -> torch.Tensor:
+        z = F.leaky_relu(xs_j + xd_i + emb, 0.2)
+        logit = (z * self.att).sum(-1) / self.log_temperature.exp() + is_edge[:, None] * self.edge_bias
+        alpha = softmax(logit, index, ptr, size_i)
+        if self.record:
+            mass = (alpha.detach().mean(1) * is_edge)
+            self.neighbor_attention = torch.zeros(size_i, device=alpha.device).index_add_(0, index, mass)
+        alpha = F.dropout(alpha, self.dropout, self.training)
+        return xs_j * alpha.unsqueeze(-1)
+
+
+class RelationWeighting(nn.Module):
+    """Per-relation outputs [N, R, D] -> [N, D] through relation-specific transforms and softmax weights."""
+
+    def __init__(self, n_relations: int, dim: int, learned: bool = True) -> None:
+        super().__init__()
+        self.learned = learned
+        self.transforms = nn.ModuleList(nn.Linear(dim, dim) for _ in range(n_relations))
+        self.score = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, 1, bias=False))
+        self.relation_bias = nn.Parameter(torch.zeros(n_relations))
+
+    def forward(self, h: torch.Tensor, keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(combined [N, D], weights [N, R]); ``keep`` [R] bool drops relations (weight 0)."""
+        t = torch.stack([f(h[:, r]) for r, f in enumerate(self.transforms)], dim=1)
+        if self.learned:
+            s = self.score(t).squeeze(-1) + self.relation_bias
+        else:
+            s = torch.zeros(t.shape[:2], device=t.device, dtype=t.dtype)
+        if keep is not None:
+            s = s.masked_fill(~keep, float("-inf"))
+        w = torch.softmax(s, dim=1)
+        return (w.unsqueeze(-1) * t).sum(1), w
+
+
+# ---------------------------------------------------------------------- model
+
+
+class CoreModel(nn.Module):
+    """Temporal encoder + PEARL + relation-aware message passing + multi-horizon and hierarchical heads."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        relations: Sequence[str],
+        n_horizons: int,
+        seq_len: int = 20,
+        temporal: str = "transformer",
+        temporal_layers: int = 1,
+        hidden: int = 64,
+        heads: int = 2,
+        layers: int = 2,
+        dropout: float = 0.1,
+        relation_weighting: bool = True,
+        pearl: dict[str, Any] | None = None,
+        edge_dim: int = 2,
+    ) -> None:
+        super().__init__()
+        if not relations and layers > 0:
+            raise ValueError("the core model needs at least one relation type (train.relations) when train.layers > 0")
+        self.relations = list(relations)
+        self.edge_dim, self.dropout = edge_dim, dropout
+        self.temporal = TemporalEncoder(in_dim, hidden, seq_len, temporal, heads, temporal_layers, dropout)
+        self.pearl = PEARL(hidden, **pearl) if pearl else None
+        if self.pearl is not None:
+            self.pearl_missing = nn.Parameter(torch.zeros(hidden))  # a code with no edge in the snapshot
+        self.convs = nn.ModuleList(
+            HeteroConv({(NODE, r, NODE): RelationAttention(hidden, heads, edge_dim, dropout) for r in self.relations}, aggr=None)
+            for _ in range(layers)
+        )
+        self.weightings = nn.ModuleList(RelationWeighting(len(self.relations), hidden, relation_weighting) for _ in range(layers))
+        self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(layers))
+        self.head = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.GELU(), nn.Dropout(dropout))
+        self.reg = nn.Linear(hidden, n_horizons)
+        self.sig = nn.Linear(hidden, n_horizons)
+        self.dir = nn.Linear(hidden, n_horizons)
+        self.record = False
+        self.relation_weights: list[torch.Tensor] = []  # per layer [N, R], when recording
+
+    @classmethod
+    def from_config(cls, cfg: TrainConfig, in_dim: int, relations: Sequence[str], n_horizons: int, seed: int = 0) -> CoreModel:
+        return cls(**core_kwargs(cfg, in_dim, relations, n_horizons, seed))
+
+    def set_record(self, on: bool) -> None:
+        """Record relation weights and neighbour attention on the next forward passes (interpretability)."""
+        self.record = on
+        for conv in self.convs:
+            for att in conv.convs.values():
+                att.record = on
+
+    def positional(self, batch: Any, n: int, device: torch.device) -> torch.Tensor:
+        """PEARL encodings [N, hidden] of the batch's nodes: once per distinct snapshot."""
+        ptr, eptr, ei = batch.pearl_ptr.tolist(), batch.pearl_edge_ptr.tolist(), batch.pearl_edge_index
+        if self.pearl.mode == "basis":  # N samples per graph: each snapshot on its own
+            parts = [self.pearl(ei[:, eptr[s]:eptr[s + 1]] - ptr[s], ptr[s + 1] - ptr[s]) for s in range(len(ptr) - 1)]
+            pe = torch.cat(parts) if parts else torch.zeros(0, self.pearl_missing.numel(), device=device)
+        else:  # block-diagonal union: independent draws per node, so identical to one call per snapshot
+            pe = self.pearl(ei, ptr[-1])
+        idx = batch.pearl_index
+        out = self.pearl_missing.expand(n, -1)
+        if pe.size(0):
+            out = torch.where((idx >= 0)[:, None], pe[idx.clamp_min(0)], out)
+        return out
+
+    def forward(self, batch: Any, drop_relations: Sequence[str] = ()) -> dict[str, torch.Tensor]:
+        e = self.temporal(batch.x_seq, batch.x_mask)
+        h = e
+        if self.pearl is not None:
+            h = h + self.positional(batch, e.size(0), e.device)
+        edge_attr = batch.edge_attr[:, : self.edge_dim]
+        ei_dict, ea_dict = {}, {}
+        for r, name in enumerate(self.relations):
+            sel = batch.edge_type == r  # an empty [2, 0] tensor when absent: HeteroConv would skip the key
+            ei_dict[(NODE, name, NODE)] = batch.edge_index[:, sel]
+            ea_dict[(NODE, name, NODE)] = edge_attr[sel]
+        keep = None
+        if drop_relations:
+            unknown = sorted(set(drop_relations) - set(self.relations))
+            if unknown:
+                raise ValueError(f"drop_relations: {unknown} are not relations of this model ({self.relations})")
+            keep = torch.tensor([r not in drop_relations for r in self.relations], device=e.device)
+            if not keep.any():
+                raise ValueError("drop_relations: cannot drop every relation")
+        self.relation_weights = []
+        for conv, weighting, norm in zip(self.convs, self.weightings, self.norms):
+            per_rel = conv({NODE: h}, ei_dict, edge_attr_dict=ea_dict)[NODE]  # [N, R, D]
+            msg, w = weighting(per_rel, keep)
+            if self.record:
+                self.relation_weights.append(w.detach())
+            h = norm(h + F.dropout(F.gelu(msg), self.dropout, self.training))
+        z = self.head(torch.cat([h, e], dim=-1))
+        return {"reg": self.reg(z), "sig_logit": self.sig(z), "dir_logit": self.dir(z), "emb": z}
+
+
+def core_kwargs(cfg: TrainConfig, in_dim: int, relations: Sequence[str], n_horizons: int, seed: int = 0) -> dict[str, Any]:
+    """Constructor arguments of :class:`CoreModel` for a params group (saved next to checkpoints)."""
+    p = cfg.pearl
+    pearl = None if p.mode == "none" else {"mode": p.mode, "samples": p.samples, "k": p.k, "layers": p.layers, "hidden": p.dim, "eval_seed": seed}
+    return {
+        "in_dim": in_dim, "relations": list(relations), "n_horizons": n_horizons, "seq_len": cfg.seq_len,
+        "temporal": cfg.temporal, "temporal_layers": cfg.temporal_layers, "hidden": cfg.hidden, "heads": cfg.heads,
+        "layers": cfg.layers, "dropout": cfg.dropout, "relation_weighting": cfg.relation_weighting, "pearl": pearl,
+    }
+
+
+# ----------------------------------------------------------- hierarchical heads
+
+CLASSES = ("down", "neutral", "up")
+
+
+def hierarchical_classes(p_signal: np.ndarray, p_up: np.ndarray, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Signal then direction -> class (-1 down, 0 neutral, 1 up) and probabilities [.., 3] (down, neutral, up).
+
+    No signal (``p_signal < threshold``) is neutral; otherwise up when
+    ``p_up >= 0.5``, else down. The probabilities are
+    ``(p_s (1 - p_up), 1 - p_s, p_s p_up)``: they sum to 1.
+    """
+    p_signal, p_up = np.asarray(p_signal, dtype=np.float64), np.asarray(p_up, dtype=np.float64)
+    cls = np.where(p_signal < threshold, 0, np.where(p_up >= 0.5, 1, -1)).astype(np.int8)
+    probs = np.stack([p_signal * (1 - p_up), 1 - p_signal, p_signal * p_up], axis=-1)
+    return cls, probs
+
+
+# ------------------------------------------------------------------ training
+
+
+def core_relations(params: Params) -> list[str]:
+    """Relation types the core model uses: ``train.relations``, else every ``graph.relations``."""
+    rels = params.train.relations if params.train.relations is not None else params.graph.relations
+    unknown = sorted(set(rels) - set(params.graph.relations))
+    if unknown:
+        raise ValueError(f"train.relations: {unknown} not built by the graph stage (graph.relations: {params.graph.relations})")
+    return list(rels)
+
+
+def core_index(edges: pl.DataFrame, panel: pl.DataFrame, params: Params) -> Any:
+    """The GraphIndex of the core model: one edge type per relation of :func:`core_relations`."""
+    from alphagraph.graph.loader import GraphIndex
+
+    return GraphIndex(edges, panel, relations=core_relations(params))
+
+
+def loop_config(cfg: TrainConfig, seed: int, device: str, progress: bool | None = None) -> LoopConfig:
+    """The training-loop settings of the ``train`` params group."""
+    return LoopConfig(
+        epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay, batch_days=cfg.batch_days,
+        eval_batch_days=max(cfg.batch_days, 16), days_per_epoch=cfg.days_per_epoch, warmup_epochs=cfg.warmup_epochs,
+        min_lr_ratio=cfg.min_lr_ratio, grad_clip=cfg.grad_clip, patience=cfg.patience, select_metric=cfg.select_metric,
+        select_horizon=cfg.select_horizon, select_smoothing=cfg.select_smoothing, seed=seed, device=device,
+        num_threads=cfg.num_threads, progress=progress,
+    )
+
+
+def core_fold_data(panel: pl.DataFrame, index: Any, fold: Fold, params: Params) -> CoreDayData:
+    cfg = params.train
+    codes = split_codes(panel, fold, label_reach(params))
+    return CoreDayData(
+        index, panel, codes, feature_columns(panel), params.features.horizons, cfg.seq_len,
+        use_edges=cfg.use_edges, sampling=cfg.sampling, fanouts=cfg.fanouts, seed=params.seed,
+    )
+
+
+def core_loss(cfg: TrainConfig, data: CoreDayData) -> MultiHorizonLoss:
+    sig = data.signal_balance("train")
+    return MultiHorizonLoss.from_balance(
+        cfg.horizon_weights, data.class_balance("train"), cfg.cls_weight, rank_weight=cfg.rank_weight, rank="soft",
+        sig_weight=cfg.cls_weight if sig is not None else 0.0, sig_pos_weight=None if sig is None else sig.pos_weight(),
+    )
+
+
+@torch.no_grad()
+def relation_report(model: CoreModel, data: CoreDayData, dates: Sequence[Any], batch_days: int, device: torch.device) -> pl.DataFrame:
+    """Mean relation weight and mean neighbour-attention mass per (layer, relation) over ``dates``' nodes.
+
+    ``attention`` averages, over nodes with at least one edge of the relation,
+    the attention mass that goes to neighbours rather than the self-loop.
+    """
+    model.eval().set_record(True)
+    w_sum = torch.zeros(len(model.convs), len(model.relations))
+    a_sum = torch.zeros_like(w_sum)
+    a_cnt = torch.zeros_like(w_sum)
+    n = 0
+    dates = list(dates)
+    try:
+        for lo in range(0, len(dates), batch_days):
+            batch = data.batch(dates[lo: lo + batch_days])
+            batch = batch if device.type == "cpu" else batch.to(device)
+            model(batch)
+            n += batch.num_nodes
+            for layer, (w, conv) in enumerate(zip(model.relation_weights, model.convs)):
+                w_sum[layer] += w.float().sum(0).cpu()
+                for r, name in enumerate(model.relations):
+                    has = torch.zeros(batch.num_nodes, dtype=torch.bool, device=w.device)
+                    has[batch.edge_index[1, batch.edge_type == r]] = True
+                    mass = conv.convs[(NODE, name, NODE)].neighbor_attention
+                    a_sum[layer, r] += float(mass[has].sum())
+                    a_cnt[layer, r] += float(has.sum())
+    finally:
+        model.set_record(False)
+    rows = [
+        {"layer": layer, "relation": name, "weight": float(w_sum[layer, r] / max(n, 1)),
+         "attention": float(a_sum[layer, r] / a_cnt[layer, r]) if a_cnt[layer, r] > 0 else None}
+        for layer in range(len(model.convs)) for r, name in enumerate(model.relations)
+    ]
+    return pl.DataFrame(rows, schema={"layer": pl.Int32, "relation": pl.Utf8, "weight": pl.Float64, "attention": pl.Float64})
+
+
+def train_core_fold(
+    panel: pl.DataFrame,
+    index: Any,
+    fold: Fold,
+    params: Params,
+    run_dir: str | Path | None = None,
+    progress: bool | None = None,
+) -> tuple[FoldOutput, CoreModel, pl.DataFrame]:
+    """Train the core model on one fold: predictions for its val/test rows, the model, its relation report."""
+    cfg = params.train
+    data = core_fold_data(panel, index, fold, params)
+    seed_everything(params.seed * 1000 + fold.fold)
+    model = CoreModel.from_config(cfg, data.in_dim, index.relations, len(data.horizons), seed=params.seed)
+    loop = loop_config(cfg, params.seed, params.device, progress)
+    out = train_fold(model, data, core_loss(cfg, data), loop, fold.fold, run_dir)
+    report = relation_report(model, data, data.dates("test"), loop.eval_batch_days, resolve_device(loop.device))
+    return out, model, report.with_columns(fold=pl.lit(fold.fold, dtype=pl.Int32)).select("fold", pl.exclude("fold"))

@@ -1,0 +1,150 @@
+"""Day batches for the core model: daily graphs plus each stock's feature history and snapshot structure.
+
+On top of :class:`~alphagraph.train.data.GraphDayData`'s daily graphs (nodes =
+the day's stocks, edges = the snapshot's relations, ``edge_type`` per edge) a
+batch carries
+
+- ``x_seq`` [N, L, F] and ``x_mask`` [N, L]: the stock's normalized features
+  on the last L panel dates up to and including the node's date, oldest
+  first; days the stock did not trade (suspended, not yet listed) are masked
+  and zero, never filled in. Only dates <= the node's date are read.
+- ``y_sig`` [N, H]: the signal labels (``sig_{h}d``), NaN where null.
+- PEARL inputs, once per distinct snapshot of the batch (the days of a
+  snapshot share its graph, so its positional encodings are computed once):
+  ``pearl_edge_index`` (the snapshots' undirected graphs over the codes that
+  have edges in them, block-diagonal), ``pearl_ptr`` (node offsets per
+  snapshot), ``pearl_edge_ptr`` (edge offsets per snapshot) and
+  ``pearl_index`` [N] (each node's row in those graphs, -1 when its code has
+  no edge in the snapshot).
+
+With ``sampling="neighbor"`` a batch is the ``len(fanouts)``-hop sampled
+in-neighbourhood of the day's nodes that count (split code != NONE): each
+node aggregates over at most ``fanouts[k]`` sampled edges at hop k. Nodes
+pulled in only as neighbours get split code NONE. The sample is drawn with a
+generator seeded from ``seed`` and the batch's dates, so a batch is the same
+whenever it is asked for (evaluation is deterministic; training sees a fresh
+sample whenever its day batches change).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from alphagraph.train.data import NONE, ClassBalance, GraphDayData
+
+SAMPLING = ("full", "neighbor")
+NODE_ATTRS = ("x", "x_seq", "x_mask", "y", "y_dir", "y_sig", "split", "row", "batch", "pearl_index")
+
+
+class CoreDayData(GraphDayData):
+    """:class:`GraphDayData` plus history windows, signal labels, PEARL inputs and optional neighbor sampling."""
+
+    def __init__(
+        self,
+        index: Any,
+        panel: pl.DataFrame,
+        codes: np.ndarray,
+        feature_cols: Sequence[str],
+        horizons: Sequence[int],
+        seq_len: int,
+        use_edges: bool = True,
+        sampling: str = "full",
+        fanouts: Sequence[int] = (10, 10),
+        seed: int = 0,
+    ) -> None:
+        super().__init__(index, panel, codes, feature_cols, horizons, use_edges)
+        if seq_len < 1:
+            raise ValueError(f"train.seq_len must be >= 1, got {seq_len}")
+        if sampling not in SAMPLING:
+            raise ValueError(f"train.sampling must be one of {SAMPLING}, got {sampling!r}")
+        self.seq_len, self.sampling, self.fanouts, self.seed = seq_len, sampling, list(fanouts), seed
+        sig = [f"sig_{h}d" for h in self.horizons]
+        self.sig_cols = sig if all(c in panel.columns for c in sig) else []
+        self._grid = torch.from_numpy(index.position_grid())
+        self._snap_cache: dict[int, tuple[torch.Tensor, np.ndarray]] = {}
+
+    def signal_balance(self, split: str = "train") -> ClassBalance | None:
+        """Signal / no-signal label counts per horizon (None without sig_* columns)."""
+        if not self.sig_cols:
+            return None
+        return self._balance(self.sig_cols, split)
+
+    def batch(self, dates: Sequence[Any]) -> Any:
+        b = super().batch(dates)
+        pos = self.index.positions(b.row.numpy())
+        day, code = self.index.day_and_code(pos)
+        feats = self.index.features(self.feature_cols)
+        # Window of the last L panel dates, oldest first: positions on (day - L + 1 .. day, code).
+        lag = torch.arange(self.seq_len - 1, -1, -1)
+        wday = torch.from_numpy(day)[:, None] - lag[None, :]
+        wpos = torch.where(wday >= 0, self._grid[wday.clamp_min(0), torch.from_numpy(code)[:, None]], -1)
+        b.x_mask = wpos >= 0
+        b.x_seq = feats[wpos.clamp_min(0)] * b.x_mask[..., None]
+        if self.sig_cols:
+            b.y_sig = self.index.features(self.sig_cols)[torch.from_numpy(pos)]
+        self._add_pearl(b, day, code)
+        if self.sampling == "neighbor" and b.edge_index.size(1) > 0:
+            b = self._sample(b, dates)
+        return b
+
+    # ------------------------------------------------------------------ PEARL
+
+    def _snapshot(self, snap: int) -> tuple[torch.Tensor, np.ndarray]:
+        """(edge_index over local ids, sorted code ids) of a snapshot's graph, cached."""
+        if snap not in self._snap_cache:
+            src, dst, _ = self.index.snapshot_graph(snap)
+            nodes, inverse = np.unique(np.concatenate([src, dst]), return_inverse=True)
+            ei = torch.from_numpy(inverse.reshape(2, -1).astype(np.int64))
+            self._snap_cache[snap] = (ei, nodes)
+        return self._snap_cache[snap]
+
+    def _add_pearl(self, b: Any, day: np.ndarray, code: np.ndarray) -> None:
+        snap = self.index.snapshot_of(day)
+        snaps = [int(s) for s in np.unique(snap) if s >= 0] if self.use_edges else []
+        index = np.full(day.size, -1, dtype=np.int64)
+        edges, node_ptr, edge_ptr = [], [0], [0]
+        for s in snaps:
+            ei, nodes = self._snapshot(s)
+            mine = snap == s
+            where = np.searchsorted(nodes, code[mine])
+            found = (where < nodes.size) & (nodes[np.minimum(where, nodes.size - 1)] == code[mine])
+            index[mine] = np.where(found, where + node_ptr[-1], -1)
+            edges.append(ei + node_ptr[-1])
+            node_ptr.append(node_ptr[-1] + nodes.size)
+            edge_ptr.append(edge_ptr[-1] + ei.size(1))
+        b.pearl_edge_index = torch.cat(edges, dim=1) if edges else torch.zeros(2, 0, dtype=torch.long)
+        b.pearl_ptr = torch.tensor(node_ptr)
+        b.pearl_edge_ptr = torch.tensor(edge_ptr)
+        b.pearl_index = torch.from_numpy(index)
+
+    # --------------------------------------------------------- neighbor sampling
+
+    def _sample(self, b: Any, dates: Sequence[Any]) -> Any:
+        from alphagraph.graph.sampler import neighbor_sampler, sample_subgraph_edges
+
+        key = ",".join(str(np.datetime64(d, "D")) for d in dates)
+        seed = zlib.crc32(f"{self.seed}:{key}".encode())
+        seeds = torch.nonzero(b.split != NONE).flatten()
+        sampler = neighbor_sampler(b.edge_index, b.num_nodes, self.fanouts, seed=seed)
+        out = sample_subgraph_edges(sampler, seeds)
+        # Keep PyG's day-contiguous node order (the losses group nodes by day).
+        nodes, order = torch.sort(out.node)
+        local = torch.empty_like(order)
+        local[order] = torch.arange(order.numel())
+        is_seed = torch.zeros(b.num_nodes, dtype=torch.bool)
+        is_seed[seeds] = True
+        for name in NODE_ATTRS:
+            if getattr(b, name, None) is not None:
+                b[name] = b[name][nodes]
+        b.num_nodes = nodes.numel()
+        b.split = torch.where(is_seed[nodes], b.split, torch.full_like(b.split, NONE))
+        edge = out.edge
+        b.edge_index = torch.stack([local[out.row], local[out.col]])
+        b.edge_attr, b.edge_type = b.edge_attr[edge], b.edge_type[edge]
+        return b

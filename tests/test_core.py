@@ -1,0 +1,243 @@
+"""Core relation-aware graph transformer: inputs, masking, leakage, relation weighting, sampling, training."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from alphagraph.config import params_from_dict
+from alphagraph.evaluate import daily_ic
+from alphagraph.graph.loader import GraphIndex
+from alphagraph.models.core import CoreModel, core_fold_data, hierarchical_classes, train_core_fold
+from alphagraph.normalize import feature_columns
+from alphagraph.train import VAL, predict, seed_everything
+from alphagraph.train.losses import soft_rank_corr
+from tests.test_train_loop import TINY_TRAIN, tiny_pipeline
+
+TINY_CORE = {
+    "hidden": 16, "heads": 2, "layers": 1, "seq_len": 6, "epochs": 3, "days_per_epoch": 0, "lr": 3e-3,
+    "patience": 0, "num_threads": 1, "pearl": {"samples": 4, "k": 3, "layers": 1, "dim": 8},
+}
+
+
+def core_params(**train):
+    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in TINY_TRAIN.items()}
+    raw["train"] = TINY_CORE | train
+    return params_from_dict(raw)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return tiny_pipeline()
+
+
+def model_for(data, params, seed=0):
+    seed_everything(seed)
+    return CoreModel.from_config(params.train, data.in_dim, data.index.relations, len(data.horizons)).eval()
+
+
+# ----------------------------------------------------------------- inputs
+
+
+def test_windows_hold_the_stock_history_and_mask_missing_days(tiny):
+    params = core_params()
+    data = core_fold_data(tiny.panel, tiny.index, tiny.fold, params)
+    dates = tiny.index.dates
+    b = data.batch([dates[0], dates[3], dates[200]])
+    n, length = b.num_nodes, params.train.seq_len
+    assert b.x_seq.shape == (n, length, data.in_dim) and b.x_mask.shape == (n, length)
+    assert b.x_mask[:, -1].all()  # the node's own date
+    torch.testing.assert_close(b.x_seq[:, -1], b.x)
+    assert not b.x_mask[b.batch == 0, :-1].any()  # nothing before the first date
+    assert (b.x_seq[~b.x_mask] == 0).all()
+    # Against the panel: the window is the stock's rows on the last L panel dates.
+    cols = feature_columns(tiny.panel)
+    for i in np.random.default_rng(0).choice(n, 25, replace=False):
+        row = tiny.panel.row(int(b.row[i]), named=True)
+        d = int(np.searchsorted(dates, np.datetime64(row["date"], "D")))
+        window = dates[max(d - length + 1, 0): d + 1]
+        own = tiny.panel.filter((pl.col("code") == row["code"]) & pl.col("date").is_in(window.tolist())).sort("date")
+        present = np.isin(window, own["date"].to_numpy().astype("datetime64[D]"))
+        mask = b.x_mask[i, length - window.size:].numpy()
+        np.testing.assert_array_equal(mask, present)
+        np.testing.assert_allclose(b.x_seq[i, length - window.size:][mask].numpy(), own.select(cols).to_numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("temporal", ["transformer", "lstm"])
+def test_masked_days_are_not_invented(tiny, temporal):
+    params = core_params(temporal=temporal)
+    data = core_fold_data(tiny.panel, tiny.index, tiny.fold, params)
+    b = data.batch(tiny.index.dates[2:5])  # early dates: most windows are partly empty
+    model = model_for(data, params)
+    out = model(b)["reg"]
+    garbage = b.clone()
+    garbage.x_seq = torch.where(b.x_mask[..., None], b.x_seq, torch.randn_like(b.x_seq) * 100)
+    torch.testing.assert_close(model(garbage)["reg"], out)
+    assert torch.isfinite(out).all() and out.shape == (b.num_nodes, 4)
+
+
+def test_inputs_of_a_date_ignore_everything_after_it(tiny):
+    """Perturb features after t and drop every later graph snapshot: batches and outputs up to t do not move."""
+    params = core_params(layers=2)
+    cut = tiny.index.dates[260]
+    after = pl.col("date") > pl.lit(cut.item())
+    cols = feature_columns(tiny.panel)
+    panel2 = tiny.panel.with_columns(pl.when(after).then(pl.col(c) * -3 + 1).otherwise(pl.col(c)).alias(c) for c in cols)
+    edges2 = tiny.edges.filter(pl.col("snapshot") <= pl.lit(cut.item()))
+    index2 = GraphIndex(edges2, panel2, relations=tiny.index.relations)
+    a = core_fold_data(tiny.panel, tiny.index, tiny.fold, params)
+    b = core_fold_data(panel2, index2, tiny.fold, params)
+    days = list(tiny.index.dates[250:261])
+    ba, bb = a.batch(days), b.batch(days)
+    for key in ("x_seq", "x_mask", "edge_index", "edge_attr", "pearl_edge_index", "pearl_index", "row"):
+        torch.testing.assert_close(ba[key], bb[key])
+    model = model_for(a, params)
+    torch.testing.assert_close(model(ba)["reg"], model(bb)["reg"])
+    later = list(tiny.index.dates[261:265])
+    assert not torch.allclose(a.batch(later).x_seq, b.batch(later).x_seq)  # the perturbation is real
+
+
+# ------------------------------------------------------------ relations
+
+
+def test_relation_weights_sum_to_one_and_relations_can_be_dropped(tiny):
+    params = core_params(layers=2)
+    data = core_fold_data(tiny.panel, tiny.index, tiny.fold, params)
+    model = model_for(data, params)
+    b = data.batch(data.dates("val")[:2])
+    model.set_record(True)
+    out = model(b)["reg"]
+    assert len(model.relation_weights) == 2
+    for w in model.relation_weights:
+        assert w.shape == (b.num_nodes, len(tiny.index.relations))
+        torch.testing.assert_close(w.sum(1), torch.ones(b.num_nodes))
+    sc = tiny.index.relations.index("supply_chain")
+    dropped = model(b, drop_relations=["supply_chain"])["reg"]
+    for w in model.relation_weights:
+        assert (w[:, sc] == 0).all()
+        torch.testing.assert_close(w.sum(1), torch.ones(b.num_nodes))
+    assert not torch.allclose(out, dropped)
+    with pytest.raises(ValueError, match="not relations of this model"):
+        model(b, drop_relations=["fund_flows"])
+    with pytest.raises(ValueError, match="every relation"):
+        model(b, drop_relations=tiny.index.relations)
+    # Without learned weighting: a plain mean.
+    flat = model_for(data, core_params(layers=2, relation_weighting=False))
+    flat.set_record(True)
+    flat(b)
+    torch.testing.assert_close(flat.relation_weights[0], torch.full_like(flat.relation_weights[0], 1 / len(tiny.index.relations)))
+
+
+def test_any_subset_of_relations_and_days_without_a_relation(tiny):
+    rels = ["rolling_correlation", "supply_chain"]
+    index = GraphIndex(tiny.edges, tiny.panel, relations=rels)
+    params = core_params(layers=2)
+    data = core_fold_data(tiny.panel, index, tiny.fold, params)
+    model = model_for(data, params)
+    b = data.batch(data.dates("val")[:2])
+    assert set(b.edge_type.unique().tolist()) == {0, 1}
+    model.set_record(True)
+    full = model(b)["reg"]
+    assert model.relation_weights[0].shape == (b.num_nodes, 2)
+    # A day with no rolling_correlation edges: the relation gets an empty [2, 0] tensor and weights stay aligned.
+    no_corr = b.clone()
+    keep = b.edge_type != 0
+    no_corr.edge_index, no_corr.edge_attr, no_corr.edge_type = b.edge_index[:, keep], b.edge_attr[keep], b.edge_type[keep]
+    out = model(no_corr)["reg"]
+    assert torch.isfinite(out).all() and not torch.allclose(out, full)
+    # Same result as a model that never had edges of relation 0 in the first place vs. one with relation 1 removed too.
+    none = b.clone()
+    none.edge_index, none.edge_attr, none.edge_type = b.edge_index[:, :0], b.edge_attr[:0], b.edge_type[:0]
+    assert torch.isfinite(model(none)["reg"]).all()
+
+
+def test_hierarchical_inference_mapping():
+    p_signal = np.array([0.2, 0.49, 0.5, 0.9, 0.9, 0.7])
+    p_up = np.array([0.9, 0.1, 0.5, 0.2, 0.8, 0.49])
+    cls, probs = hierarchical_classes(p_signal, p_up)
+    np.testing.assert_array_equal(cls, [0, 0, 1, -1, 1, -1])
+    np.testing.assert_allclose(probs.sum(1), 1.0)
+    np.testing.assert_allclose(probs[3], [0.9 * 0.8, 0.1, 0.9 * 0.2])
+    assert (hierarchical_classes(p_signal, p_up, threshold=0.95)[0] == 0).all()
+
+
+def test_soft_rank_corr_approaches_spearman_and_has_gradients():
+    g = torch.Generator().manual_seed(0)
+    pred = torch.randn(60, 2, generator=g, requires_grad=True)
+    y = torch.randn(60, 2, generator=g) + pred.detach() * 0.5
+    y[3, 0] = float("nan")
+    day = torch.repeat_interleave(torch.arange(3), 20)
+    mask = torch.ones(60, dtype=torch.bool)
+    got = soft_rank_corr(pred, y, mask, day, tau=0.01)
+    want = []
+    for h in range(2):
+        frame = pl.DataFrame({"date": day.numpy(), "p": pred.detach()[:, h].numpy(), "y": y[:, h].numpy()}).with_columns(
+            pl.col("y").fill_nan(None)
+        )
+        want.append(daily_ic(frame, "p", "y")["rank_ic"].mean())
+    np.testing.assert_allclose(got.detach().numpy(), want, atol=0.02)
+    got.sum().backward()
+    assert pred.grad is not None and pred.grad.abs().sum() > 0
+
+
+# ------------------------------------------------------------- sampling
+
+
+def test_neighbor_sampling_with_full_fanout_equals_full_graph(tiny):
+    params = core_params(layers=2)
+    full = core_fold_data(tiny.panel, tiny.index, tiny.fold, params)
+    sampled = core_fold_data(tiny.panel, tiny.index, tiny.fold, core_params(layers=2, sampling="neighbor", fanouts=[-1, -1]))
+    model = model_for(full, params)
+    dates = full.dates("val")[:6]
+    a = predict(model, full, dates, (VAL,), batch_days=3)
+    b = predict(model, sampled, dates, (VAL,), batch_days=3)
+    oa, ob = np.argsort(a.rows), np.argsort(b.rows)
+    np.testing.assert_array_equal(a.rows[oa], b.rows[ob])
+    np.testing.assert_allclose(a.reg[oa], b.reg[ob], atol=1e-5)
+    # Small fan-outs: at most 2 sampled in-edges per node and hop, different but finite predictions.
+    small = core_fold_data(tiny.panel, tiny.index, tiny.fold, core_params(layers=2, sampling="neighbor", fanouts=[2, 2]))
+    batch = small.batch(dates[:3])
+    assert torch.bincount(batch.edge_index[1], minlength=batch.num_nodes).max() <= 4
+    c = predict(model, small, dates, (VAL,), batch_days=3)
+    oc = np.argsort(c.rows)
+    assert np.isfinite(c.reg).all() and not np.allclose(a.reg[oa], c.reg[oc], atol=1e-4)
+
+
+# ------------------------------------------------------------- training
+
+
+def train(tiny, **train):
+    return train_core_fold(tiny.panel, tiny.index, tiny.fold, core_params(**train))
+
+
+@pytest.fixture(scope="module")
+def trained(tiny):
+    return train(tiny)
+
+
+def test_predictions_and_relation_report(trained):
+    out, model, report = trained
+    p = out.predictions
+    assert {"pred_1d", "p_up_1d", "p_signal_1d"} <= set(p.columns)
+    assert set(p["split"].unique()) == {"val", "test"}
+    assert p.select(pl.col("pred_1d", "p_up_1d", "p_signal_1d").is_nan().any()).row(0) == (False, False, False)
+    assert report.height == len(model.relations) * len(model.convs)
+    assert report.group_by("layer").agg(pl.col("weight").sum())["weight"].to_numpy() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_learns_the_planted_signal(tiny, trained):
+    out, _, _ = trained
+    frame = out.predictions.filter(pl.col("split") == "test").join(tiny.panel.select("date", "code", "ret_1d"), on=["date", "code"])
+    assert daily_ic(frame, "pred_1d", "ret_1d")["rank_ic"].mean() > 0.02
+
+
+def test_deterministic_and_lr_matters(tiny, trained):
+    again, _, report = train(tiny)
+    assert again.predictions.equals(trained[0].predictions)
+    assert again.result.history == trained[0].result.history
+    assert report.equals(trained[2])
+    other, _, _ = train(tiny, lr=5e-4)
+    assert not other.predictions.equals(trained[0].predictions)
+    assert other.result.history[-1]["val_rank_ic_1d"] != trained[0].result.history[-1]["val_rank_ic_1d"]
