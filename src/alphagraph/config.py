@@ -239,7 +239,8 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class ExportConfig:
-    fold: int = -1
+    fold: int = -1  # the fold whose best checkpoint is exported (-1 = the last fold)
+    batch_days: int = 32
 
 
 @dataclass(frozen=True)

@@ -299,10 +299,12 @@ class CoreModel(nn.Module):
     def positional(self, batch: Any, n: int, device: torch.device) -> torch.Tensor:
         """PEARL encodings [N, hidden] of the batch's nodes: once per distinct snapshot."""
         ptr, eptr, ei = batch.pearl_ptr.tolist(), batch.pearl_edge_ptr.tolist(), batch.pearl_edge_index
-        if self.pearl.mode == "basis":  # N samples per graph: each snapshot on its own
+        if self.pearl.mode == "basis" or not self.training:
+            # Each snapshot on its own: B-PEARL has one sample per node of the graph, and in eval
+            # mode R-PEARL's fixed draws then depend on the snapshot alone, not on the batch it is in.
             parts = [self.pearl(ei[:, eptr[s]:eptr[s + 1]] - ptr[s], ptr[s + 1] - ptr[s]) for s in range(len(ptr) - 1)]
             pe = torch.cat(parts) if parts else torch.zeros(0, self.pearl_missing.numel(), device=device)
-        else:  # block-diagonal union: independent draws per node, so identical to one call per snapshot
+        else:  # training: one call on the block-diagonal union (fresh independent draws per node anyway)
             pe = self.pearl(ei, ptr[-1])
         idx = batch.pearl_index
         out = self.pearl_missing.expand(n, -1)

@@ -1,0 +1,263 @@
+"""Leaderboard of the model stages: one table from ``metrics/{model}.json``.
+
+Every figure is the pooled test-fold evaluation (the ``test`` dict each model
+stage writes). Two outputs come from the same table:
+
+* ``summary(board)`` -> ``metrics/summary.json``, a DVC metric. It leaves out
+  stage wall time so it is byte-identical across reruns.
+* ``to_markdown(board, ...)`` -> ``reports/leaderboard.md``, for people. It does
+  show stage time, so it is committed to git rather than being a DVC out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+# Display order. The oracle is the planted expected return judged by the same
+# evaluator: the ceiling on the synthetic market, not a model that competes.
+MODELS = ("oracle", "lgbm", "gat", "core")
+ORACLE = "oracle"
+
+# Test-dict metrics reported per horizon, in column order.
+PER_HORIZON = ("rank_ic", "ic", "icir", "sharpe", "sharpe_net", "max_drawdown", "turnover")
+
+# Written by the report stage itself; never an input to it.
+SUMMARY_FILE = "summary.json"
+
+DASH = "—"
+
+
+class ReportError(ValueError):
+    """A metrics or timings file that cannot be read as the expected JSON."""
+
+
+# ------------------------------------------------------------------------ table
+
+
+def _number(value: Any) -> float | None:
+    """A finite float, or None: missing keys, strings and NaN all become null."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _order(names: Iterable[str]) -> list[str]:
+    names = set(names)
+    return [m for m in MODELS if m in names] + sorted(names - set(MODELS))
+
+
+def board_columns(horizons: Sequence[int]) -> list[str]:
+    """The numeric columns of :func:`leaderboard`, in order (without ``model``)."""
+    cols = [f"{metric}_{h}d" for h in horizons for metric in PER_HORIZON]
+    return [*cols, "frac_oracle_1d", "stage_seconds"]
+
+
+def leaderboard(
+    metrics: Mapping[str, Mapping[str, Any]],
+    horizons: Sequence[int],
+    timings: Mapping[str, Mapping[str, Any]] | None = None,
+) -> pl.DataFrame:
+    """One row per model (``MODELS`` order, then unknown names sorted) of pooled test metrics.
+
+    ``metrics`` maps a model name to its parsed ``metrics/{model}.json``; absent
+    models are skipped, and so is an oracle file marked ``"available": false``
+    (a file data source has no planted truth). A missing key gives null.
+    ``timings`` maps a stage name to its ``{"seconds", ...}`` record.
+    """
+    timings = timings or {}
+    value_cols = board_columns(horizons)
+    rows = []
+    for model in _order(metrics):
+        doc = metrics[model] or {}
+        if doc.get("available") is False:
+            continue
+        test = doc.get("test")
+        test = test if isinstance(test, Mapping) else {}
+        row: dict[str, Any] = {"model": model}
+        row |= {col: _number(test.get(col)) for col in value_cols[:-2]}
+        # The oracle's own ratio is 1 by definition; its file does not carry it.
+        row["frac_oracle_1d"] = 1.0 if model == ORACLE else _number(test.get("rank_ic_1d_vs_oracle"))
+        stage = timings.get(model)
+        row["stage_seconds"] = _number(stage.get("seconds")) if isinstance(stage, Mapping) else None
+        rows.append(row)
+    # An explicit schema keeps all-null columns Float64 (and an empty board well-typed).
+    schema = {"model": pl.String} | {col: pl.Float64 for col in value_cols}
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+# ---------------------------------------------------------------------- summary
+
+
+def best_model(board: pl.DataFrame, column: str = "rank_ic_1d") -> str | None:
+    """The non-oracle model with the highest ``column`` (first in display order on a tie)."""
+    if column not in board.columns:
+        return None
+    ranked = (
+        board.filter(pl.col("model") != ORACLE, pl.col(column).is_not_null())
+        .sort(column, descending=True, maintain_order=True)
+    )
+    return ranked["model"][0] if ranked.height else None
+
+
+def summary(board: pl.DataFrame) -> dict[str, Any]:
+    """``metrics/summary.json``: ``{model: {column: value}}`` rounded to 6 decimals, plus the best model.
+
+    ``stage_seconds`` is left out: this is a DVC metric and must be
+    byte-identical across reruns, which wall time never is.
+    """
+    table = board.drop("stage_seconds", strict=False)
+    out: dict[str, Any] = {
+        row.pop("model"): {k: (None if v is None else round(v, 6)) for k, v in row.items()}
+        for row in table.to_dicts()
+    }
+    out["best_model_rank_ic_1d"] = best_model(board)
+    return out
+
+
+# --------------------------------------------------------------------- markdown
+
+
+def _fmt(value: float | None, decimals: int) -> str:
+    if value is None:
+        return DASH
+    text = f"{value:.{decimals}f}"
+    # "-0.0000" reads like a sign that means something; it does not.
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
+def _pct(value: float | None, decimals: int = 1) -> str:
+    return DASH if value is None else f"{_fmt(100 * value, decimals)}%"
+
+
+def format_seconds(seconds: float | None) -> str:
+    """Wall time as ``8.3s``, ``42s``, ``1m 52s`` or ``2h 03m``; ``—`` when unknown."""
+    if seconds is None:
+        return DASH
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    total = round(seconds)
+    if total < 60:
+        return f"{total}s"
+    if total < 3600:
+        return f"{total // 60}m {total % 60:02d}s"
+    return f"{total // 3600}h {total % 3600 // 60:02d}m"
+
+
+def _table(header: list[str], align: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    return lines + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def to_markdown(board: pl.DataFrame, horizons: Sequence[int], show: Sequence[int] = (1, 5)) -> str:
+    """A Markdown leaderboard of ``board`` (deterministic; ends with a newline).
+
+    The main table shows RankIC / IC / ICIR and gross / net Sharpe for each
+    horizon in ``show`` that is also in ``horizons``, then drawdown and turnover
+    at the shortest of them; a second table gives RankIC at every horizon.
+    """
+    shown = [h for h in show if h in horizons] or list(horizons[:1])
+    short = min(shown)
+    best = best_model(board)
+
+    header, align = ["Model"], ["---"]
+    for h in shown:
+        header += [f"RankIC {h}d", f"IC {h}d", f"ICIR {h}d"]
+    for h in shown:
+        header += [f"Sharpe {h}d", f"Sharpe net {h}d"]
+    header += [f"Max DD {short}d", f"Turnover {short}d", "Oracle share", "Stage time"]
+    align += ["---:"] * (len(header) - 1)
+
+    rows = []
+    for r in board.iter_rows(named=True):
+        get = r.get  # a horizon missing from the board reads as null
+        name = f"{r['model']} (ceiling)" if r["model"] == ORACLE else r["model"]
+        cells = [f"**{name}**" if r["model"] == best else name]
+        for h in shown:
+            cells += [_fmt(get(f"rank_ic_{h}d"), 4), _fmt(get(f"ic_{h}d"), 4), _fmt(get(f"icir_{h}d"), 2)]
+        for h in shown:
+            cells += [_fmt(get(f"sharpe_{h}d"), 2), _fmt(get(f"sharpe_net_{h}d"), 2)]
+        cells += [
+            _pct(get(f"max_drawdown_{short}d")),
+            _fmt(get(f"turnover_{short}d"), 2),
+            _pct(get("frac_oracle_1d"), 0),
+            format_seconds(get("stage_seconds")),
+        ]
+        rows.append(cells)
+
+    lines = [
+        "# Leaderboard",
+        "",
+        "Pooled test folds of the walk-forward split (the `test` dict of `metrics/{model}.json`). "
+        "The oracle is the planted expected return, i.e. the ceiling on this synthetic market, not a model.",
+        "",
+        *_table(header, align, rows),
+        "",
+        f"Best model by test RankIC 1d: **{best}**." if best else "No model has a test RankIC 1d.",
+        "",
+        "- RankIC / IC: mean daily Spearman / Pearson correlation of prediction and realized h-day return; "
+        "ICIR: its mean over its standard deviation.",
+        "- Sharpe: annualized, long-short top/bottom-quantile book held in overlapping h-day tranches; "
+        "net: after trading costs (`eval.cost_bps`).",
+        f"- Max DD: largest fall of the cumulative gross {short}d P&L; "
+        f"turnover: mean daily sum of absolute weight changes (gross exposure 2).",
+        "- Oracle share: test RankIC 1d as a share of the oracle's. "
+        "Stage time: wall time of the stage's last run (`metrics/timings/`).",
+        "",
+    ]
+
+    if len(horizons) > len(shown):
+        header = ["Model", *(f"RankIC {h}d" for h in horizons)]
+        rows = [[r["model"], *(_fmt(r.get(f"rank_ic_{h}d"), 4) for h in horizons)] for r in board.iter_rows(named=True)]
+        lines += ["## RankIC by horizon", "", *_table(header, ["---"] + ["---:"] * len(horizons), rows), ""]
+
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+# ---------------------------------------------------------------------- loading
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReportError(f"{path}: unreadable metrics JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise ReportError(f"{path}: expected a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def _is_model_metrics(doc: Mapping[str, Any]) -> bool:
+    test = doc.get("test")
+    return isinstance(test, Mapping) and "rank_ic_1d" in test
+
+
+def load_metrics(metrics_dir: Path) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Read ``(metrics, timings)`` from ``metrics_dir``.
+
+    ``metrics``: ``{model}.json`` for each known model present, plus any other
+    ``*.json`` there whose ``test`` dict has ``rank_ic_1d`` (an ad-hoc model
+    stage), never ``summary.json``. ``timings``: ``{stage: {"seconds", ...}}``
+    merged from ``timings/*.json``. An unreadable file raises :class:`ReportError`
+    naming it.
+    """
+    metrics_dir = Path(metrics_dir)
+    metrics: dict[str, dict] = {}
+    for path in sorted(metrics_dir.glob("*.json")):
+        model = path.stem
+        if path.name == SUMMARY_FILE:
+            continue
+        doc = _read(path)
+        if model in MODELS or _is_model_metrics(doc):
+            metrics[model] = doc
+    timings: dict[str, dict] = {}
+    for path in sorted((metrics_dir / "timings").glob("*.json")):
+        doc = _read(path)
+        timings |= {stage: rec for stage, rec in doc.items() if isinstance(rec, dict)}
+    return metrics, timings

@@ -1,0 +1,38 @@
+"""export: the frozen core model over every date -> data/export/rl_features.parquet + schema.json."""
+
+import argparse
+
+from alphagraph import paths
+from alphagraph.config import load_params
+from alphagraph.export import choose_fold, export_features, load_core, schema
+from alphagraph.io import atomic_dir, read_parquet, write_json, write_parquet
+from alphagraph.log import get_logger, stage_run
+from alphagraph.models.core import core_index
+from alphagraph.split import load_folds
+from alphagraph.train.loop import resolve_device
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    params = load_params(parser.parse_args().params)
+    log = get_logger("export")
+    with stage_run("export") as rec, atomic_dir(paths.EXPORT) as out_dir:
+        fold = choose_fold(load_folds(paths.FOLDS), params.export.fold)
+        fold_dir = paths.MODELS / "core" / f"fold{fold.fold}"
+        model, meta = load_core(fold_dir, resolve_device(params.device))
+        panel = read_parquet(paths.NORMALIZED_PANEL)
+        index = core_index(read_parquet(paths.EDGES), panel, params)
+        if index.relations != meta["kwargs"]["relations"]:
+            raise ValueError(f"{fold_dir}/model.json: trained on relations {meta['kwargs']['relations']}, the graph has {index.relations}")
+        log.info("exporting fold %d's checkpoint over %d dates", fold.fold, index.dates.size)
+        frame = export_features(model, panel, read_parquet(paths.PRICES), index, fold, params, meta["features"], params.export.batch_days)
+        write_parquet(frame, out_dir / "rl_features.parquet")
+        write_json(schema(frame, params, fold, fold_dir / "best.pt"), out_dir / "schema.json")
+        rec.read = [str(paths.NORMALIZED_PANEL), str(paths.EDGES), str(paths.PRICES), str(fold_dir)]
+        rec.wrote = [str(paths.EXPORT / "rl_features.parquet"), str(paths.EXPORT / "schema.json")]
+        rec.rows = {"rows": frame.height, "columns": frame.width}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""report: leaderboard of the model metrics -> metrics/summary.json, reports/leaderboard.md."""
+
+import argparse
+from pathlib import Path
+
+from alphagraph import paths
+from alphagraph.config import load_params
+from alphagraph.io import write_json, write_text
+from alphagraph.log import get_logger, stage_run
+from alphagraph.report import leaderboard, load_metrics, summary, to_markdown
+
+# Not a DVC out: it shows stage wall times, which would make dvc.lock differ on
+# every rerun. It is committed to git instead.
+LEADERBOARD = Path("reports/leaderboard.md")
+SUMMARY = paths.METRICS / "summary.json"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    params = load_params(parser.parse_args().params)
+    horizons = params.features.horizons
+    log = get_logger("report")
+    with stage_run("report") as rec:
+        metrics, timings = load_metrics(paths.METRICS)
+        board = leaderboard(metrics, horizons, timings)
+        if board.is_empty():
+            raise FileNotFoundError(f"{paths.METRICS}: no model metrics found (did the model stages run?)")
+        result = summary(board)
+        write_json(result, SUMMARY)
+        LEADERBOARD.parent.mkdir(parents=True, exist_ok=True)
+        write_text(to_markdown(board, horizons), LEADERBOARD)
+        models = board["model"].to_list()
+        log.info("wrote %s and %s: %s; best %s", SUMMARY, LEADERBOARD, ", ".join(models), result["best_model_rank_ic_1d"])
+        rec.read = [str(paths.METRICS / f"{m}.json") for m in models] + [str(paths.METRICS / "timings")]
+        rec.wrote = [str(SUMMARY), str(LEADERBOARD)]
+        rec.rows = {"models": board.height}
+        rec.extra = {"best_model_rank_ic_1d": result["best_model_rank_ic_1d"]}
+
+
+if __name__ == "__main__":
+    main()

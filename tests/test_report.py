@@ -1,0 +1,205 @@
+"""The report stage: leaderboard table, summary.json, Markdown, loading (synthetic metrics only)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from alphagraph.report import (
+    MODELS,
+    ReportError,
+    format_seconds,
+    leaderboard,
+    load_metrics,
+    summary,
+    to_markdown,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+HORIZONS = [1, 5]
+
+
+def model_metrics(rank_ic_1d: float, vs_oracle: float | None = None, **extra: float) -> dict:
+    """A metrics file as a model stage writes it: pooled ``test`` plus per-fold dicts."""
+    test = {
+        "rank_ic_1d": rank_ic_1d, "ic_1d": rank_ic_1d + 0.001, "icir_1d": 0.41,
+        "rank_icir_1d": 0.4, "sharpe_1d": 5.5, "sharpe_net_1d": 2.2, "max_drawdown_1d": 0.0488,
+        "turnover_1d": 1.83, "rank_ic_5d": 0.06, "ic_5d": 0.062, "icir_5d": 0.63, "sharpe_5d": 4.46,
+        "sharpe_net_5d": 3.31, "max_drawdown_5d": 0.0836, "turnover_5d": 0.5, "n_rows": 1000,
+    }
+    if vs_oracle is not None:
+        test["rank_ic_1d_vs_oracle"] = vs_oracle
+    test |= extra
+    return {"fold0": {"rank_ic_1d": 0.5}, "test": test}
+
+
+@pytest.fixture
+def metrics() -> dict[str, dict]:
+    # Deliberately out of display order, with the oracle best and "core" absent.
+    return {
+        "gat": model_metrics(0.038161, vs_oracle=0.3997),
+        "oracle": model_metrics(0.095481),
+        "lgbm": model_metrics(0.04451, vs_oracle=0.4661),
+    }
+
+
+TIMINGS = {"oracle": {"seconds": 3.21}, "lgbm": {"seconds": 112.4, "cpu_seconds": 200.0}, "gat": {"seconds": 3725.0}}
+
+
+def test_rows_follow_display_order_and_skip_missing_models(metrics):
+    board = leaderboard(metrics | {"zeta": model_metrics(0.01), "alpha": model_metrics(0.02)}, HORIZONS)
+    assert board["model"].to_list() == ["oracle", "lgbm", "gat", "alpha", "zeta"]
+    assert MODELS == ("oracle", "lgbm", "gat", "core")
+    expected = ["model"] + [f"{m}_{h}d" for h in HORIZONS for m in ("rank_ic", "ic", "icir", "sharpe", "sharpe_net", "max_drawdown", "turnover")]
+    assert board.columns == expected + ["frac_oracle_1d", "stage_seconds"]
+
+
+def test_values_nulls_and_oracle_fraction(metrics):
+    del metrics["gat"]["test"]["sharpe_net_5d"]
+    metrics["lgbm"]["test"]["turnover_1d"] = "n/a"  # not a number -> null as well
+    board = leaderboard(metrics, [1, 5, 20], TIMINGS)  # nobody has 20d metrics
+    row = {r["model"]: r for r in board.iter_rows(named=True)}
+    assert row["lgbm"]["rank_ic_1d"] == pytest.approx(0.04451)
+    assert row["gat"]["sharpe_net_5d"] is None
+    assert row["lgbm"]["turnover_1d"] is None
+    assert board["rank_ic_20d"].null_count() == board.height
+    assert board.schema["rank_ic_20d"] == pl.Float64
+    assert row["oracle"]["frac_oracle_1d"] == 1.0
+    assert row["gat"]["frac_oracle_1d"] == pytest.approx(0.3997)
+    assert row["lgbm"]["stage_seconds"] == pytest.approx(112.4)
+    assert leaderboard(metrics, HORIZONS)["stage_seconds"].null_count() == 3
+
+
+def test_unavailable_oracle_is_skipped(metrics):
+    metrics["oracle"] = {"available": False}
+    assert leaderboard(metrics, HORIZONS)["model"].to_list() == ["lgbm", "gat"]
+
+
+def test_summary_is_rounded_excludes_time_and_ignores_timings(metrics):
+    metrics["lgbm"]["test"]["rank_ic_1d"] = 0.044512345678
+    a = summary(leaderboard(metrics, HORIZONS, TIMINGS))
+    b = summary(leaderboard(metrics, HORIZONS, {"lgbm": {"seconds": 1.0}}))
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    assert set(a) == {"oracle", "lgbm", "gat", "best_model_rank_ic_1d"}
+    assert "stage_seconds" not in a["lgbm"] and "model" not in a["lgbm"]
+    assert a["lgbm"]["rank_ic_1d"] == 0.044512
+    assert a["oracle"]["frac_oracle_1d"] == 1.0
+
+
+def test_best_model_is_never_the_oracle(metrics):
+    assert summary(leaderboard(metrics, HORIZONS))["best_model_rank_ic_1d"] == "lgbm"
+    metrics["core"] = model_metrics(0.05)
+    metrics["gat"]["test"]["rank_ic_1d"] = None
+    assert summary(leaderboard(metrics, HORIZONS))["best_model_rank_ic_1d"] == "core"
+    only_oracle = summary(leaderboard({"oracle": metrics["oracle"]}, HORIZONS))
+    assert only_oracle["best_model_rank_ic_1d"] is None
+
+
+def test_markdown_table(metrics):
+    board = leaderboard(metrics, [1, 5, 10], TIMINGS)
+    md = to_markdown(board, [1, 5, 10])
+    assert md.endswith("\n") and not md.endswith("\n\n")
+    assert md == to_markdown(board, [1, 5, 10])
+    main_table = md.split("\n\n")[2].splitlines()
+    assert len(main_table) == 2 + board.height  # header, alignment, one row per model
+    oracle_row, lgbm_row, gat_row = main_table[2:]
+    assert oracle_row.startswith("| oracle") and gat_row.startswith("| gat")
+    assert lgbm_row.startswith("| **lgbm**")  # the best model, bold
+    cells = [c.strip() for c in lgbm_row.strip("|").split("|")]
+    assert cells[1] == "0.0445"  # RankIC 1d
+    assert "4.9%" in cells  # max drawdown 1d
+    assert cells[-1] == "1m 52s"
+    assert cells[-2] == "47%"
+    assert oracle_row.split("|")[-2].strip() == "3.2s"
+    assert gat_row.split("|")[-2].strip() == "1h 02m"
+    assert "## RankIC by horizon" in md  # 10d is not in the main table
+    no_time = to_markdown(leaderboard(metrics, [1, 5]), [1, 5])
+    assert no_time.splitlines()[6].rstrip().endswith("| — |")
+    assert "## RankIC by horizon" not in no_time
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(None, "—"), (0.42, "0.4s"), (42.4, "42s"), (59.6, "1m 00s"), (112.4, "1m 52s"), (7260, "2h 01m")]
+)
+def test_format_seconds(seconds, text):
+    assert format_seconds(seconds) == text
+
+
+def write(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def test_load_metrics(tmp_path, metrics):
+    for name, doc in metrics.items():
+        write(tmp_path / f"{name}.json", doc)
+    write(tmp_path / "extra.json", model_metrics(0.01))
+    write(tmp_path / "features.json", {"rows": 10})  # not a model
+    write(tmp_path / "summary.json", {"lgbm": {"test": {"rank_ic_1d": 1.0}}, "test": {"rank_ic_1d": 1.0}})
+    write(tmp_path / "timings" / "lgbm.json", {"lgbm": {"seconds": 112.4}})
+    write(tmp_path / "timings" / "ingest.json", {"ingest": {"seconds": 2.0}})
+    loaded, timings = load_metrics(tmp_path)
+    assert set(loaded) == {"oracle", "lgbm", "gat", "extra"}
+    assert loaded["lgbm"] == metrics["lgbm"]
+    assert timings == {"lgbm": {"seconds": 112.4}, "ingest": {"seconds": 2.0}}
+
+
+@pytest.mark.parametrize("where", ["gat.json", "timings/gat.json"])
+def test_load_metrics_names_a_corrupt_file(tmp_path, metrics, where):
+    write(tmp_path / "lgbm.json", metrics["lgbm"])
+    (tmp_path / where).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / where).write_text('{"test": {"rank_ic_1d": 0.0')
+    with pytest.raises(ReportError, match=str(tmp_path / where)):
+        load_metrics(tmp_path)
+
+
+def load_stage():
+    spec = importlib.util.spec_from_file_location("report_stage", ROOT / "stages" / "report.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_stage_writes_summary_and_leaderboard(tmp_path, monkeypatch, metrics):
+    for name, doc in metrics.items():
+        write(tmp_path / "metrics" / f"{name}.json", doc)
+    write(tmp_path / "metrics" / "timings" / "lgbm.json", {"lgbm": {"seconds": 112.4}})
+    (tmp_path / "params.yaml").write_text("{}\n")  # all defaults: horizons 1, 5, 10, 20
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["report.py", "--params", "params.yaml"])
+    stage = load_stage()
+
+    stage.main()
+    text = (tmp_path / "metrics" / "summary.json").read_text()
+    assert text.endswith("}\n")
+    result = json.loads(text)
+    assert result["best_model_rank_ic_1d"] == "lgbm"
+    assert result["lgbm"]["rank_ic_1d"] == 0.04451 and "rank_ic_20d" in result["lgbm"]
+    md = (tmp_path / "reports" / "leaderboard.md").read_text()
+    assert "1m 52s" in md and md.endswith("\n")
+    assert json.loads((tmp_path / "metrics" / "timings" / "report.json").read_text())["report"]["seconds"] >= 0
+    # Atomic writes leave no temporary files behind.
+    assert not list(tmp_path.rglob("*.tmp"))
+
+    # A rerun with a different stage time: summary.json byte-identical, and the
+    # summary (and the report's own timings) are not read back as models.
+    write(tmp_path / "metrics" / "timings" / "lgbm.json", {"lgbm": {"seconds": 5.0}})
+    stage.main()
+    assert (tmp_path / "metrics" / "summary.json").read_text() == text
+    assert "5.0s" in (tmp_path / "reports" / "leaderboard.md").read_text()
+
+
+def test_stage_fails_without_metrics_and_writes_nothing(tmp_path, monkeypatch):
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "params.yaml").write_text("{}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["report.py"])
+    with pytest.raises(FileNotFoundError, match="no model metrics"):
+        load_stage().main()
+    assert not (tmp_path / "metrics" / "summary.json").exists()
+    assert not (tmp_path / "reports").exists()
