@@ -26,6 +26,7 @@ TINY_PARAMS: dict[str, Any] = {
     "split": {"n_splits": 2, "min_train_days": 100, "val_days": 60, "test_days": 60, "embargo_days": 20},
     "lgbm": {"min_data_in_leaf": 100, "n_estimators": 60},
     "gat": {"epochs": 2, "hidden": 16, "days_per_epoch": 48},
+    "train": {"epochs": 2, "hidden": 16, "layers": 1, "seq_len": 5, "days_per_epoch": 48, "pearl": {"samples": 4, "dim": 8}},
 }
 
 

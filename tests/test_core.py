@@ -12,7 +12,7 @@ from alphagraph.evaluate import daily_ic
 from alphagraph.graph.loader import GraphIndex
 from alphagraph.models.core import CoreModel, core_fold_data, hierarchical_classes, train_core_fold
 from alphagraph.normalize import feature_columns
-from alphagraph.train import VAL, predict, seed_everything
+from alphagraph.train import TEST, VAL, predict, seed_everything
 from alphagraph.train.losses import soft_rank_corr
 from tests.test_train_loop import TINY_TRAIN, tiny_pipeline
 
@@ -241,3 +241,42 @@ def test_deterministic_and_lr_matters(tiny, trained):
     other, _, _ = train(tiny, lr=5e-4)
     assert not other.predictions.equals(trained[0].predictions)
     assert other.result.history[-1]["val_rank_ic_1d"] != trained[0].result.history[-1]["val_rank_ic_1d"]
+
+
+def test_weight_goes_to_the_relation_that_carries_the_signal():
+    """A market whose only planted signal is the supply-chain lead-lag: the model must find that relation."""
+    from alphagraph.data.ingest import ingest
+    from alphagraph.features.panel import build_panel
+    from alphagraph.graph.build import build_edges
+    from alphagraph.normalize import normalize_panel
+    from alphagraph.split import make_folds
+
+    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in TINY_TRAIN.items()}
+    only_sc = {"reversal": 0.0, "momentum": 0.0, "volume_price": 0.0, "sector_spillover": 0.0, "supply_chain": 0.3}
+    raw["data"] = {"synthetic": dict(TINY_TRAIN["data"]["synthetic"], signal=only_sc)}
+    raw["train"] = TINY_CORE | {"epochs": 8}
+    params = params_from_dict(raw)
+    market = ingest(params)
+    features, _ = build_panel(market.prices, market.universe, params.features)
+    panel, _ = normalize_panel(features, params.normalize, params.features.horizons)
+    (fold,) = make_folds(panel["date"].unique().sort().to_list(), params.split)
+    edges, _ = build_edges(market.prices, market.universe, market.relations, params.graph)
+    index = GraphIndex(edges, panel, relations=params.graph.relations)
+    out, model, report = train_core_fold(panel, index, fold, params)
+
+    weights = dict(report.select("relation", "weight").iter_rows())
+    assert max(weights, key=weights.get) == "supply_chain" and weights["supply_chain"] > 0.5, weights
+
+    def test_ic(drop=()):
+        data = core_fold_data(panel, index, fold, params)
+        forward = model.forward
+        model.forward = lambda b: forward(b, drop_relations=drop)
+        try:
+            pred = predict(model, data, data.dates("test"), (TEST,), 32)
+        finally:
+            model.forward = forward
+        frame = pl.DataFrame({"date": pred.day, "p": pred.reg[:, 0], "y": pred.y[:, 0]}).with_columns(pl.col("y").fill_nan(None))
+        return daily_ic(frame, "p", "y")["rank_ic"].mean()
+
+    full, without = test_ic(), test_ic(["supply_chain"])
+    assert full > 0.08 and without < full / 2, (full, without)

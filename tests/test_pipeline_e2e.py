@@ -1,4 +1,4 @@
-"""End to end: `dvc repro` of the tiny config in a fresh git + DVC repo."""
+"""End to end: `dvc repro` of the tiny config in a fresh git + DVC repo, and the DVC workflow on it."""
 
 import json
 
@@ -9,15 +9,31 @@ from tests.conftest import run
 
 pytestmark = pytest.mark.slow
 
+STAGES = ("ingest", "features", "normalize", "split", "graph", "oracle", "lgbm", "gat", "core", "export", "report")
+MODEL_METRICS = ("features", "normalize", "graph", "oracle", "lgbm", "gat", "core", "summary")
+
+
+def snapshot(repo) -> dict[str, bytes]:
+    """dvc.lock and every metrics file except the timings (wall time is never reproducible)."""
+    files = {"dvc.lock": (repo / "dvc.lock").read_bytes()}
+    files |= {p.name: p.read_bytes() for p in sorted((repo / "metrics").glob("*.json"))}
+    return files
+
 
 def test_repro_runs_and_status_is_clean(tiny_repo):
     metrics = json.loads((tiny_repo / "metrics/ingest.json").read_text())
     assert metrics["stocks"] == 40 and metrics["source"] == "synthetic"
     prices = pl.read_parquet(tiny_repo / "data/raw/prices.parquet")
     assert prices.height == metrics["rows"]
-    for name in ("features", "normalize", "graph", "oracle", "lgbm", "gat"):
+    for name in MODEL_METRICS:
         assert (tiny_repo / f"metrics/{name}.json").exists(), name
+    for stage in STAGES:
+        timing = json.loads((tiny_repo / f"metrics/timings/{stage}.json").read_text())[stage]
+        assert timing["seconds"] > 0 and timing["peak_rss_mb"] > 0, stage
     assert (tiny_repo / "data/splits/folds.json").exists()
+    export = pl.read_parquet(tiny_repo / "data/export/rl_features.parquet")
+    assert export.height == pl.read_parquet(tiny_repo / "data/normalized/panel.parquet").height
+    assert "| core |" in (tiny_repo / "reports/leaderboard.md").read_text()
     assert run(["dvc", "status", "-q"], tiny_repo, check=False).returncode == 0
     # A second repro has nothing to do.
     again = run(["dvc", "repro"], tiny_repo)
@@ -26,11 +42,32 @@ def test_repro_runs_and_status_is_clean(tiny_repo):
 
 def test_metrics_show_lists_keys(tiny_repo):
     out = run(["dvc", "metrics", "show", "--json"], tiny_repo).stdout
-    for key in ("stocks", "n_features", "mean_degree", "rank_ic_1d", "sharpe_net_5d", "rank_ic_1d_vs_oracle"):
+    for key in ("stocks", "n_features", "mean_degree", "rank_ic_1d", "sharpe_net_5d", "rank_ic_1d_vs_oracle", "peak_rss_mb"):
         assert key in out, key
 
 
 def test_plots_render(tiny_repo):
     run(["dvc", "plots", "show", "-o", "dvc_plots"], tiny_repo)
     html = (tiny_repo / "dvc_plots/index.html").read_text()
-    assert "rank_ic_1d" in html and "cum_return_5d" in html
+    assert "rank_ic_1d" in html and "cum_return_5d" in html and "plots/core/training_fold0.csv" in html
+
+
+def test_forced_repro_is_byte_identical_and_an_experiment_changes_only_what_it_should(tiny_repo):
+    before = snapshot(tiny_repo)
+    run(["dvc", "repro", "-f", "-q"], tiny_repo)
+    after = snapshot(tiny_repo)
+    assert after.keys() == before.keys()
+    assert [k for k in before if before[k] != after[k]] == []
+
+    run(["git", "add", "-A"], tiny_repo)
+    run(["git", "commit", "-qm", "baseline run"], tiny_repo)
+    out = run(["dvc", "exp", "run", "-S", "train.lr=5e-4"], tiny_repo).stdout
+    ran = {s for s in STAGES if f"Running stage '{s}'" in out}
+    assert ran == {"core", "export", "report"}, out
+    diff = json.loads(run(["dvc", "metrics", "diff", "--json"], tiny_repo).stdout)
+    assert "metrics/core.json" in diff and diff["metrics/core.json"]["test.rank_ic_1d"]["diff"] != 0
+    assert "metrics/gat.json" not in diff and "metrics/lgbm.json" not in diff
+    params = json.loads(run(["dvc", "params", "diff", "--json"], tiny_repo).stdout)
+    assert params["params.yaml"]["train.lr"]["new"] == 0.0005
+    shown = run(["dvc", "exp", "show", "--json"], tiny_repo).stdout
+    assert "0.0005" in shown

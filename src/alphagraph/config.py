@@ -206,21 +206,21 @@ class PearlConfig:
 class TrainConfig:
     """The core relation-aware graph transformer (alphagraph.models.core)."""
 
-    seq_len: int = 10  # days of history per stock for the temporal encoder
+    seq_len: int = 5  # days of history per stock for the temporal encoder
     temporal: Literal["transformer", "lstm"] = "transformer"
     temporal_layers: int = 1
     hidden: int = 32
     heads: int = 2
-    layers: int = 2  # relation-aware message-passing layers
+    layers: int = 1  # relation-aware message-passing layers (the planted lead-lag is one hop)
     dropout: float = 0.1
-    epochs: int = 8
-    lr: float = 1e-3
+    epochs: int = 10
+    lr: float = 3e-3
     weight_decay: float = 1e-4
     warmup_epochs: float = 1.0
     min_lr_ratio: float = 0.05
     grad_clip: float = 1.0
     batch_days: int = 8
-    days_per_epoch: int = 192  # training days sampled per epoch, a fresh seeded draw each epoch (0 = all)
+    days_per_epoch: int = 256  # training days sampled per epoch, a fresh seeded draw each epoch (0 = all)
     patience: int = 3
     rank_weight: float = 0.5  # weight of (1 - soft Spearman) per date
     cls_weight: float = 0.2  # weight of the signal and direction cross-entropies

@@ -139,11 +139,14 @@ class TemporalEncoder(nn.Module):
         else:
             self.encoder = nn.LSTM(hidden, hidden, num_layers=layers, batch_first=True)
         self.score = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1, bias=False))
-        self.now = nn.Linear(in_dim, hidden)  # today's raw features: own features carry most of the signal
-        self.out = nn.Sequential(nn.Linear(3 * hidden + 2 * in_dim, hidden), nn.GELU(), nn.LayerNorm(hidden))
+        self.summary = nn.Linear(2 * hidden, hidden)
+        self.now = nn.Linear(in_dim, hidden)  # today's features: they carry most of the signal
+        # The window's contribution starts at zero and grows only as far as it helps the loss.
+        self.gate = nn.Parameter(torch.zeros(hidden))
+        self.out = nn.LayerNorm(hidden)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x_hat, stats = self.norm(x, mask)
+        x_hat, _ = self.norm(x, mask)
         h = self.proj(x_hat)
         if self.kind == "transformer":
             h = h + self.pos[-h.size(1):]
@@ -155,7 +158,8 @@ class TemporalEncoder(nn.Module):
             h, valid, last = self._lstm(h, mask)
         s = self.score(h).squeeze(-1).masked_fill(~valid, float("-inf"))
         ctx = (torch.softmax(s, dim=1).unsqueeze(-1) * h).sum(1)
-        return self.out(torch.cat([ctx, last, F.gelu(self.now(x[:, -1])), stats], dim=-1))
+        window = torch.tanh(self.gate) * F.gelu(self.summary(torch.cat([ctx, last], dim=-1)))
+        return self.out(F.gelu(self.now(x[:, -1])) + window)
 
     def _lstm(self, h: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         # Traded days moved to the front in order, then packed: the LSTM steps over real days only.
