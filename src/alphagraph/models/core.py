@@ -1,6 +1,7 @@
 """The core relation-aware graph transformer.
 
-    x_seq [N, L, F] --adaptive window norm (FAN)--> temporal encoder (transformer | LSTM, attention pooling) --> e
+    x_seq [N, L, F] --adaptive window norm (FAN)--> temporal encoder (transformer | LSTM, attention pooling)
+          --> e = LayerNorm(GELU(W x_t) + tanh(g) * window summary)   (gate g starts at 0)
     e + PEARL(snapshot graph) --> h
     h --[HeteroConv: one GATv2-style attention per relation (aggr=None) -> relation-specific transforms
          -> learned softmax relation weighting -> GELU, dropout, + residual, LayerNorm] x layers --> h
@@ -64,8 +65,8 @@ class AdaptiveWindowNorm(nn.Module):
 
     ``x_hat = (x - a * mean) / (b * std + 1 - b)`` over the window's valid days,
     ``a = sigmoid(alpha_f)``, ``b = sigmoid(beta_f)``: each feature learns how
-    much of its level and scale to remove. The removed statistics are returned
-    (``[mean, log std]``) so the encoder can add them back as inputs.
+    much of its level and scale to remove. The level itself is not lost: the
+    encoder also sees today's un-normalized features.
     """
 
     def __init__(self, n_features: int, eps: float = 1e-5) -> None:
@@ -74,7 +75,7 @@ class AdaptiveWindowNorm(nn.Module):
         self.beta = nn.Parameter(torch.zeros(n_features))
         self.eps = eps
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         m = mask.unsqueeze(-1).to(x.dtype)
         x = x * m  # whatever a masked day holds, it must not move the statistics
         n = m.sum(1).clamp_min(1)
@@ -82,7 +83,7 @@ class AdaptiveWindowNorm(nn.Module):
         std = ((x * x).sum(1) / n - mean * mean).clamp_min(0).add(self.eps).sqrt()
         a, b = torch.sigmoid(self.alpha), torch.sigmoid(self.beta)
         x_hat = (x - a * mean[:, None]) / (b * std + 1 - b)[:, None]
-        return x_hat * m, torch.cat([mean, std.log()], dim=-1)
+        return x_hat * m
 
 
 def sinusoidal(length: int, dim: int) -> torch.Tensor:
@@ -146,7 +147,7 @@ class TemporalEncoder(nn.Module):
         self.out = nn.LayerNorm(hidden)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x_hat, _ = self.norm(x, mask)
+        x_hat = self.norm(x, mask)
         h = self.proj(x_hat)
         if self.kind == "transformer":
             h = h + self.pos[-h.size(1):]
