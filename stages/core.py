@@ -7,7 +7,7 @@ import polars as pl
 from alphagraph import paths
 from alphagraph.config import load_params
 from alphagraph.io import atomic_dir, read_parquet, write_csv, write_json
-from alphagraph.log import get_logger, stage_run
+from alphagraph.log import stage_run
 from alphagraph.models.core import core_index, core_kwargs, train_core_fold
 from alphagraph.normalize import feature_columns
 from alphagraph.split import load_folds
@@ -18,7 +18,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
     params = load_params(parser.parse_args().params)
-    log = get_logger("core")
     with stage_run("core") as rec, atomic_dir(paths.MODELS / "core") as model_dir:
         panel, folds = read_parquet(paths.NORMALIZED_PANEL), load_folds(paths.FOLDS)
         index = core_index(read_parquet(paths.EDGES), panel, params)
@@ -30,17 +29,11 @@ def main() -> None:
             # What the export stage needs to rebuild the model from best.pt.
             kwargs = core_kwargs(params.train, len(features), index.relations, len(params.features.horizons), params.seed)
             write_json({"kwargs": kwargs, "features": features, "horizons": params.features.horizons, "fold": fold.fold}, run_dir / "model.json")
-            r = out.result
             preds.append(out.predictions)
             reports.append(report)
-            curve = pl.DataFrame(r.history, infer_schema_length=None).with_columns(fold=pl.lit(fold.fold))
-            curves.append((fold.fold, curve.select("fold", pl.exclude("fold"))))
-            train |= {
-                f"best_epoch_fold{fold.fold}": r.best_epoch,
-                f"epochs_run_fold{fold.fold}": r.epochs_run,
-                f"val_best_fold{fold.fold}": None if r.best_score is None else round(r.best_score, 6),
-            }
-            log.info("fold %d: best epoch %s of %d (val %s), %.0f s", fold.fold, r.best_epoch, r.epochs_run, r.best_score, r.train_seconds)
+            curve, entries = out.training_record(fold.fold)
+            curves.append((fold.fold, curve))
+            train |= entries
         predictions = pl.concat(preds)
         relations = pl.concat(reports)
         # Interpretability: per relation, the weight and neighbour attention averaged over folds and layers.

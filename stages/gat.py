@@ -7,7 +7,7 @@ import polars as pl
 from alphagraph import paths
 from alphagraph.config import load_params
 from alphagraph.io import atomic_dir, read_parquet, write_csv
-from alphagraph.log import get_logger, stage_run
+from alphagraph.log import stage_run
 from alphagraph.models.gat import gat_index, train_gat_fold
 from alphagraph.split import load_folds
 from alphagraph.walkforward import evaluate_and_write, oracle_rank_ic_1d
@@ -17,23 +17,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
     params = load_params(parser.parse_args().params)
-    log = get_logger("gat")
     with stage_run("gat") as rec, atomic_dir(paths.MODELS / "gat") as model_dir:
         panel, folds = read_parquet(paths.NORMALIZED_PANEL), load_folds(paths.FOLDS)
         index = gat_index(read_parquet(paths.EDGES), panel, params)
         preds, curves, train = [], [], {}
         for fold in folds:
             out = train_gat_fold(panel, index, fold, params, run_dir=model_dir / f"fold{fold.fold}")
-            r = out.result
             preds.append(out.predictions)
-            curve = pl.DataFrame(r.history, infer_schema_length=None).with_columns(fold=pl.lit(fold.fold))
-            curves.append((fold.fold, curve.select("fold", pl.exclude("fold"))))
-            train |= {
-                f"best_epoch_fold{fold.fold}": r.best_epoch,
-                f"epochs_run_fold{fold.fold}": r.epochs_run,
-                f"val_best_fold{fold.fold}": None if r.best_score is None else round(r.best_score, 6),
-            }
-            log.info("fold %d: best epoch %s of %d (val %s), %.0f s", fold.fold, r.best_epoch, r.epochs_run, r.best_score, r.train_seconds)
+            curve, entries = out.training_record(fold.fold)
+            curves.append((fold.fold, curve))
+            train |= entries
         predictions = pl.concat(preds)
         metrics = evaluate_and_write("gat", predictions, panel, params, extra={"train": train}, oracle_ic=oracle_rank_ic_1d())
         for k, curve in curves:  # per-epoch training curves, one file per fold (dvc plots: x=epoch)

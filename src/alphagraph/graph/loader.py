@@ -245,6 +245,18 @@ class GraphIndex:
         )
 
 
+def model_index(edges: pl.DataFrame, panel: pl.DataFrame, selected: list[str] | None, built: list[str], key: str) -> GraphIndex:
+    """The GraphIndex of a model that uses ``selected`` relations (None: every ``built`` one).
+
+    ``key`` names the params key in the error for a relation the graph stage did not build.
+    """
+    rels = list(built if selected is None else selected)
+    unknown = sorted(set(rels) - set(built))
+    if unknown:
+        raise ValueError(f"{key}: {unknown} not built by the graph stage (graph.relations: {built})")
+    return GraphIndex(edges, panel, relations=rels)
+
+
 def _ranges(first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Concatenated ``arange(first[i], last[i])``, with each element's range i and offset."""
     count = (last - first).astype(np.int64)

@@ -379,20 +379,11 @@ def hierarchical_classes(p_signal: np.ndarray, p_up: np.ndarray, threshold: floa
 # ------------------------------------------------------------------ training
 
 
-def core_relations(params: Params) -> list[str]:
-    """Relation types the core model uses: ``train.relations``, else every ``graph.relations``."""
-    rels = params.train.relations if params.train.relations is not None else params.graph.relations
-    unknown = sorted(set(rels) - set(params.graph.relations))
-    if unknown:
-        raise ValueError(f"train.relations: {unknown} not built by the graph stage (graph.relations: {params.graph.relations})")
-    return list(rels)
-
-
 def core_index(edges: pl.DataFrame, panel: pl.DataFrame, params: Params) -> Any:
-    """The GraphIndex of the core model: one edge type per relation of :func:`core_relations`."""
-    from alphagraph.graph.loader import GraphIndex
+    """The GraphIndex of the core model: one edge type per relation of ``train.relations`` (else all)."""
+    from alphagraph.graph.loader import model_index
 
-    return GraphIndex(edges, panel, relations=core_relations(params))
+    return model_index(edges, panel, params.train.relations, params.graph.relations, "train.relations")
 
 
 def loop_config(cfg: TrainConfig, seed: int, device: str, progress: bool | None = None) -> LoopConfig:

@@ -112,20 +112,11 @@ def loop_config(cfg: GatConfig, seed: int, device: str, progress: bool | None = 
     )
 
 
-def gat_relations(params: Params) -> list[str]:
-    """Relations merged into the GAT's daily graph: ``gat.relations``, else every ``graph.relations``."""
-    rels = params.gat.relations if params.gat.relations is not None else params.graph.relations
-    unknown = sorted(set(rels) - set(params.graph.relations))
-    if unknown:
-        raise ValueError(f"gat.relations: {unknown} not built by the graph stage (graph.relations: {params.graph.relations})")
-    return list(rels)
-
-
 def gat_index(edges: pl.DataFrame, panel: pl.DataFrame, params: Params) -> Any:
-    """The GraphIndex the GAT trains on: the union of :func:`gat_relations` (one-hot in edge_attr)."""
-    from alphagraph.graph.loader import GraphIndex
+    """The GraphIndex the GAT trains on: the union of ``gat.relations`` (else all of ``graph.relations``)."""
+    from alphagraph.graph.loader import model_index
 
-    return GraphIndex(edges, panel, relations=gat_relations(params))
+    return model_index(edges, panel, params.gat.relations, params.graph.relations, "gat.relations")
 
 
 def gat_fold_data(panel: pl.DataFrame, index: Any, fold: Fold, params: Params) -> GraphDayData:

@@ -10,13 +10,25 @@ import polars as pl
 import torch
 
 from alphagraph.train.data import TEST, VAL, predictions_frame
-from alphagraph.train.loop import FitResult, LossFn, LoopConfig, fit, predict, resolve_device
+from alphagraph.train.loop import FitResult, LossFn, LoopConfig, fit, log, predict, resolve_device
 
 
 @dataclass
 class FoldOutput:
     predictions: pl.DataFrame  # date, code, fold, split, pred_{h}d, p_up_{h}d / p_signal_{h}d (with those heads)
     result: FitResult
+
+    def training_record(self, fold: int) -> tuple[pl.DataFrame, dict[str, Any]]:
+        """The per-epoch curve (a plots file) and the fold's entries of the metrics' ``train`` dict."""
+        r = self.result
+        curve = pl.DataFrame(r.history, infer_schema_length=None).with_columns(fold=pl.lit(fold))
+        entries = {
+            f"best_epoch_fold{fold}": r.best_epoch,
+            f"epochs_run_fold{fold}": r.epochs_run,
+            f"val_best_fold{fold}": None if r.best_score is None else round(r.best_score, 6),
+        }
+        log.info("fold %d: best epoch %s of %d (val %s), %.0f s", fold, r.best_epoch, r.epochs_run, r.best_score, r.train_seconds)
+        return curve.select("fold", pl.exclude("fold")), entries
 
 
 def train_fold(
