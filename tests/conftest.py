@@ -45,15 +45,22 @@ def repo_files() -> list[Path]:
     return [Path(p) for p in listed if (ROOT / p).is_file()]
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a command with this interpreter's environment first on PATH (dvc stages call `python`)."""
+def run(cmd: list[str], cwd: Path, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
+    """Run a command with this interpreter's environment first on PATH (dvc stages call `python`).
+
+    ``capture=False`` for commands that leave a daemon behind (``dvc queue start``): a
+    captured pipe would stay open until the daemon exits.
+    """
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(
         GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com",
         OMP_WAIT_POLICY="PASSIVE",
     )
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if capture:
+        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    else:
+        proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc

@@ -1,6 +1,7 @@
 """End to end: `dvc repro` of the tiny config in a fresh git + DVC repo, and the DVC workflow on it."""
 
 import json
+import time
 
 import polars as pl
 import pytest
@@ -72,3 +73,18 @@ def test_forced_repro_is_byte_identical_and_an_experiment_changes_only_what_it_s
     assert params["params.yaml"]["train.lr"]["new"] == 0.0005
     shown = run(["dvc", "exp", "show", "--json"], tiny_repo).stdout
     assert "0.0005" in shown
+
+
+def test_queued_grid_runs(tiny_repo):
+    run(["dvc", "exp", "run", "--queue", "-S", "train.lr=0.001,0.002"], tiny_repo)
+    assert run(["dvc", "queue", "status"], tiny_repo).stdout.count("Queued") == 2
+    run(["dvc", "queue", "start"], tiny_repo, capture=False)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        status = run(["dvc", "queue", "status"], tiny_repo).stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(3)
+    assert status.count("Success") == 2, status
+    shown = run(["dvc", "exp", "show", "--json"], tiny_repo).stdout
+    assert "0.001" in shown and "0.002" in shown
