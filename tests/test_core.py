@@ -280,3 +280,41 @@ def test_weight_goes_to_the_relation_that_carries_the_signal():
 
     full, without = test_ic(), test_ic(["supply_chain"])
     assert full > 0.08 and without < full / 2, (full, without)
+
+
+def test_every_model_and_loss_knob_reaches_the_code(tiny):
+    """Changing a train.* knob changes the model's output or its loss (no param is read and ignored)."""
+    from alphagraph.models.core import core_loss
+
+    base = core_params(layers=1)
+    data = core_fold_data(tiny.panel, tiny.index, tiny.fold, base)
+    b = data.batch(data.dates("train")[:2])
+
+    def opened(model):  # the window gate starts closed: open it so the window's knobs can show
+        torch.nn.init.constant_(model.temporal.gate, 1.0)
+        return model
+
+    out = opened(model_for(data, base))(b)["reg"]
+    for knob in ({"pearl": {"mode": "none"}}, {"pearl": {"mode": "basis", "dim": 8}}, {"pearl": {"k": 2, "samples": 4, "dim": 8}},
+                 {"temporal": "lstm"}, {"temporal_layers": 2}, {"hidden": 8}, {"heads": 1}, {"seq_len": 3}):
+        params = core_params(layers=1, **knob)
+        other_data = core_fold_data(tiny.panel, tiny.index, tiny.fold, params)
+        other = opened(model_for(other_data, params))(other_data.batch(data.dates("train")[:2]))["reg"]
+        assert not torch.allclose(other, out), knob
+    mask = b.split == 1
+    model_out = model_for(data, base)(b)
+    loss = core_loss(base.train, data)(model_out, b, mask)[0]
+    for knob in ({"rank_weight": 0.0}, {"cls_weight": 0.0}, {"horizon_weights": [1.0, 0.0, 0.0, 0.0]}):
+        params = core_params(layers=1, **knob)
+        assert float(core_loss(params.train, data)(model_out, b, mask)[0]) != pytest.approx(float(loss)), knob
+
+
+def test_export_fold_choice(tiny):
+    tiny_fold = tiny.fold
+    from alphagraph.export import choose_fold
+    from alphagraph.split import Fold
+
+    folds = [Fold(k, tiny_fold.train, tiny_fold.val, tiny_fold.test) for k in range(3)]
+    assert choose_fold(folds, -1).fold == 2 and choose_fold(folds, 0).fold == 0
+    with pytest.raises(ValueError, match="export.fold"):
+        choose_fold(folds, 5)

@@ -18,6 +18,7 @@ inputs are the panel's history windows and the latest graph snapshot.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -35,7 +36,6 @@ from alphagraph.split import Fold
 from alphagraph.train import split_codes
 from alphagraph.train.core_data import CoreDayData
 from alphagraph.train.data import SPLIT_NAME
-from alphagraph.train.loop import resolve_device
 from alphagraph.walkforward import label_reach
 
 MARKET = ("open", "high", "low", "close", "volume")
@@ -167,8 +167,6 @@ def schema(frame: pl.DataFrame, params: Params, fold: Fold, checkpoint: Path) ->
 
 
 def _plain(obj: Any) -> Any:
-    import dataclasses
-
     return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
 
 
