@@ -12,6 +12,7 @@ from alphagraph.models.core import core_index, core_kwargs, train_core_fold
 from alphagraph.normalize import feature_columns
 from alphagraph.split import load_folds
 from alphagraph.walkforward import evaluate_and_write, oracle_rank_ic_1d
+from alphagraph.errors import run_main
 
 
 def main() -> None:
@@ -55,4 +56,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -10,6 +10,7 @@ from alphagraph.log import get_logger, stage_run
 from alphagraph.models.core import core_index
 from alphagraph.split import load_folds
 from alphagraph.train.loop import resolve_device
+from alphagraph.errors import run_main
 
 
 def main() -> None:
@@ -35,4 +36,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -11,6 +11,7 @@ from alphagraph.log import stage_run
 from alphagraph.models.gat import gat_index, train_gat_fold
 from alphagraph.split import load_folds
 from alphagraph.walkforward import evaluate_and_write, oracle_rank_ic_1d
+from alphagraph.errors import run_main
 
 
 def main() -> None:
@@ -38,4 +39,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -6,6 +6,7 @@ from alphagraph import paths
 from alphagraph.config import load_params
 from alphagraph.data.ingest import ingest, ingest_metrics, write_raw
 from alphagraph.log import stage_run
+from alphagraph.errors import run_main
 
 
 def main() -> None:
@@ -21,4 +22,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -7,6 +7,7 @@ from alphagraph.config import load_params
 from alphagraph.io import read_parquet, write_json, write_parquet
 from alphagraph.log import stage_run
 from alphagraph.normalize import normalize_panel
+from alphagraph.errors import run_main
 
 
 def main() -> None:
@@ -23,4 +24,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -9,6 +9,7 @@ from alphagraph.log import stage_run
 from alphagraph.oracle import oracle_predictions
 from alphagraph.split import load_folds
 from alphagraph.walkforward import evaluate_and_write, label_reach
+from alphagraph.errors import run_main
 
 
 def main() -> None:
@@ -30,4 +31,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

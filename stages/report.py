@@ -8,6 +8,7 @@ from alphagraph.config import load_params
 from alphagraph.io import write_json, write_text
 from alphagraph.log import get_logger, stage_run
 from alphagraph.report import leaderboard, load_metrics, summary, to_markdown
+from alphagraph.errors import run_main
 
 # Not a DVC out: it shows stage wall times, which would make dvc.lock differ on
 # every rerun. It is committed to git instead.
@@ -39,4 +40,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

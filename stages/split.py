@@ -9,6 +9,7 @@ from alphagraph.config import load_params
 from alphagraph.io import write_json
 from alphagraph.log import stage_run
 from alphagraph.split import folds_to_json, make_folds
+from alphagraph.errors import run_main
 
 
 def main() -> None:
@@ -24,4 +25,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -16,8 +16,10 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from alphagraph.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError):
     """A params file with an unknown key, a missing section or a wrong type."""
 
 
@@ -72,6 +74,7 @@ class ColumnsConfig:
     low: str = "low"
     close: str = "close"
     volume: str = "volume"
+    adj_close: str = "adj close"  # read only with data.adjust: adj_close
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,22 @@ class DataConfig:
     invalid_rows: Literal["error", "drop"] = "error"
     date_format: str | None = None
     split_ratio_threshold: float = 0.45
+    # per-ticker files: a regex whose first group is the code, matched against the file stem
+    # (``NASDAQ_(.+)_30Y`` for ``NASDAQ_AAPL_30Y.csv``); null = the whole stem
+    code_pattern: str | None = None
+    tickers_path: str | None = None  # one code per line: restricts the universe (null = every code)
+    start: str | None = None  # ISO date: rows before it are not read (null = from the first row)
+    end: str | None = None  # ISO date, inclusive (null = to the last row)
+    # adj_close: scale open/high/low/close by adj_close / close and volume inversely
+    # (dividends and splits adjusted); none: prices are used as they are
+    adjust: Literal["none", "adj_close"] = "none"
+    # vendor placeholder rows with open = 0 and a real close: fill_close sets open to the
+    # close (clipped into [low, high]); drop removes the row; error stops
+    zero_open: Literal["fill_close", "drop", "error"] = "fill_close"
+    max_price: float = 1e9  # a price above it is a data error (Float32 features overflow long before 1e300)
+    # a side file (universe, relations) must name at least this share of the price codes:
+    # below it the codes almost surely do not match (e.g. "AAPL" vs "AAPL.O")
+    min_code_match: float = 0.05
     columns: ColumnsConfig = field(default_factory=ColumnsConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
@@ -123,6 +142,11 @@ class SplitConfig:
     val_days: int = 250
     test_days: int = 250
     embargo_days: int = 20
+    # a fixed protocol instead of walk-forward folds (both set): one fold, train = the days
+    # before val_start, val = val_start .. the day before test_start, test = test_start .. the
+    # last day; no gap, but rows whose label window crosses a boundary are purged
+    val_start: str | None = None
+    test_start: str | None = None
 
 
 @dataclass(frozen=True)
@@ -407,3 +431,51 @@ def _check(p: Params, source: str) -> None:
             )
     if p.train.select_horizon not in p.features.horizons:
         fail("train.select_horizon", f"{p.train.select_horizon} is not in features.horizons")
+    _check_relations(p, fail)
+    _check_dates(p, fail)
+    if not 0 <= p.data.min_code_match <= 1:
+        fail("data.min_code_match", f"must be in [0, 1], got {p.data.min_code_match}")
+    if p.data.max_price <= 0:
+        fail("data.max_price", f"must be > 0, got {p.data.max_price}")
+    if p.normalize.min_stocks < 2:
+        fail("normalize.min_stocks", f"a cross-section needs at least 2 stocks, got {p.normalize.min_stocks}")
+
+
+def relation_names() -> tuple[str, ...]:
+    """Every relation type the graph stage can build."""
+    from alphagraph.data.validate import RELATION_NAMES
+
+    return ("rolling_correlation", "sector_industry", *RELATION_NAMES)
+
+
+def _check_relations(p: Params, fail: Any) -> None:
+    """A misspelt relation would silently vanish downstream: every name must be known."""
+    known = relation_names()
+    for name in p.graph.relations:
+        if name not in known:
+            fail("graph.relations", f"unknown relation {name!r}; known: {', '.join(known)}")
+    for group, chosen in (("gat", p.gat.relations), ("train", p.train.relations)):
+        for name in chosen or ():
+            if name not in p.graph.relations:
+                where = "known" if name in known else "unknown"
+                fail(f"{group}.relations", f"{where} relation {name!r} is not in graph.relations {p.graph.relations}")
+
+
+def _check_dates(p: Params, fail: Any) -> None:
+    import datetime as dt
+
+    parsed = {}
+    for key, value in (("data.start", p.data.start), ("data.end", p.data.end),
+                       ("split.val_start", p.split.val_start), ("split.test_start", p.split.test_start)):
+        if value is None:
+            continue
+        try:
+            parsed[key] = dt.date.fromisoformat(value)
+        except ValueError:
+            fail(key, f"expected an ISO date YYYY-MM-DD, got {value!r}")
+    if "data.start" in parsed and "data.end" in parsed and parsed["data.start"] > parsed["data.end"]:
+        fail("data.end", f"{p.data.end} is before data.start {p.data.start}")
+    if (p.split.val_start is None) != (p.split.test_start is None):
+        fail("split.val_start", "set both split.val_start and split.test_start (a fixed split), or neither")
+    if "split.val_start" in parsed and parsed["split.val_start"] >= parsed["split.test_start"]:
+        fail("split.test_start", f"{p.split.test_start} must be after split.val_start {p.split.val_start}")

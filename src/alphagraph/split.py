@@ -20,10 +20,11 @@ from typing import Any
 import polars as pl
 
 from alphagraph.config import SplitConfig
+from alphagraph.errors import UserError
 from alphagraph.io import read_json
 
 
-class SplitError(ValueError):
+class SplitError(UserError):
     """The data cannot hold the requested folds."""
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import polars as pl
 
+from alphagraph.errors import UserError
+
 KEYS = ("date", "code")
 PRICE_COLUMNS = ("open", "high", "low", "close")
 NUMERIC_COLUMNS = (*PRICE_COLUMNS, "volume")
@@ -65,7 +67,7 @@ ISO_FORMATS = (
 MAX_SHOWN = 5
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """Invalid user data; the message names the file, the column and the first bad rows."""
 
 

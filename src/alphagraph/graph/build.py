@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from alphagraph.config import GraphConfig
+from alphagraph.config import ConfigError, GraphConfig
 from alphagraph.graph.correlation import correlation_top_k, min_observations, residualize
 from alphagraph.graph.static import sector_industry_edges, table_edges
 from alphagraph.log import get_logger
@@ -85,15 +85,15 @@ def build_edges(
 
 def _check_config(cfg: GraphConfig) -> None:
     if cfg.corr_window < 2:
-        raise ValueError(f"graph.corr_window must be >= 2, got {cfg.corr_window}")
+        raise ConfigError(f"graph.corr_window must be >= 2, got {cfg.corr_window}")
     if cfg.top_k < 1:
-        raise ValueError(f"graph.top_k must be >= 1, got {cfg.top_k}")
+        raise ConfigError(f"graph.top_k must be >= 1, got {cfg.top_k}")
     if cfg.rebuild_every < 1:
-        raise ValueError(f"graph.rebuild_every must be >= 1, got {cfg.rebuild_every}")
+        raise ConfigError(f"graph.rebuild_every must be >= 1, got {cfg.rebuild_every}")
     if cfg.max_industry_degree < 0:
-        raise ValueError(f"graph.max_industry_degree must be >= 0, got {cfg.max_industry_degree}")
+        raise ConfigError(f"graph.max_industry_degree must be >= 0, got {cfg.max_industry_degree}")
     if not 0 < cfg.corr_min_obs <= 1:
-        raise ValueError(f"graph.corr_min_obs must be in (0, 1], got {cfg.corr_min_obs}")
+        raise ConfigError(f"graph.corr_min_obs must be in (0, 1], got {cfg.corr_min_obs}")
 
 
 def _relation_edges(
