@@ -4,9 +4,9 @@ import argparse
 
 from alphagraph import paths
 from alphagraph.config import load_params
-from alphagraph.io import read_parquet, write_json
+from alphagraph.io import read_parquet, write_csv, write_json, write_parquet
 from alphagraph.log import stage_run
-from alphagraph.oracle import oracle_predictions
+from alphagraph.oracle import empty_outputs, oracle_predictions
 from alphagraph.split import load_folds
 from alphagraph.walkforward import evaluate_and_write, label_reach
 from alphagraph.errors import run_main
@@ -19,9 +19,13 @@ def main() -> None:
     with stage_run("oracle") as rec:
         oracle = read_parquet(paths.ORACLE)
         rec.read = [str(paths.ORACLE), str(paths.NORMALIZED_PANEL), str(paths.FOLDS)]
-        if oracle.is_empty():  # a file source has no planted truth
+        if oracle.is_empty():  # a file source has no planted truth: no ceiling
+            preds, series = empty_outputs(params.features.horizons)
+            write_parquet(preds, paths.PREDICTIONS / "oracle.parquet")
+            for name, frame in series.items():
+                write_csv(frame, paths.PLOTS / "oracle" / f"{name}.csv")
             write_json({"available": False}, paths.METRICS / "oracle.json")
-            rec.wrote = [str(paths.METRICS / "oracle.json")]
+            rec.wrote = ["data/predictions/oracle.parquet", "metrics/oracle.json", "plots/oracle"]
             return
         panel = read_parquet(paths.NORMALIZED_PANEL)
         preds = oracle_predictions(oracle, panel, load_folds(paths.FOLDS), params.features.horizons, label_reach(params))

@@ -11,6 +11,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,12 +67,17 @@ def run(cmd: list[str], cwd: Path, check: bool = True, capture: bool = True) -> 
     return proc
 
 
-def make_dvc_repo(dst: Path, overrides: dict[str, Any]) -> Path:
-    """Copy the project into ``dst``, apply param overrides, and commit it as a new git+DVC repo."""
+def make_dvc_repo(dst: Path, overrides: dict[str, Any], setup: Callable[[Path], None] | None = None) -> Path:
+    """Copy the project into ``dst``, apply param overrides, and commit it as a new git+DVC repo.
+
+    ``setup(dst)`` runs before the commit (e.g. to put a user's files under ``inputs/``).
+    """
     for rel in repo_files():
         target = dst / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, target)
+    if setup is not None:
+        setup(dst)
     params = yaml.safe_load((dst / "params.yaml").read_text())
     (dst / "params.yaml").write_text(yaml.safe_dump(deep_merge(params, overrides), sort_keys=False))
     run(["git", "init", "-q"], dst)

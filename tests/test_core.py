@@ -318,3 +318,15 @@ def test_export_fold_choice(tiny):
     assert choose_fold(folds, -1).fold == 2 and choose_fold(folds, 0).fold == 0
     with pytest.raises(ValueError, match="export.fold"):
         choose_fold(folds, 5)
+
+
+def test_a_relation_without_edges_is_not_a_module(tiny):
+    from alphagraph.errors import UserError
+    from alphagraph.models.core import core_index
+
+    params = core_params()
+    edges = tiny.edges.filter(pl.col("relation") != "competitor")
+    index = core_index(edges, tiny.panel, params)
+    assert "competitor" not in index.relations and "supply_chain" in index.relations
+    with pytest.raises(UserError, match="train.use_edges"):
+        core_index(edges.clear(), tiny.panel, params)

@@ -13,6 +13,7 @@ import polars as pl
 from scipy.special import ndtri
 
 from alphagraph.config import NormalizeConfig
+from alphagraph.errors import UserError
 
 MAD_TO_STD = 1.4826
 MISSING_SHARE = "missing_share"
@@ -41,6 +42,13 @@ def normalize_panel(
         raise KeyError(f"features panel: missing target columns {missing_rets}")
     counts = panel.group_by("date").len()
     small = counts.filter(pl.col("len") < cfg.min_stocks)
+    if small.height == counts.height:
+        most = int(counts["len"].max() or 0)
+        raise UserError(
+            f"normalize: no date has normalize.min_stocks = {cfg.min_stocks} stocks (the most on any date"
+            f" is {most}): a cross-section that small cannot be normalized or ranked; add stocks or lower"
+            " normalize.min_stocks"
+        )
     lf = panel.lazy().join(small.lazy().select("date"), on="date", how="anti")
 
     finite = [pl.when(pl.col(c).is_finite()).then(pl.col(c)).otherwise(None).alias(c) for c in feats]

@@ -27,3 +27,20 @@ def oracle_predictions(oracle: pl.DataFrame, panel: pl.DataFrame, folds: list[Fo
             )
         )
     return pl.concat(parts)
+
+
+def empty_outputs(horizons: list[int]) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
+    """Well-typed empty predictions and plot series: a file source has no planted truth.
+
+    The stage still writes every out that dvc.yaml declares, so the DAG runs on
+    to the models and the report, and a rerun finds nothing stale.
+    """
+    preds = pl.DataFrame(
+        schema={"date": pl.Date, "code": pl.Utf8, "fold": pl.Int32, "split": pl.Utf8}
+        | {f"pred_{h}d": pl.Float32 for h in horizons}
+    )
+    series = {
+        "rank_ic": pl.DataFrame(schema={"date": pl.Date} | {f"rank_ic_{h}d": pl.Float64 for h in horizons}),
+        "cum_return": pl.DataFrame(schema={"date": pl.Date} | {f"cum_return_{h}d": pl.Float64 for h in horizons}),
+    }
+    return preds, series

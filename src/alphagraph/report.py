@@ -195,7 +195,12 @@ def to_markdown(board: pl.DataFrame, horizons: Sequence[int], show: Sequence[int
         "# Leaderboard",
         "",
         "Pooled test folds of the walk-forward split (the `test` dict of `metrics/{model}.json`). "
-        "The oracle is the planted expected return, i.e. the ceiling on this synthetic market, not a model.",
+        + (
+            "The oracle is the planted expected return, i.e. the ceiling on this synthetic market, not a model."
+            if ORACLE in board["model"].to_list()
+            else "There is no ceiling: the data carries no planted truth (a file source), so no oracle row "
+            "and no oracle share."
+        ),
         "",
         *_table(header, align, rows),
         "",

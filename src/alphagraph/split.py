@@ -40,6 +40,8 @@ class Fold:
 
 def make_folds(calendar: list[dt.date], cfg: SplitConfig) -> list[Fold]:
     """Folds over a sorted calendar of unique trading days."""
+    if cfg.val_start is not None and cfg.test_start is not None:
+        return [fixed_fold(calendar, cfg)]
     n = len(calendar)
     e, v, t = cfg.embargo_days, cfg.val_days, cfg.test_days
     if min(v, t, cfg.n_splits, cfg.min_train_days) < 1:
@@ -49,7 +51,8 @@ def make_folds(calendar: list[dt.date], cfg: SplitConfig) -> list[Fold]:
         raise SplitError(
             f"split: {cfg.n_splits} folds need at least {needed} trading days "
             f"(min_train_days {cfg.min_train_days} + embargo {e} + val {v} + embargo {e} "
-            f"+ {cfg.n_splits} x test {t}), but the panel has {n}"
+            f"+ {cfg.n_splits} x test {t}), but the normalized panel has {n} (normalize drops dates"
+            " with fewer than normalize.min_stocks stocks)"
         )
     first_test = n - cfg.n_splits * t
     folds = []
@@ -68,6 +71,29 @@ def make_folds(calendar: list[dt.date], cfg: SplitConfig) -> list[Fold]:
             )
         )
     return folds
+
+
+def fixed_fold(calendar: list[dt.date], cfg: SplitConfig) -> Fold:
+    """One fold at fixed dates (a published protocol): train before ``val_start``, val, then test.
+
+    No gap between the windows: :func:`assign_split` purges the rows whose
+    label window crosses a boundary, which is all an embargo is for here.
+    """
+    val_start, test_start = dt.date.fromisoformat(cfg.val_start), dt.date.fromisoformat(cfg.test_start)
+    train = [d for d in calendar if d < val_start]
+    val = [d for d in calendar if val_start <= d < test_start]
+    test = [d for d in calendar if d >= test_start]
+    for name, days, need in (("train", train, cfg.min_train_days), ("val", val, 1), ("test", test, 1)):
+        if len(days) < need:
+            span = f"{calendar[0]} .. {calendar[-1]}" if calendar else "no days"
+            raise SplitError(
+                f"split: the fixed {name} window (split.val_start {cfg.val_start}, split.test_start"
+                f" {cfg.test_start}) holds {len(days)} trading days, needs at least {need}; the normalized"
+                f" panel spans {span}"
+            )
+    if cfg.max_train_days is not None:
+        train = train[-cfg.max_train_days:]
+    return Fold(fold=0, train=(train[0], train[-1]), val=(val[0], val[-1]), test=(test[0], test[-1]))
 
 
 def folds_to_json(folds: list[Fold], cfg: SplitConfig) -> dict[str, Any]:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from alphagraph import paths
 from alphagraph.config import Params
+from alphagraph.errors import UserError
 from alphagraph.evaluate import evaluate, next_day_returns
 from alphagraph.io import read_json, read_parquet, write_csv, write_json, write_parquet
 from alphagraph.split import Fold, assign_split, load_folds
@@ -55,6 +57,7 @@ def evaluate_and_write(
         label_delay=params.features.label_delay,
         oracle_rank_ic_1d=oracle_ic,
     )
+    _require_headline(name, metrics, predictions, params)
     metrics |= extra or {}
     write_parquet(predictions.sort("fold", "date", "code"), paths.PREDICTIONS / f"{name}.parquet")
     plots = paths.PLOTS / name
@@ -62,3 +65,21 @@ def evaluate_and_write(
     write_csv(series["cum_return"], plots / "cum_return.csv")
     write_json(metrics, paths.METRICS / f"{name}.json")
     return metrics
+
+
+def _require_headline(name: str, metrics: dict[str, Any], predictions: pl.DataFrame, params: Params) -> None:
+    """A stage never finishes with null headline metrics: say which knob makes them undefined."""
+    h = params.features.horizons[0]
+    keys = [f"rank_ic_{h}d", f"ic_{h}d", f"sharpe_{h}d"]
+    missing = [k for k in keys if metrics["test"].get(k) is None]
+    if not missing:
+        return
+    test = predictions.filter(pl.col("split") == "test")
+    widest = int(test.group_by("date").len()["len"].max() or 0)
+    need_book = int(np.ceil(1 / params.eval.quantile))
+    raise UserError(
+        f"{name}: test metrics {', '.join('test.' + k for k in missing)} are undefined: the widest test"
+        f" cross-section has {widest} stocks, a daily rank correlation needs at least 3 and the"
+        f" long-short book at least 1 / eval.quantile = {need_book} (or the predictions are constant)."
+        " Use more stocks (normalize.min_stocks keeps dates with fewer out) or a larger eval.quantile"
+    )

@@ -44,8 +44,11 @@ from torch_geometric.nn import HeteroConv, MessagePassing
 from torch_geometric.nn.inits import glorot
 from torch_geometric.utils import softmax
 
+from alphagraph import paths
 from alphagraph.config import Params, TrainConfig
+from alphagraph.errors import UserError
 from alphagraph.graph.loader import NODE
+from alphagraph.log import get_logger
 from alphagraph.models.pearl import PEARL
 from alphagraph.normalize import feature_columns
 from alphagraph.split import Fold
@@ -384,7 +387,19 @@ def core_index(edges: pl.DataFrame, panel: pl.DataFrame, params: Params) -> Any:
     """The GraphIndex of the core model: one edge type per relation of ``train.relations`` (else all)."""
     from alphagraph.graph.loader import model_index
 
-    return model_index(edges, panel, params.train.relations, params.graph.relations, "train.relations")
+    wanted = params.train.relations if params.train.relations is not None else params.graph.relations
+    present = set(edges.get_column("relation").unique().to_list())
+    # A relation with no edge in the user's data would train an attention that never sees a message.
+    empty = [r for r in dict.fromkeys(wanted) if r not in present]
+    if empty:
+        get_logger("core").warning("relations with no edges are left out of the model: %s", ", ".join(empty))
+    kept = [r for r in dict.fromkeys(wanted) if r in present]
+    if not kept and params.train.use_edges:
+        raise UserError(
+            f"core: none of the relations {list(wanted)} (train.relations, else graph.relations) has an edge"
+            f" in {paths.EDGES}; set train.use_edges: false for the no-graph model"
+        )
+    return model_index(edges, panel, kept or list(wanted), params.graph.relations, "train.relations")
 
 
 def loop_config(cfg: TrainConfig, seed: int, device: str, progress: bool | None = None) -> LoopConfig:

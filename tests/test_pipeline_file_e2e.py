@@ -1,0 +1,126 @@
+"""End to end on a file source: raw per-ticker files as a user meets them, through report.
+
+The prices are the tiny synthetic market written out in the layout of the RSR
+NASDAQ raw files (``NASDAQ_<TIC>_30Y.csv``, an unnamed first column of
+timestamps with a UTC offset, vendor zero-open rows, years of history before
+``data.start``), with a ticker list, a universe and a point-in-time relations
+file. There is no planted truth, so the oracle stage writes empty outs.
+"""
+
+import json
+
+import polars as pl
+import pytest
+
+from tests.conftest import TINY_PARAMS, deep_merge, make_dvc_repo, run
+
+pytestmark = pytest.mark.slow
+
+STAGES = ("ingest", "features", "normalize", "split", "graph", "oracle", "lgbm", "gat", "core", "export", "report")
+ZERO_OPENS = 7
+LEFT_OUT = "S0005"  # in the prices folder, not in the ticker list
+PIT_START = "2015-09-01"  # supply-chain rows of the file are valid from this date only
+
+FILE_PARAMS = deep_merge(
+    TINY_PARAMS,
+    {
+        "data": {
+            "source": "file",
+            "path": "inputs/prices",
+            "code_pattern": "NASDAQ_(.+)_30Y",
+            "tickers_path": "inputs/tickers.csv",
+            "universe_path": "inputs/universe.csv",
+            "relations_path": "inputs/relations.csv",
+            "start": "2015-01-01",
+        }
+    },
+)
+
+
+def write_user_files(repo) -> None:
+    """The tiny synthetic market, written as a user's raw files."""
+    from alphagraph.config import params_from_dict
+    from alphagraph.data.synthetic import generate_market
+
+    market = generate_market(params_from_dict(TINY_PARAMS).data.synthetic, 0)
+    prices = market.prices.sort("code", "date").with_row_index("i")
+    # Vendor placeholders: open = 0 with a real close, spread over the panel.
+    zero = pl.col("i").is_in(list(range(500, 500 + 997 * ZERO_OPENS, 997)))
+    prices = prices.with_columns(pl.when(zero).then(0.0).otherwise(pl.col("open")).alias("open")).drop("i")
+    folder = repo / "inputs/prices"
+    folder.mkdir(parents=True)
+    stamp = pl.col("date").dt.strftime("%Y-%m-%d") + pl.lit(" 16:00:00-05:00")
+    junk = pl.DataFrame({"": ["1990-01-02 16:00:00-05:00"], "Open": [0.0], "High": [1.0], "Low": [2.0], "Close": [1.5], "Volume": [10.0]})
+    for (code,), rows in prices.group_by("code"):
+        frame = rows.select(
+            stamp.alias(""), pl.col("open").alias("Open"), pl.col("high").alias("High"),
+            pl.col("low").alias("Low"), pl.col("close").alias("Close"), pl.col("volume").alias("Volume"),
+        )
+        # decades of history before data.start, with a broken row that must never be read
+        pl.concat([junk, frame]).write_csv(folder / f"NASDAQ_{code}_30Y.csv")
+    codes = sorted(set(prices["code"].to_list()) - {LEFT_OUT})
+    (repo / "inputs/tickers.csv").write_text("\n".join([*codes, "NOTLISTED"]) + "\n")
+    market.universe.select("code", "sector", "industry").write_csv(repo / "inputs/universe.csv")
+    rel = market.relations.select("src", "dst", "relation", "weight")
+    start = pl.when(pl.col("relation") == "supply_chain").then(pl.lit(PIT_START)).otherwise(None)
+    rel.with_columns(start.alias("start"), pl.lit(None, dtype=pl.Utf8).alias("end")).write_csv(repo / "inputs/relations.csv")
+
+
+@pytest.fixture(scope="module")
+def file_repo(tmp_path_factory):
+    repo = make_dvc_repo(tmp_path_factory.mktemp("file_repo"), FILE_PARAMS, setup=write_user_files)
+    run(["dvc", "repro", "-q"], repo)
+    return repo
+
+
+def test_whole_dag_runs_on_a_file_source(file_repo):
+    ingest = json.loads((file_repo / "metrics/ingest.json").read_text())
+    assert ingest["source"] == "file"
+    assert ingest["zero_open_rows"] == ZERO_OPENS
+    assert ingest["tickers_missing"] == 1
+    assert ingest["first_date"] >= "2015-01-01"
+    prices = pl.read_parquet(file_repo / "data/raw/prices.parquet")
+    assert LEFT_OUT not in prices["code"].to_list() and prices.height == ingest["rows"]
+    assert (prices["open"] > 0).all()
+    assert json.loads((file_repo / "metrics/oracle.json").read_text()) == {"available": False}
+    assert pl.read_parquet(file_repo / "data/predictions/oracle.parquet").height == 0
+    for model in ("lgbm", "gat", "core"):
+        test = json.loads((file_repo / f"metrics/{model}.json").read_text())["test"]
+        assert test["rank_ic_1d"] is not None and test["sharpe_1d"] is not None, model
+    board = (file_repo / "reports/leaderboard.md").read_text()
+    assert "no ceiling" in board.lower() and "| core |" in board and "| oracle" not in board
+    assert pl.read_parquet(file_repo / "data/export/rl_features.parquet").height > 0
+
+
+def test_point_in_time_relations_reach_the_graph(file_repo):
+    edges = pl.read_parquet(file_repo / "data/graph/edges.parquet").filter(pl.col("relation") == "supply_chain")
+    assert edges.height > 0
+    assert edges["snapshot"].min() >= pl.Series([PIT_START]).str.to_date()[0]
+
+
+def test_status_clean_and_rerun_does_nothing(file_repo):
+    assert run(["dvc", "status", "-q"], file_repo, check=False).returncode == 0
+    again = run(["dvc", "repro"], file_repo)
+    assert "Running stage" not in again.stdout
+
+
+def test_unknown_param_key_fails_the_run(file_repo):
+    params = file_repo / "params.yaml"
+    original = params.read_text()
+    try:
+        params.write_text(original + "learning_rate: 0.1\n")
+        proc = run(["dvc", "repro"], file_repo, check=False)
+        assert proc.returncode != 0
+        assert "unknown key learning_rate" in proc.stdout + proc.stderr
+        assert "Traceback" not in proc.stdout + proc.stderr
+    finally:
+        params.write_text(original)
+
+
+def test_experiment_runs_on_a_file_source(file_repo):
+    run(["git", "add", "-A"], file_repo)
+    run(["git", "commit", "-qm", "file-source run"], file_repo)
+    out = run(["dvc", "exp", "run", "-S", "train.lr=5e-4"], file_repo).stdout
+    ran = {s for s in STAGES if f"Running stage '{s}'" in out}
+    assert ran == {"core", "export", "report"}, out
+    run(["git", "checkout", "--", "params.yaml"], file_repo)
