@@ -150,7 +150,7 @@ def format_seconds(seconds: float | None) -> str:
     return f"{total // 3600}h {total % 3600 // 60:02d}m"
 
 
-def _table(header: list[str], align: list[str], rows: list[list[str]]) -> list[str]:
+def markdown_table(header: list[str], align: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
     return lines + ["| " + " | ".join(r) + " |" for r in rows]
 
@@ -202,7 +202,7 @@ def to_markdown(board: pl.DataFrame, horizons: Sequence[int], show: Sequence[int
             "and no oracle share."
         ),
         "",
-        *_table(header, align, rows),
+        *markdown_table(header, align, rows),
         "",
         f"Best model by test RankIC 1d: **{best}**." if best else "No model has a test RankIC 1d.",
         "",
@@ -220,7 +220,7 @@ def to_markdown(board: pl.DataFrame, horizons: Sequence[int], show: Sequence[int
     if len(horizons) > len(shown):
         header = ["Model", *(f"RankIC {h}d" for h in horizons)]
         rows = [[r["model"], *(_fmt(r.get(f"rank_ic_{h}d"), 4) for h in horizons)] for r in board.iter_rows(named=True)]
-        lines += ["## RankIC by horizon", "", *_table(header, ["---"] + ["---:"] * len(horizons), rows), ""]
+        lines += ["## RankIC by horizon", "", *markdown_table(header, ["---"] + ["---:"] * len(horizons), rows), ""]
 
     return "\n".join(lines).rstrip("\n") + "\n"
 
