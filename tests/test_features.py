@@ -288,6 +288,60 @@ def test_stock_missing_from_universe_has_no_sector_feature(computed):
     assert s["f_mkt_excess_ret_1"].null_count() == 1
 
 
+# ------------------------------------------------------ point-in-time universe
+
+REL = FeaturesConfig(families=["relative"], windows=[5, 20])
+SECTOR_COLS = [f"f_sector_excess_ret_{k}" for k in (1, 5, 20)]
+MOVE = dt.date(2020, 5, 20)  # C00 moves from sector S0 to S1 on this day
+
+
+def _dated(universe: pl.DataFrame) -> pl.DataFrame:
+    return universe.with_columns(start=pl.lit(None, dtype=pl.Date), end=pl.lit(None, dtype=pl.Date))
+
+
+def _moved(universe: pl.DataFrame, code: str, sector: str, d: dt.date) -> pl.DataFrame:
+    """``universe`` where ``code`` keeps its row until the day before ``d`` and is in ``sector`` from ``d``."""
+    uni = _dated(universe)
+    old = uni.filter(pl.col("code") == code).with_columns(end=pl.lit(d - dt.timedelta(days=1)))
+    new = uni.filter(pl.col("code") == code).with_columns(sector=pl.lit(sector), start=pl.lit(d))
+    return pl.concat([uni.filter(pl.col("code") != code), new, old])  # the later row first: order must not matter
+
+
+def test_static_universe_with_null_validity_columns_is_unchanged(awkward):
+    prices, universe = awkward
+    base = compute_features(prices, universe, REL)
+    assert compute_features(prices, _dated(universe), REL).equals(base)
+
+
+def test_sector_change_is_point_in_time(awkward):
+    """Future perturbation of the universe: a sector change dated d leaves every row before d unchanged."""
+    prices, universe = awkward
+    assert universe.filter(pl.col("code") == "C00")["sector"].item() == "S0"
+    base = compute_features(prices, universe, REL)
+    moved = compute_features(prices, _moved(universe, "C00", "S1", MOVE), REL)
+    assert_unchanged_through(base, moved, MOVE - dt.timedelta(days=1))
+    # from d on, every row is what a universe with C00 in S1 all along gives (a date's
+    # sector features use only that date's cross-section)
+    always_s1 = compute_features(prices, universe.with_columns(
+        sector=pl.when(pl.col("code") == "C00").then(pl.lit("S1")).otherwise(pl.col("sector"))), REL)
+    later = pl.col("date") >= MOVE
+    assert moved.filter(later).equals(always_s1.filter(later))
+    # and the change is real: the sector features of C00 and of its old and new peers move
+    assert not moved.filter(later).select(SECTOR_COLS).equals(base.filter(later).select(SECTOR_COLS))
+
+
+def test_no_valid_universe_row_means_no_sector(awkward):
+    prices, universe = awkward
+    uni = _dated(universe).with_columns(
+        start=pl.when(pl.col("code") == "C01").then(pl.lit(dt.date(2020, 9, 1))).otherwise(pl.col("start"))
+    )
+    out = compute_features(prices, uni, REL).filter(pl.col("code") == "C01")
+    before, after = out.filter(pl.col("date") < dt.date(2020, 9, 1)), out.filter(pl.col("date") >= dt.date(2020, 9, 1))
+    assert before.height > 0 and before["f_sector_excess_ret_1"].null_count() == before.height
+    assert before["f_mkt_excess_ret_1"].null_count() < before.height  # only the sector is unknown
+    assert after["f_sector_excess_ret_1"].null_count() == 0
+
+
 # ---------------------------------------------------------------------- leakage
 
 CUTS = [dt.date(2020, 3, 18), dt.date(2020, 5, 20), dt.date(2020, 6, 22), dt.date(2020, 9, 30)]

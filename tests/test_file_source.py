@@ -390,19 +390,24 @@ def test_universe_and_relations_are_loaded(tmp_path: Path) -> None:
     kw = _write_side(tmp_path, UNIVERSE, RELATIONS)
     out = load_file_source(cfg(kw.pop("path"), **kw))
     assert out.universe is not None and out.relations is not None
+    # static files: the validity columns are there, null (unbounded)
     assert out.universe.schema == pl.Schema(
-        {"code": pl.Utf8, "sector": pl.Utf8, "industry": pl.Utf8, "listed": pl.Date}
+        {"code": pl.Utf8, "sector": pl.Utf8, "industry": pl.Utf8, "listed": pl.Date,
+         "start": pl.Date, "end": pl.Date}
     )
     assert out.universe["code"].to_list() == ["AAA", "BBB", "CCC"]
     assert out.universe["listed"].to_list() == [dt.date(2020, 1, 2), None, dt.date(2019, 5, 1)]
+    assert out.universe["start"].null_count() == 3 and out.universe["end"].null_count() == 3
     assert out.relations.schema == pl.Schema(
-        {"src": pl.Utf8, "dst": pl.Utf8, "relation": pl.Utf8, "weight": pl.Float64}
+        {"src": pl.Utf8, "dst": pl.Utf8, "relation": pl.Utf8, "weight": pl.Float64,
+         "start": pl.Date, "end": pl.Date}
     )
-    assert out.relations.rows() == [
+    assert out.relations.drop("start", "end").rows() == [
         ("BBB", "CCC", "competitor", 1.0),
         ("CCC", "AAA", "fund_similarity", 1.0),
         ("AAA", "BBB", "supply_chain", 1.0),
     ]
+    assert not out.point_in_time_universe and not out.point_in_time_relations
     assert out.dropped["universe_unknown_code"] == 1
     assert out.dropped["relations_unknown_code"] == 1
     assert out.dropped["relations_self_loop"] == 1
@@ -429,7 +434,7 @@ def test_relations_weights_validated(tmp_path: Path) -> None:
     out = load_file_source(cfg(path, invalid_rows="drop", **kw))
     assert out.relations is not None
     expected = [("CCC", "AAA", "fund_similarity", 2.0), ("AAA", "BBB", "supply_chain", 0.5)]
-    assert out.relations.rows() == expected
+    assert out.relations.drop("start", "end").rows() == expected
     assert out.dropped["relations_invalid_weight"] == 1
 
 
@@ -456,3 +461,375 @@ def test_missing_side_file_names_the_path(tmp_path: Path) -> None:
     kw = _write_side(tmp_path)
     message = error_message(kw["path"], relations_path=str(tmp_path / "rel.csv"))
     assert "rel.csv" in message and "not found" in message
+
+
+# ------------------------------------------------------- files met in the wild
+
+# Three raw files of the RSR NASDAQ benchmark, trimmed: an unnamed first column of
+# timestamps with UTC offsets, 1987 rows with the vendor's open = 0.0, 2013 rows, and
+# (AAME) a 2017 no-trade day written 0.0, 0.0, 0.0, close, 0.
+RSR = Path(__file__).parent / "fixtures" / "rsr"
+RSR_PATTERN = "NASDAQ_(.+)_30Y"
+RSR_ZERO_OPENS = 21  # AAPL 10 + AAME 10 in 1987, AAME 1 in 2017
+
+
+def rsr(**kwargs: object) -> DataConfig:
+    return cfg(RSR, **{"code_pattern": RSR_PATTERN, **kwargs})
+
+
+def rsr_error(**kwargs: object) -> str:
+    with pytest.raises(DataError) as info:
+        load_file_source(rsr(**kwargs))
+    return str(info.value)
+
+
+def row_of(prices: pl.DataFrame, code: str, day: dt.date) -> dict:
+    rows = prices.filter((pl.col("code") == code) & (pl.col("date") == day)).to_dicts()
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def test_rsr_directory_code_pattern_and_unnamed_timestamp_column() -> None:
+    out = load_file_source(rsr())
+    assert sorted(out.prices["code"].unique().to_list()) == ["AAME", "AAPL", "YY"]
+    assert out.prices.schema == pl.Schema(SCHEMA)
+    # local calendar dates: 16:00-05:00 (winter), 16:00-04:00 (summer), a 13:00 half day
+    assert row_of(out.prices, "AAPL", dt.date(2013, 1, 2))["close"] == 78.43
+    assert row_of(out.prices, "AAPL", dt.date(2013, 7, 1))["close"] == 58.46
+    assert row_of(out.prices, "YY", dt.date(2012, 11, 23))["volume"] == 236917.0
+    assert out.prices["date"].min() == dt.date(1987, 12, 11)
+    assert out.prices["date"].max() == dt.date(2017, 11, 2)
+
+
+def test_without_code_pattern_the_code_is_the_stem() -> None:
+    out = load_file_source(cfg(RSR))
+    assert sorted(out.prices["code"].unique().to_list()) == [
+        "NASDAQ_AAME_30Y", "NASDAQ_AAPL_30Y", "NASDAQ_YY_30Y"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ("NYSE_(.+)_30Y", "NASDAQ_AAME_30Y.csv"),  # a file that does not match is named
+        ("NASDAQ_(.+", "not a valid regular expression"),
+        ("NASDAQ_.+_30Y", "no capture group"),
+        ("(X)?.*", "NASDAQ_AAME_30Y"),  # an absent (or empty) first group does not match
+    ],
+)
+def test_code_pattern_errors_name_the_knob(pattern: str, expected: str) -> None:
+    message = rsr_error(code_pattern=pattern)
+    assert "data.code_pattern" in message and expected in message
+
+
+def test_utc_offsets_keep_the_local_date_and_unnamed_column_in_a_long_file(tmp_path: Path) -> None:
+    path = tmp_path / "ts.csv"
+    path.write_text(
+        ",code,open,high,low,close,volume\n"
+        "2013-01-02 20:00:00-05:00,A,10,11,9,10,100\n"  # 01:00 UTC on the 3rd: still the 2nd
+        "2013-01-03T23:30:00Z,A,10,11,9,10,100\n"
+        "2013-01-04 08:00:00+09:00,A,10,11,9,10,100\n"  # 23:00 UTC on the 3rd: still the 4th
+        "2013-01-07 16:00:00.250-0500,A,10,11,9,10,100\n"
+    )
+    out = load_file_source(cfg(path)).prices
+    assert out["date"].to_list() == [dt.date(2013, 1, d) for d in (2, 3, 4, 7)]
+    path.write_text(path.read_text() + "2013-13-08 16:00:00-05:00,A,10,11,9,10,100\n")
+    message = error_message(path)
+    assert "'' (date, the unnamed first column)" in message and "line 6" in message
+
+
+def test_timezone_aware_parquet_keeps_the_local_date(tmp_path: Path) -> None:
+    prices = make_prices(codes=("AAA",), n_days=2)
+    local = prices.with_columns(
+        (pl.col("date").cast(pl.Datetime("us")) + pl.duration(hours=20)).dt.replace_time_zone("America/New_York")
+    )
+    path = tmp_path / "tz.parquet"
+    local.write_parquet(path)
+    assert load_file_source(cfg(path)).prices["date"].to_list() == prices["date"].to_list()
+
+
+def test_a_named_first_column_is_not_taken_for_the_date(tmp_path: Path) -> None:
+    path = write_csv(make_prices().rename({"date": "when"}), tmp_path / "named.csv")
+    message = error_message(path)
+    assert "'date' (data.columns.date)" in message and "'when'" in message
+
+
+# ------------------------------------------------------------------ zero opens
+
+
+def test_zero_open_fill_close_counts_and_fills() -> None:
+    out = load_file_source(rsr())
+    assert out.zero_open_rows == RSR_ZERO_OPENS
+    assert out.dropped["zero_open"] == 0
+    assert out.prices.height == 90  # every row kept
+    # close inside [low, high]: the open becomes the close
+    first = row_of(out.prices, "AAPL", dt.date(1987, 12, 11))
+    assert first["open"] == 1.2143 and (first["high"], first["low"]) == (1.2411, 1.1964)
+    # a no-trade day 0, 0, 0, close: a flat candle at the close
+    flat = row_of(out.prices, "AAME", dt.date(2017, 10, 31))
+    assert flat["open"] == flat["high"] == flat["low"] == flat["close"] == 3.55
+    assert flat["volume"] == 0.0
+    # real opens are untouched
+    assert row_of(out.prices, "AAPL", dt.date(2013, 1, 2))["open"] == 79.12
+
+
+def test_zero_open_fill_clips_the_close_into_the_day_range() -> None:
+    from alphagraph.data.validate import fix_zero_open, prepare_prices
+
+    frame = pl.DataFrame(
+        {"date": ["2021-03-01"] * 3, "code": ["A", "B", "C"], "open": ["0", "0.0", "5"],
+         "high": ["12", "12", "12"], "low": ["10", "10", "4"], "close": ["13", "0", "6"],
+         "volume": ["1", "1", "1"]}
+    )
+    prepared = prepare_prices(frame, "x.csv", "error")
+    fixed, n = fix_zero_open(prepared, "fill_close", "x.csv")
+    assert n == 1  # B has close 0: not a placeholder, the row checks report it
+    assert fixed["open"].to_list() == [12.0, 0.0, 5.0]
+
+
+def test_zero_open_drop_removes_and_counts() -> None:
+    out = load_file_source(rsr(zero_open="drop"))
+    assert out.zero_open_rows == RSR_ZERO_OPENS
+    assert out.dropped["zero_open"] == RSR_ZERO_OPENS
+    assert out.prices.height == 90 - RSR_ZERO_OPENS
+    assert out.prices.filter(pl.col("date").dt.year() == 1987).height == 0
+    assert (out.prices["open"] > 0).all()
+
+
+def test_zero_open_error_names_column_rows_and_knob() -> None:
+    message = rsr_error(zero_open="error")
+    assert "data.zero_open" in message and "(open)" in message
+    assert f"{RSR_ZERO_OPENS} row(s)" in message
+    assert "NASDAQ_AAME_30Y.csv line 2" in message and "open=0.0" in message
+
+
+def test_zero_opens_without_the_knob_are_non_positive_prices() -> None:
+    """validate_prices (the synthetic path) has no placeholder rule: a zero is a zero."""
+    prices = make_prices().with_columns(_plant("open", "0.0"))
+    with pytest.raises(DataError, match="non_positive_price"):
+        validate_prices(prices, "synthetic", "error")
+
+
+# --------------------------------------------------------------- tickers list
+
+
+def test_tickers_list_restricts_and_counts_missing(tmp_path: Path) -> None:
+    folder = tmp_path / "rsr"
+    folder.mkdir()
+    for f in RSR.glob("*.csv"):
+        (folder / f.name).write_bytes(f.read_bytes())
+    # an unlisted file is not even read
+    (folder / "NASDAQ_AAME_30Y.csv").write_text("garbage,\n1,2,3\n")
+    out = load_file_source(cfg(folder, code_pattern=RSR_PATTERN, tickers_path=str(RSR / "tickers.txt")))
+    assert sorted(out.prices["code"].unique().to_list()) == ["AAPL", "YY"]  # header 'Ticker' skipped
+    assert out.tickers_missing == 1  # MSFT
+
+
+def test_tickers_list_on_a_long_file(tmp_path: Path) -> None:
+    path = write_csv(make_prices(), tmp_path / "p.csv")
+    listed = tmp_path / "codes.txt"
+    listed.write_text("code\n  CCC \n\nAAA\nAAA\nZZZ\n")
+    out = load_file_source(cfg(path, tickers_path=str(listed)))
+    assert sorted(out.prices["code"].unique().to_list()) == ["AAA", "CCC"]
+    assert out.tickers_missing == 1
+
+
+def test_tickers_list_without_any_price_is_an_error(tmp_path: Path) -> None:
+    listed = tmp_path / "list.txt"
+    listed.write_text("AAPL.O\nYY.O\n")
+    message = rsr_error(tickers_path=str(listed))
+    assert "list.txt" in message and "data.tickers_path" in message
+    assert "'AAPL.O'" in message and "'AAPL'" in message
+    path = write_csv(make_prices(), tmp_path / "p.csv")
+    message = error_message(path, tickers_path=str(listed))
+    assert "list.txt" in message and "data.tickers_path" in message and "'AAA'" in message
+    assert "not found" in error_message(path, tickers_path=str(tmp_path / "nope.txt"))
+
+
+# ---------------------------------------------------------------- date window
+
+
+def test_date_window_removes_rows_before_validation() -> None:
+    # the 1987 zero opens and the 2017 no-trade day lie outside: even zero_open: error passes
+    out = load_file_source(rsr(start="2013-01-01", end="2016-12-31", zero_open="error"))
+    assert out.prices["date"].min() == dt.date(2013, 1, 2)
+    assert out.prices["date"].max() == dt.date(2013, 7, 5)
+    assert out.zero_open_rows == 0
+    only_end = load_file_source(rsr(end="2012-12-31"))
+    assert only_end.prices["date"].max() == dt.date(2012, 11, 27)
+
+
+def test_empty_date_window_names_the_knobs_and_the_data_range() -> None:
+    message = rsr_error(start="2020-01-01")
+    assert "data.start" in message and "data.end" in message
+    assert "1987-12-11" in message and "2017-11-02" in message
+
+
+# ----------------------------------------------------------------- adj close
+
+YAHOO = pl.DataFrame(
+    {
+        "Date": ["2021-03-01", "2021-03-02", "2021-03-03"],
+        "Open": ["10.0", "11.0", "12.0"],
+        "High": ["11.0", "12.0", "13.0"],
+        "Low": ["9.0", "10.0", "11.0"],
+        "Close": ["10.0", "12.0", "12.5"],
+        "Adj Close": ["5.0", "9.0", "12.5"],
+        "Volume": ["100", "300", "50"],
+    }
+)
+
+
+def _yahoo_dir(tmp_path: Path, frame: pl.DataFrame = YAHOO) -> Path:
+    folder = tmp_path / "yahoo"
+    folder.mkdir(exist_ok=True)
+    frame.write_csv(folder / "AAA.csv")
+    return folder
+
+
+def test_adj_close_scales_prices_and_volume(tmp_path: Path) -> None:
+    out = load_file_source(cfg(_yahoo_dir(tmp_path), adjust="adj_close")).prices
+    ratio = [0.5, 0.75, 1.0]
+    assert out["open"].to_list() == pytest.approx([10.0 * 0.5, 11.0 * 0.75, 12.0])
+    assert out["high"].to_list() == pytest.approx([11.0 * 0.5, 12.0 * 0.75, 13.0])
+    assert out["low"].to_list() == pytest.approx([9.0 * 0.5, 10.0 * 0.75, 11.0])
+    assert out["close"].to_list() == pytest.approx([5.0, 9.0, 12.5])  # the adjusted close
+    assert out["volume"].to_list() == pytest.approx([100 / ratio[0], 300 / ratio[1], 50.0])
+
+
+def test_adj_close_ignored_with_adjust_none(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="alphagraph"):
+        out = load_file_source(cfg(_yahoo_dir(tmp_path))).prices
+    assert out["close"].to_list() == [10.0, 12.0, 12.5]
+    assert any("ignored" in r.getMessage() and "data.adjust" in r.getMessage() for r in caplog.records)
+
+
+def test_adj_close_missing_column_is_an_error(tmp_path: Path) -> None:
+    message = error_message(_yahoo_dir(tmp_path, YAHOO.drop("Adj Close")), adjust="adj_close")
+    assert "AAA.csv" in message and "data.adjust" in message and "'adj close'" in message
+
+
+def test_adj_close_invalid_ratio_is_a_row_problem(tmp_path: Path) -> None:
+    bad = YAHOO.with_columns(pl.Series("Adj Close", ["5.0", "0", "12.5"]))
+    folder = _yahoo_dir(tmp_path, bad)
+    message = error_message(folder, adjust="adj_close")
+    assert "'invalid_adj_close'" in message and "'Adj Close' (adj_close)" in message
+    assert "AAA.csv line 3" in message
+    out = load_file_source(cfg(folder, adjust="adj_close", invalid_rows="drop"))
+    assert out.dropped["invalid_adj_close"] == 1
+    assert out.prices["date"].to_list() == [dt.date(2021, 3, 1), dt.date(2021, 3, 3)]
+
+
+# ---------------------------------------------------------------- max price
+
+
+def test_implausible_price_is_an_error_naming_the_knob(tmp_path: Path) -> None:
+    huge = make_prices().with_columns(_plant(c, 1e300) for c in ("open", "high", "low", "close"))
+    path = write_csv(huge, tmp_path / "huge.csv")
+    message = error_message(path)
+    assert "huge.csv" in message and "'implausible_price'" in message and "data.max_price" in message
+    assert "line 6" in message
+    out = load_file_source(cfg(path, invalid_rows="drop"))
+    assert out.dropped["implausible_price"] == 1 and out.prices.height == make_prices().height - 1
+    # a higher ceiling accepts the row
+    assert load_file_source(cfg(path, max_price=1e301)).prices.height == make_prices().height
+
+
+# --------------------------------------------------------- side-file code match
+
+
+def test_side_files_with_other_code_spellings_are_an_error(tmp_path: Path) -> None:
+    universe = pl.DataFrame(
+        {"code": ["AAPL.O", "AAME.O", "YY.O", "MSFT.O"], "sector": ["Tech"] * 4, "industry": ["X"] * 4}
+    )
+    path = write_csv(universe, tmp_path / "universe.csv")
+    message = rsr_error(universe_path=str(path))
+    assert "universe.csv" in message and "'code'" in message and "data.min_code_match" in message
+    assert "0.0%" in message and "'AAPL.O'" in message and "'AAPL'" in message
+    # a file meant for a few codes passes with a lower threshold (unknown codes are dropped)
+    out = load_file_source(rsr(universe_path=str(path), min_code_match=0.0))
+    assert out.universe is not None and out.universe.height == 0
+
+    relations = pl.DataFrame({"src": ["AAPL.O", "YY"], "dst": ["YY.O", "AAME"], "relation": ["competitor"] * 2})
+    rel_path = write_csv(relations, tmp_path / "relations.csv")
+    message = rsr_error(relations_path=str(rel_path), min_code_match=0.7)
+    assert "relations.csv" in message and "'src', 'dst'" in message and "data.min_code_match" in message
+    assert "66.7%" in message and "'AAPL.O'" in message
+    out = load_file_source(rsr(relations_path=str(rel_path)))  # 2 of 3 codes: above the default
+    assert out.relations is not None and out.relations["src"].to_list() == ["YY"]
+
+
+# ------------------------------------------------------------- point in time
+
+PIT_UNIVERSE = pl.DataFrame(
+    {
+        "code": ["AAA", "AAA", "BBB", "CCC"],
+        "sector": ["Tech", "Energy", "Tech", "Energy"],
+        "industry": ["Chips", "Oil", "Software", "Oil"],
+        "start": [None, "2021-03-04", "2021-03-01", ""],
+        "end": ["2021-03-03", None, None, ""],
+    }
+)
+
+
+def test_point_in_time_universe_and_relations_are_parsed(tmp_path: Path) -> None:
+    relations = pl.DataFrame(
+        {
+            "src": ["AAA", "AAA", "BBB"],
+            "dst": ["BBB", "BBB", "CCC"],
+            "relation": ["competitor", "competitor", "supply_chain"],
+            "start": ["2021-03-01", "2021-03-05", None],
+            "end": ["2021-03-04", None, "05/03/2021"],
+        }
+    )
+    kw = _write_side(tmp_path, PIT_UNIVERSE, relations)
+    out = load_file_source(cfg(kw.pop("path"), date_format="%d/%m/%Y", **kw))
+    assert out.point_in_time_universe and out.point_in_time_relations
+    assert out.universe is not None and out.relations is not None
+    assert out.universe.select("code", "sector", "start", "end").rows() == [
+        ("AAA", "Tech", None, dt.date(2021, 3, 3)),
+        ("AAA", "Energy", dt.date(2021, 3, 4), None),
+        ("BBB", "Tech", dt.date(2021, 3, 1), None),
+        ("CCC", "Energy", None, None),
+    ]
+    # the same (src, dst, relation) twice with different starts: two rows
+    assert out.relations.select("src", "dst", "start", "end").rows() == [
+        ("AAA", "BBB", dt.date(2021, 3, 1), dt.date(2021, 3, 4)),
+        ("AAA", "BBB", dt.date(2021, 3, 5), None),
+        ("BBB", "CCC", None, dt.date(2021, 3, 5)),
+    ]
+
+
+def test_point_in_time_universe_overlap_is_rejected(tmp_path: Path) -> None:
+    overlapping = PIT_UNIVERSE.with_columns(_plant("end", "2021-03-04", row=0))
+    kw = _write_side(tmp_path, overlapping)
+    path = kw.pop("path")
+    for mode in ("error", "drop"):  # an overlap cannot be resolved by dropping a row
+        with pytest.raises(DataError) as info:
+            load_file_source(cfg(path, invalid_rows=mode, **kw))
+        message = str(info.value)
+        assert "universe.csv" in message and "overlap" in message
+        assert "line 2" in message and "line 3" in message and "code='AAA'" in message
+    # an open-ended interval followed by a later one overlaps too
+    kw = _write_side(tmp_path, PIT_UNIVERSE.with_columns(_plant("end", None, row=0)))
+    with pytest.raises(DataError, match="overlap"):
+        load_file_source(cfg(kw.pop("path"), **kw))
+
+
+def test_point_in_time_row_problems(tmp_path: Path) -> None:
+    reversed_interval = PIT_UNIVERSE.with_columns(_plant("start", "2021-03-09", row=2))
+    kw = _write_side(tmp_path, reversed_interval.with_columns(_plant("end", "2021-03-02", row=2)))
+    path = kw.pop("path")
+    message = str(pytest.raises(DataError, load_file_source, cfg(path, **kw)).value)
+    assert "'universe_invalid_interval'" in message and "code='BBB'" in message
+    out = load_file_source(cfg(path, invalid_rows="drop", **kw))
+    assert out.dropped["universe_invalid_interval"] == 1
+    # two rows of a code without a start are duplicates
+    twice = pl.concat([PIT_UNIVERSE, PIT_UNIVERSE.slice(3, 1).with_columns(pl.lit("Tech").alias("sector"))])
+    kw = _write_side(tmp_path, twice)
+    path = kw.pop("path")
+    message = str(pytest.raises(DataError, load_file_source, cfg(path, **kw)).value)
+    assert "'universe_duplicate_code'" in message and "code='CCC'" in message
+    out = load_file_source(cfg(path, invalid_rows="drop", **kw))
+    assert out.dropped["universe_duplicate_code"] == 1
+    assert out.universe is not None and out.universe.filter(pl.col("code") == "CCC")["sector"].to_list() == ["Energy"]

@@ -263,6 +263,120 @@ def test_requested_relation_without_rows_is_skipped(caplog):
     assert any("competitor" in r.getMessage() and "skipped" in r.getMessage() for r in caplog.records)
 
 
+# ------------------------------------------------------ point-in-time side files
+
+NO_DATE = pl.lit(None, dtype=pl.Date)
+
+
+def dated(table: pl.DataFrame, **bounds: dict[str, int]) -> pl.DataFrame:
+    """``table`` with null start/end, except the rows matched by ``bounds``: {code_or_src: (start_day, end_day)}."""
+    key = "code" if "code" in table.columns else "src"
+    start, end = NO_DATE, NO_DATE
+    for code, (lo, hi) in bounds.items():
+        if lo is not None:
+            start = pl.when(pl.col(key) == code).then(pl.lit(day_of(lo))).otherwise(start)
+        if hi is not None:
+            end = pl.when(pl.col(key) == code).then(pl.lit(day_of(hi))).otherwise(end)
+    return table.with_columns(start=start, end=end)
+
+
+def snapshots_of(edges: pl.DataFrame, src: str, dst: str) -> list[dt.date]:
+    return edges.filter(pl.col("src") == src, pl.col("dst") == dst)["snapshot"].sort().to_list()
+
+
+def test_static_side_files_with_null_validity_columns_are_unchanged():
+    prices, uni, rel = full_inputs()
+    dup = pl.DataFrame({"src": ["S002", "S002"], "dst": ["S005", "S005"], "relation": ["supply_chain"] * 2,
+                        "weight": [0.1, 0.2]})
+    rel = pl.concat([rel, dup])  # duplicates are averaged, as before
+    cfg = GraphConfig(corr_window=30, rebuild_every=10)
+    plain, m_plain = build_edges(prices, uni, rel, cfg)
+    nulls, m_nulls = build_edges(prices, dated(uni), dated(rel), cfg)
+    assert nulls.equals(plain) and m_nulls == m_plain
+    w = plain.filter(pl.col("relation") == "supply_chain", pl.col("src") == "S002", pl.col("dst") == "S005")["weight"].unique()
+    assert w.to_list() == [pytest.approx((0.5 + 0.1 + 0.2) / 3)]
+
+
+def test_table_relation_rows_apply_only_within_their_validity():
+    prices, uni, rel = full_inputs()  # snapshots every 10 days: 0, 10, ..., 110
+    extra = pl.DataFrame({
+        "src": ["S003", "S008", "S010", "S002"],
+        "dst": ["S006", "S009", "S011", "S005"],
+        "relation": ["supply_chain"] * 4,
+        "weight": [1.0, 1.0, 1.0, 0.9],
+    })
+    rel = pl.concat([dated(rel), dated(extra, S003=(50, None), S008=(None, 60), S010=(35, 64))])
+    rel = rel.with_columns(  # the second S002 -> S005 row only from day 50 (the first stays static)
+        start=pl.when((pl.col("src") == "S002") & (pl.col("weight") == 0.9)).then(pl.lit(day_of(50))).otherwise("start")
+    )
+    edges, metrics = build_edges(prices, uni, rel, GraphConfig(relations=["supply_chain", "competitor"], rebuild_every=10))
+    snaps = lambda days: [day_of(i) for i in days]
+    assert snapshots_of(edges, "S003", "S006") == snaps(range(50, 120, 10))  # start inclusive
+    assert snapshots_of(edges, "S008", "S009") == snaps(range(0, 70, 10))  # end inclusive
+    assert snapshots_of(edges, "S010", "S011") == snaps([40, 50, 60])  # from d = 35 on, never before
+    # overlapping rows of one link are averaged per snapshot, over the rows valid on it
+    w = dict(edges.filter(pl.col("src") == "S002", pl.col("dst") == "S005").select("snapshot", "weight").iter_rows())
+    assert w[day_of(40)] == pytest.approx(0.5) and w[day_of(50)] == pytest.approx(0.7)
+    assert metrics["point_in_time"] == {"supply_chain": True, "competitor": False}
+
+
+def industry_neighbours(edges: pl.DataFrame, code: str) -> dict[dt.date, set[str]]:
+    """Snapshot -> the same-industry (weight 1) neighbours of ``code``."""
+    own = edges.filter(pl.col("dst") == code, pl.col("weight") == 1.0)
+    return {s: set(g["src"]) for (s,), g in own.group_by("snapshot")}
+
+
+def test_universe_change_is_point_in_time():
+    """S000 moves from industry I0 (sector X0) to I1 (X1) on day 45; S012 enters the universe on day 65."""
+    prices, uni, rel = full_inputs()
+    cfg = GraphConfig(relations=["sector_industry"], rebuild_every=10)
+    moved_row = uni.filter(pl.col("code") == "S000").with_columns(
+        sector=pl.lit("X1"), industry=pl.lit("I1"), start=pl.lit(day_of(45)), end=NO_DATE
+    )
+    pit = pl.concat([dated(uni, S000=(None, 44), S012=(65, None)), moved_row])
+    before, _ = build_edges(prices, uni, rel, cfg)
+    edges, metrics = build_edges(prices, pit, rel, cfg)
+    ind0 = {f"S{i:03d}" for i in range(16) if i % 4 == 0} - {"S000"}
+    ind1 = {f"S{i:03d}" for i in range(16) if i % 4 == 1}
+    nbrs = industry_neighbours(edges, "S000")
+    for snap, codes in nbrs.items():
+        assert codes <= (ind0 if snap < day_of(45) else ind1), snap
+    assert {s for s in nbrs if s < day_of(45)} and {s for s in nbrs if s >= day_of(45)}
+    late = edges.filter((pl.col("src") == "S012") | (pl.col("dst") == "S012"))
+    assert late["snapshot"].min() == day_of(70)
+    # future perturbation: every snapshot before the change is what the static universe gave
+    past = pl.col("snapshot") < day_of(45)
+    assert edges.filter(past).filter(pl.col("dst") != "S012", pl.col("src") != "S012").equals(
+        before.filter(past).filter(pl.col("dst") != "S012", pl.col("src") != "S012")
+    )
+    assert not edges.filter(~past).equals(before.filter(~past))
+    assert metrics["point_in_time"] == {"sector_industry": True}
+
+
+def test_point_in_time_metrics_and_look_ahead_warning(caplog):
+    prices, uni, rel = full_inputs()
+    cfg = GraphConfig(corr_window=30, rebuild_every=10)
+    with caplog.at_level(logging.WARNING, logger="alphagraph"):
+        _, static = build_edges(prices, uni, rel, cfg)
+    side = {"sector_industry", "competitor", "supply_chain", "fund_similarity"}
+    assert static["point_in_time"] == dict.fromkeys(side, False)  # rolling_correlation is not a side file
+    assert {"snapshots", "edges_total", "mean_degree", "relations", "skipped"} <= set(static)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "look-ahead" in r.getMessage()]
+    assert len(warned) == 1 and all(name in warned[0] for name in side)
+    caplog.clear()
+    uni_pit = dated(uni, S003=(None, 200))
+    rel_pit = dated(rel, S002=(5, None))  # dates the supply_chain row S002 -> S005 only
+    with caplog.at_level(logging.WARNING, logger="alphagraph"):
+        _, pit = build_edges(prices, uni_pit, rel_pit, GraphConfig(corr_window=30, rebuild_every=10,
+                                                                 relations=["sector_industry", "supply_chain", "competitor"]))
+    assert pit["point_in_time"] == {"sector_industry": True, "supply_chain": True, "competitor": False}
+    warned = [r.getMessage() for r in caplog.records if "look-ahead" in r.getMessage()]
+    assert len(warned) == 1 and "competitor" in warned[0] and "supply_chain" not in warned[0]
+    # a skipped relation gets no key
+    _, skipped = build_edges(prices, uni, rel.clear(), GraphConfig(relations=["competitor", "sector_industry"]))
+    assert skipped["point_in_time"] == {"sector_industry": False} and "competitor" in skipped["skipped"]
+
+
 # ----------------------------------------------------------- property checks
 
 

@@ -2,40 +2,59 @@
 
 ``data.path`` is either one long-format CSV/Parquet file (columns named per
 ``data.columns``) or a directory of per-ticker CSVs (``AAPL.csv`` -> code
-``"AAPL"``; headers such as ``Date, Open, High, Low, Close, Volume`` matched to
-``data.columns`` case-insensitively). Optional side files: ``data.universe_path``
-(code, sector, industry) and ``data.relations_path`` (src, dst, relation, weight).
+``"AAPL"``, or the first group of ``data.code_pattern`` matched against the
+file stem; headers such as ``Date, Open, High, Low, Close, Volume`` matched to
+``data.columns`` case-insensitively; an unnamed first column holds the dates
+when there is no date column). Optional side files: ``data.universe_path``
+(code, sector, industry) and ``data.relations_path`` (src, dst, relation,
+weight), both optionally point-in-time (``start``, ``end`` validity dates).
+
+Before validation the prices are restricted to ``data.tickers_path`` (when
+set) and to ``[data.start, data.end]``, so that junk outside the studied window
+does not fail a run. Then: vendor zero opens (``data.zero_open``), the
+adjusted close (``data.adjust``), the row checks (``data.max_price`` among
+them).
 
 Universe and relations rows that name a code absent from the prices are always
 dropped and counted (``universe_unknown_code``, ``relations_unknown_code``):
-side files usually describe a wider market than the price file. Self-loops in
-relations are always dropped (``relations_self_loop``); the graph stage adds
-its own. An unknown relation name is always an error (a typo would silently
-remove a relation type).
+side files usually describe a wider market than the price file. But when less
+than ``data.min_code_match`` of the price codes appear in a side file, the
+codes are spelled differently (``AAPL`` vs ``AAPL.O``): an error. Self-loops
+in relations are always dropped (``relations_self_loop``); the graph stage
+adds its own. An unknown relation name is always an error (a typo would
+silently remove a relation type).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import polars as pl
 
 from alphagraph.config import DataConfig
 from alphagraph.data.validate import (
+    ADJ_CLOSE,
     ALL_REASONS,
     CANONICAL,
     FILE_COL,
+    MAX_SHOWN,
     NUMERIC_COLUMNS,
     ROW_COL,
+    VALIDITY,
     DataError,
+    check_prices,
     detect_splits,
+    fix_zero_open,
     parse_dates,
+    prepare_prices,
     require_rows,
-    validate_prices,
     validate_relations,
     validate_universe,
 )
@@ -45,8 +64,14 @@ log = get_logger("data.file_source")
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 CSV_SUFFIXES = (".csv",)
-UNIVERSE_COLUMNS = ("code", "sector", "industry", "listed", "delisted")
-RELATION_COLUMNS = ("src", "dst", "relation", "weight")
+UNIVERSE_COLUMNS = ("code", "sector", "industry", "listed", "delisted", *VALIDITY)
+RELATION_COLUMNS = ("src", "dst", "relation", "weight", *VALIDITY)
+# Names a writer gives a column it has no name for: an empty header cell (the RSR
+# files, pandas' to_csv of a date index), pandas' re-read "Unnamed: 0", polars'
+# "column_1", the pandas index saved in Parquet.
+AUTO_NAMES = re.compile(r"|unnamed: ?0|column_?1|__index_level_0__", re.IGNORECASE)
+# A first line that names the column rather than a code.
+TICKER_HEADERS = ("code", "ticker", "symbol")
 
 
 @dataclass(frozen=True)
@@ -58,6 +83,10 @@ class FileSource:
     relations: pl.DataFrame | None
     dropped: dict[str, int]
     split_suspects: pl.DataFrame
+    tickers_missing: int = 0  # codes of data.tickers_path without prices
+    zero_open_rows: int = 0  # rows with open == 0 and close > 0, however handled
+    point_in_time_universe: bool = False  # the universe file has start/end columns
+    point_in_time_relations: bool = False  # the relations file has start/end columns
 
 
 # ------------------------------------------------------------------------ reading
@@ -96,6 +125,16 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _find(available: Sequence[str], want: str) -> str | None:
+    """The file's column for ``want``: the exact name, else a case-insensitive match."""
+    if want in available:
+        return want
+    by_lower: dict[str, str] = {}
+    for name in available:
+        by_lower.setdefault(name.strip().lower(), name)
+    return by_lower.get(want.strip().lower())
+
+
 def match_columns(
     available: Sequence[str],
     wanted: Mapping[str, str],
@@ -107,13 +146,10 @@ def match_columns(
 
     Missing required columns raise a DataError listing them and the file's columns.
     """
-    by_lower: dict[str, str] = {}
-    for name in available:
-        by_lower.setdefault(name.strip().lower(), name)
     found: dict[str, str] = {}
     missing: list[str] = []
     for canon, want in wanted.items():
-        actual = want if want in available else by_lower.get(want.strip().lower())
+        actual = _find(available, want)
         if actual is not None:
             found[canon] = actual
         elif canon not in optional:
@@ -127,6 +163,33 @@ def match_columns(
     return found
 
 
+def _price_columns(
+    available: Sequence[str], columns: Mapping[str, str], source: Path, adjust: bool
+) -> dict[str, str]:
+    """``match_columns`` for prices, plus the unnamed date column and the adjusted close.
+
+    The result holds ``adj_close`` whenever the file has that column (the caller
+    reads it only with ``data.adjust: adj_close``).
+    """
+    wanted = {k: v for k, v in columns.items() if k != ADJ_CLOSE}
+    if "date" in wanted and _find(available, wanted["date"]) is None and available:
+        if AUTO_NAMES.fullmatch(available[0].strip()):
+            # RSR / pandas exports: the date index is written as a first column without a name.
+            wanted["date"] = available[0]
+    mapping = match_columns(available, wanted, source, config_key="data.columns")
+    adj = _find(available, columns[ADJ_CLOSE])
+    if adj is not None and adj != mapping.get("close"):
+        mapping[ADJ_CLOSE] = adj
+    elif adjust and adj is None:
+        raise DataError(
+            f"{source}: data.adjust: adj_close needs an adjusted-close column"
+            f" {columns[ADJ_CLOSE]!r} (data.columns.adj_close); the file has columns:"
+            f" {', '.join(map(repr, available)) or '(none)'}. Set data.adjust: none to use the"
+            " prices as they are."
+        )
+    return mapping
+
+
 def _select(lf: pl.LazyFrame, mapping: Mapping[str, str]) -> pl.LazyFrame:
     return lf.select(ROW_COL, *(pl.col(actual).alias(canon) for canon, actual in mapping.items()))
 
@@ -137,18 +200,81 @@ def _resolve(path: Path) -> Path:
     return path
 
 
+def _examples(values: Sequence[str]) -> str:
+    return ", ".join(map(repr, list(values)[:MAX_SHOWN])) or "(none)"
+
+
+# ------------------------------------------------------------------------ tickers
+
+
+def read_tickers(path_str: str) -> list[str]:
+    """The codes of ``data.tickers_path``: one per line; a first line code/ticker/symbol is a header."""
+    path = Path(path_str)
+    if not path.is_file():
+        what = "is a directory, expected a text file" if path.is_dir() else "file not found"
+        raise DataError(f"{path}: {what} (data.tickers_path)")
+    try:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read the tickers file (data.tickers_path): {exc}") from None
+    lines = [line for line in lines if line]
+    if lines and lines[0].lower() in TICKER_HEADERS:
+        lines = lines[1:]
+    if not lines:
+        raise DataError(f"{path}: the tickers file lists no code (data.tickers_path)")
+    return list(dict.fromkeys(lines))  # file order, duplicates once
+
+
+def _no_listed_code(tickers_path: str, tickers: Sequence[str], found: Sequence[str], where: str) -> DataError:
+    return DataError(
+        f"{tickers_path}: none of the {len(tickers)} codes listed in data.tickers_path has prices in"
+        f" {where}; listed: {_examples(tickers)}; codes in the prices: {_examples(sorted(found))}."
+        " Fix the list (codes must be spelled as in the prices), or set data.tickers_path: null."
+    )
+
+
 # ------------------------------------------------------------------------- prices
 
 
-def _read_long(path: Path, columns: Mapping[str, str]) -> tuple[pl.DataFrame, dict[str, str]]:
+def _read_long(
+    path: Path, columns: Mapping[str, str], adjust: bool, cfg: DataConfig, tickers: Sequence[str] | None
+) -> tuple[pl.DataFrame, dict[str, str]]:
     lf = _scan(path)
-    mapping = match_columns(_schema_names(lf, path), columns, path, config_key="data.columns")
+    mapping = _price_columns(_schema_names(lf, path), columns, path, adjust)
+    if not adjust and mapping.pop(ADJ_CLOSE, None) is not None:
+        _log_ignored_adj(path)
     df = _collect(_select(lf, mapping), path)
     require_rows(df, str(path))
+    if tickers is not None:
+        code = pl.col("code").cast(pl.Utf8).str.strip_chars()
+        kept = df.filter(code.is_in(list(tickers)))
+        if kept.height == 0:
+            found = df.select(code.unique().drop_nulls().sort().head(MAX_SHOWN)).to_series().to_list()
+            raise _no_listed_code(str(cfg.tickers_path), tickers, found, str(path))
+        df = kept
     return df, mapping
 
 
-def _ticker_files(directory: Path) -> list[Path]:
+def _log_ignored_adj(where: Path | str) -> None:
+    log.info("%s: the adjusted-close column is ignored (data.adjust: none): prices are used as they are",
+             where)
+
+
+def _code_pattern(pattern: str) -> re.Pattern[str]:
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise DataError(f"data.code_pattern: {pattern!r} is not a valid regular expression: {exc}") from None
+    if compiled.groups < 1:
+        raise DataError(
+            f"data.code_pattern: {pattern!r} has no capture group; the code is the first group,"
+            " e.g. NASDAQ_(.+)_30Y for NASDAQ_AAPL_30Y.csv"
+        )
+    return compiled
+
+
+def _ticker_files(directory: Path, pattern: str | None) -> dict[Path, str]:
+    """Per-ticker files and their codes: the stem, or the first group of ``data.code_pattern``."""
     files = sorted(
         p
         for p in directory.iterdir()
@@ -156,13 +282,24 @@ def _ticker_files(directory: Path) -> list[Path]:
     )
     if not files:
         raise DataError(f"{directory}: no per-ticker .csv files in the directory (data.path)")
-    return files
+    if pattern is None:
+        return {f: f.stem for f in files}
+    regex = _code_pattern(pattern)
+    codes = {f: (m.group(1) if (m := regex.fullmatch(f.stem)) else None) for f in files}
+    unmatched = [f.name for f, code in codes.items() if not code]
+    if unmatched:
+        raise DataError(
+            f"{directory}: {len(unmatched)} of {len(files)} file name(s) do not match data.code_pattern"
+            f" {pattern!r} (matched against the name without .csv; the code is the first group, which"
+            f" must not be empty): {_examples(unmatched)}. Fix the pattern, or move those files out."
+        )
+    return {f: code for f, code in codes.items() if code}
 
 
 def _read_ticker(
-    path: Path, columns: Mapping[str, str], files: pl.Enum
+    path: Path, code: str, columns: Mapping[str, str], adjust: bool, files: pl.Enum
 ) -> tuple[pl.DataFrame, dict[str, str]]:
-    """One ticker's rows; the code is the file stem (any code column in the file is ignored)."""
+    """One ticker's rows; the code comes from the file name (any code column in the file is ignored)."""
     try:  # eager: concatenating thousands of lazy scans plans very slowly in polars
         df = pl.read_csv(path, infer_schema=False, row_index_name=ROW_COL)
     except pl.exceptions.NoDataError:
@@ -170,41 +307,99 @@ def _read_ticker(
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise DataError(f"{path}: cannot parse the file: {_first_line(exc)}") from None
     available = [c for c in df.columns if c != ROW_COL]
-    mapping = match_columns(available, columns, path, config_key="data.columns")
+    mapping = _price_columns(available, columns, path, adjust)
     require_rows(df, str(path))
-    df = df.select(ROW_COL, *(pl.col(actual).alias(canon) for canon, actual in mapping.items()))
-    tags = [pl.lit(path.stem).alias("code"), pl.lit(path.name, dtype=files).alias(FILE_COL)]
+    read = {k: v for k, v in mapping.items() if adjust or k != ADJ_CLOSE}
+    df = df.select(ROW_COL, *(pl.col(actual).alias(canon) for canon, actual in read.items()))
+    tags = [pl.lit(code).alias("code"), pl.lit(path.name, dtype=files).alias(FILE_COL)]
     return df.with_columns(tags), mapping
 
 
 def _read_directory(
-    directory: Path, columns: Mapping[str, str]
+    directory: Path, columns: Mapping[str, str], adjust: bool, cfg: DataConfig, tickers: Sequence[str] | None
 ) -> tuple[pl.DataFrame, dict[str, str]]:
-    files = _ticker_files(directory)
-    enum = pl.Enum([f.name for f in files])
+    coded = _ticker_files(directory, cfg.code_pattern)
+    if tickers is not None:
+        listed = set(tickers)
+        # Only the listed files are read: a 30-year archive of 3,000 tickers is slow to parse.
+        kept = {f: c for f, c in coded.items() if c in listed}
+        if not kept:
+            raise _no_listed_code(str(cfg.tickers_path), tickers, sorted(set(coded.values())), str(directory))
+        coded = kept
+    enum = pl.Enum([f.name for f in coded])
     wanted = {k: v for k, v in columns.items() if k != "code"}
     # polars releases the GIL while parsing; map() re-raises the first failing file in order
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        read = list(pool.map(lambda f: _read_ticker(f, wanted, enum), files))
+        read = list(pool.map(lambda item: _read_ticker(*item, wanted, adjust, enum), coded.items()))
+    with_adj = [m for _, m in read if ADJ_CLOSE in m]
+    if with_adj and not adjust:
+        _log_ignored_adj(f"{directory} ({len(with_adj)} of {len(read)} files)")
     df = pl.concat([frame for frame, _ in read], how="vertical", rechunk=True)
-    return df, {**read[0][1], "code": "code"}
+    names = {k: v for k, v in read[0][1].items() if adjust or k != ADJ_CLOSE}
+    return df, {**names, "code": "code"}
+
+
+def _in_window(df: pl.DataFrame, cfg: DataConfig, source: str) -> pl.DataFrame:
+    """Rows dated within [data.start, data.end]; rows without a date stay for the checks to report."""
+    if cfg.start is None and cfg.end is None:
+        return df
+    start = dt.date.fromisoformat(cfg.start) if cfg.start else None
+    end = dt.date.fromisoformat(cfg.end) if cfg.end else None
+    date = pl.col("date")
+    inside = pl.lit(True)
+    if start is not None:
+        inside = inside & (date >= start)
+    if end is not None:
+        inside = inside & (date <= end)
+    kept = df.filter(inside | date.is_null())
+    if kept.select(date.is_not_null().any()).item():
+        if kept.height < df.height:
+            log.info("%d rows outside [%s, %s] (data.start, data.end) not used", df.height - kept.height,
+                     cfg.start or "first", cfg.end or "last")
+        return kept
+    first, last = df.select(date.min().alias("first"), date.max().alias("last")).row(0)
+    raise DataError(
+        f"{source}: no rows between data.start = {cfg.start or '(none)'} and data.end ="
+        f" {cfg.end or '(none)'}; the data's dates run from {first} to {last}"
+    )
+
+
+def _read_prices(cfg: DataConfig, tickers: Sequence[str] | None) -> tuple[pl.DataFrame, dict[str, str], str]:
+    path = _resolve(Path(cfg.path))
+    columns = asdict(cfg.columns)
+    adjust = cfg.adjust == "adj_close"
+    if path.is_dir():
+        df, names = _read_directory(path, columns, adjust, cfg, tickers)
+    else:
+        if cfg.code_pattern is not None:
+            log.warning("data.code_pattern applies to a directory of per-ticker files; ignored for %s", path)
+        df, names = _read_long(path, columns, adjust, cfg, tickers)
+    source = str(path)
+    df = parse_dates(df, "date", cfg.date_format, source, names)
+    return _in_window(df, cfg, source), names, source
 
 
 def read_prices(cfg: DataConfig) -> tuple[pl.DataFrame, dict[str, str], str]:
-    """Raw price frame (canonical names, dates parsed), the file's column names, the source."""
-    path = _resolve(Path(cfg.path))
-    columns = asdict(cfg.columns)
-    reader = _read_directory if path.is_dir() else _read_long
-    df, names = reader(path, columns)
-    source = str(path)
-    df = parse_dates(df, "date", cfg.date_format, source, names)
-    return df, names, source
+    """Raw price frame (canonical names, dates parsed, tickers and date range applied),
+    the file's column names, the source."""
+    tickers = read_tickers(cfg.tickers_path) if cfg.tickers_path is not None else None
+    return _read_prices(cfg, tickers)
 
 
 # -------------------------------------------------------------------- side files
 
 
-def _read_side(path_str: str, wanted: Sequence[str], optional: Sequence[str], key: str) -> pl.DataFrame:
+class Side(NamedTuple):
+    """A validated side file (None when not configured), its drop counts, point-in-time or not."""
+
+    frame: pl.DataFrame | None
+    dropped: dict[str, int]
+    point_in_time: bool
+
+
+def _read_side(
+    path_str: str, wanted: Sequence[str], optional: Sequence[str], key: str
+) -> tuple[pl.DataFrame, bool]:
     path = Path(path_str)
     if not path.exists():
         raise DataError(f"{path}: file not found ({key})")
@@ -212,27 +407,31 @@ def _read_side(path_str: str, wanted: Sequence[str], optional: Sequence[str], ke
         raise DataError(f"{path}: expected a CSV or Parquet file, got a directory ({key})")
     lf = _scan(path)
     mapping = match_columns(_schema_names(lf, path), {c: c for c in wanted}, path, optional)
-    return _collect(_select(lf, mapping), path)
+    point_in_time = any(c in mapping for c in VALIDITY)
+    return _collect(_select(lf, mapping), path), point_in_time
 
 
-def load_universe(
-    cfg: DataConfig, codes: pl.Series | None
-) -> tuple[pl.DataFrame | None, dict[str, int]]:
-    """The validated universe file, or None when ``data.universe_path`` is null."""
+def load_universe(cfg: DataConfig, codes: pl.Series | None) -> Side:
+    """The validated universe file; frame None when ``data.universe_path`` is null."""
     if cfg.universe_path is None:
-        return None, {}
-    raw = _read_side(cfg.universe_path, UNIVERSE_COLUMNS, ("listed", "delisted"), "data.universe_path")
-    return validate_universe(raw, cfg.universe_path, cfg.invalid_rows, codes, cfg.date_format)
+        return Side(None, {}, False)
+    optional = ("listed", "delisted", *VALIDITY)
+    raw, pit = _read_side(cfg.universe_path, UNIVERSE_COLUMNS, optional, "data.universe_path")
+    frame, dropped = validate_universe(
+        raw, cfg.universe_path, cfg.invalid_rows, codes, cfg.date_format, cfg.min_code_match
+    )
+    return Side(frame, dropped, pit)
 
 
-def load_relations(
-    cfg: DataConfig, codes: pl.Series | None
-) -> tuple[pl.DataFrame | None, dict[str, int]]:
-    """The validated relations file, or None when ``data.relations_path`` is null."""
+def load_relations(cfg: DataConfig, codes: pl.Series | None) -> Side:
+    """The validated relations file; frame None when ``data.relations_path`` is null."""
     if cfg.relations_path is None:
-        return None, {}
-    raw = _read_side(cfg.relations_path, RELATION_COLUMNS, ("weight",), "data.relations_path")
-    return validate_relations(raw, cfg.relations_path, cfg.invalid_rows, codes)
+        return Side(None, {}, False)
+    raw, pit = _read_side(cfg.relations_path, RELATION_COLUMNS, ("weight", *VALIDITY), "data.relations_path")
+    frame, dropped = validate_relations(
+        raw, cfg.relations_path, cfg.invalid_rows, codes, cfg.date_format, cfg.min_code_match
+    )
+    return Side(frame, dropped, pit)
 
 
 # -------------------------------------------------------------------------- entry
@@ -240,21 +439,51 @@ def load_relations(
 
 def load_file_source(cfg: DataConfig) -> FileSource:
     """Read, validate and canonicalize the user's price files and optional side files."""
-    raw, names, source = read_prices(cfg)
-    prices, dropped = validate_prices(raw, source, cfg.invalid_rows, names)
+    tickers = read_tickers(cfg.tickers_path) if cfg.tickers_path is not None else None
+    raw, names, source = _read_prices(cfg, tickers)
+    adjust = cfg.adjust == "adj_close"
+    df = prepare_prices(raw, source, cfg.invalid_rows, names, adjust)
+    df, zero_open_rows = fix_zero_open(df, cfg.zero_open, source, names)
+    if zero_open_rows:
+        log.warning("%d rows with open = 0 and close > 0 (vendor placeholders): data.zero_open = %s",
+                    zero_open_rows, cfg.zero_open)
+    prices, dropped = check_prices(df, source, cfg.invalid_rows, names, cfg.max_price, adjust)
+    dropped["zero_open"] = zero_open_rows if cfg.zero_open == "drop" else 0
+    if prices.height == 0:
+        reasons = {k: v for k, v in dropped.items() if v}
+        raise DataError(f"{source}: every row was dropped ({reasons}); nothing is left to work with")
     codes = prices.get_column("code").unique()
-    universe, universe_dropped = load_universe(cfg, codes)
-    relations, relations_dropped = load_relations(cfg, codes)
-    counts = {**dropped, **universe_dropped, **relations_dropped}
+    missing = _missing_tickers(tickers, codes, cfg.tickers_path)
+    universe = load_universe(cfg, codes)
+    relations = load_relations(cfg, codes)
+    counts = {**dropped, **universe.dropped, **relations.dropped}
     splits = detect_splits(prices, cfg.split_ratio_threshold)
-    _log_summary(prices, universe, counts, splits)
+    _log_summary(prices, universe.frame, counts, splits)
     return FileSource(
         prices=prices,
-        universe=universe,
-        relations=relations,
+        universe=universe.frame,
+        relations=relations.frame,
         dropped={reason: int(counts.get(reason, 0)) for reason in ALL_REASONS},
         split_suspects=splits,
+        tickers_missing=len(missing),
+        zero_open_rows=zero_open_rows,
+        point_in_time_universe=universe.point_in_time,
+        point_in_time_relations=relations.point_in_time,
     )
+
+
+def _missing_tickers(tickers: Sequence[str] | None, codes: pl.Series, path: str | None) -> list[str]:
+    """Listed codes left without prices (no file or no row, outside the window, or every row dropped)."""
+    if tickers is None:
+        return []
+    have = set(codes.to_list())
+    missing = [t for t in tickers if t not in have]
+    if len(missing) == len(tickers):
+        raise _no_listed_code(str(path), tickers, sorted(have), "the price data after filtering")
+    if missing:
+        log.warning("%d of the %d codes in %s (data.tickers_path) have no prices: %s",
+                    len(missing), len(tickers), path, _examples(missing))
+    return missing
 
 
 def _log_summary(
@@ -265,9 +494,10 @@ def _log_summary(
     log.info("prices: %d rows, %d codes, %d days", prices.height, n_codes, n_days)
     if any(dropped.values()):
         log.warning("dropped rows: %s", {k: v for k, v in dropped.items() if v})
-    if universe is not None and universe.height < n_codes:
-        missing = n_codes - universe.height
-        log.warning("%d price codes have no universe row (no sector/industry)", missing)
+    if universe is not None:
+        missing = n_codes - universe.get_column("code").n_unique()
+        if missing > 0:
+            log.warning("%d price codes have no universe row (no sector/industry)", missing)
     if splits.height:
         log.warning(
             "%d one-day close ratios look like unadjusted splits (first: %s); prices are not changed",
@@ -283,5 +513,6 @@ __all__ = [
     "FileSource",
     "load_file_source",
     "read_prices",
+    "read_tickers",
     "match_columns",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,24 @@ ORACLE_SCHEMA = {
     "alpha_sector_spillover": pl.Float64,
     "alpha_supply_chain": pl.Float64,
 }
-RELATIONS_SCHEMA = {"src": pl.Utf8, "dst": pl.Utf8, "relation": pl.Utf8, "weight": pl.Float64}
+# start/end: validity of a point-in-time row (inclusive; null = unbounded), always present.
+UNIVERSE_SCHEMA = {
+    "code": pl.Utf8,
+    "sector": pl.Utf8,
+    "industry": pl.Utf8,
+    "listed": pl.Date,
+    "delisted": pl.Date,
+    "start": pl.Date,
+    "end": pl.Date,
+}
+RELATIONS_SCHEMA = {
+    "src": pl.Utf8,
+    "dst": pl.Utf8,
+    "relation": pl.Utf8,
+    "weight": pl.Float64,
+    "start": pl.Date,
+    "end": pl.Date,
+}
 
 log = get_logger("ingest")
 
@@ -39,6 +57,10 @@ class RawData:
     oracle: pl.DataFrame
     dropped: dict[str, int]
     split_suspects: pl.DataFrame
+    tickers_missing: int = 0
+    zero_open_rows: int = 0
+    point_in_time_universe: bool = False
+    point_in_time_relations: bool = False
 
 
 def ingest(params: Params) -> RawData:
@@ -57,8 +79,8 @@ def _from_synthetic(params: Params) -> RawData:
     prices, _ = validate_prices(market.prices, "synthetic market", "error")
     return RawData(
         prices=prices,
-        universe=market.universe,
-        relations=market.relations.select(list(RELATIONS_SCHEMA)),
+        universe=_conform(market.universe, UNIVERSE_SCHEMA),
+        relations=_conform(market.relations, RELATIONS_SCHEMA),
         oracle=market.oracle.select(list(ORACLE_SCHEMA)),
         dropped={},
         split_suspects=detect_splits(prices, params.data.split_ratio_threshold),
@@ -86,17 +108,27 @@ def _from_files(params: Params) -> RawData:
         )
     return RawData(
         prices=src.prices,
-        universe=universe,
-        relations=relations.select(list(RELATIONS_SCHEMA)),
+        universe=_conform(universe, UNIVERSE_SCHEMA),
+        relations=_conform(relations, RELATIONS_SCHEMA),
         # oracle.parquet is a declared DVC out, so a file source writes it empty.
         oracle=pl.DataFrame(schema=ORACLE_SCHEMA),
         dropped=dict(src.dropped),
         split_suspects=src.split_suspects,
+        tickers_missing=src.tickers_missing,
+        zero_open_rows=src.zero_open_rows,
+        point_in_time_universe=src.point_in_time_universe,
+        point_in_time_relations=src.point_in_time_relations,
     )
 
 
 def _inside(path: str, folder: str) -> bool:
     return Path(folder).resolve() in Path(path).resolve().parents
+
+
+def _conform(frame: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
+    """The table's columns in schema order; absent ones (validity dates of a static file) are null."""
+    absent = [pl.lit(None, dtype=dtype).alias(name) for name, dtype in schema.items() if name not in frame.columns]
+    return frame.with_columns(absent).select(pl.col(name).cast(dtype) for name, dtype in schema.items())
 
 
 def _unknown_universe(prices: pl.DataFrame) -> pl.DataFrame:
@@ -114,7 +146,8 @@ def _with_listing_dates(universe: pl.DataFrame, prices: pl.DataFrame) -> pl.Data
         delisted=pl.when(pl.col("last") < last_day).then(pl.col("last")).otherwise(None)
     ).drop("last")
     base = universe.drop([c for c in ("listed", "delisted") if c in universe.columns])
-    return base.join(spans, on="code", how="inner").sort("code")
+    order = [c for c in ("code", "start") if c in base.columns]  # point-in-time: a code has many rows
+    return base.join(spans, on="code", how="inner").sort(order, nulls_last=False)
 
 
 def ingest_metrics(raw: RawData, source: str) -> dict[str, Any]:
@@ -133,6 +166,10 @@ def ingest_metrics(raw: RawData, source: str) -> dict[str, Any]:
         "dropped_rows": int(sum(raw.dropped.values())),
         **dropped,
         "split_suspects": raw.split_suspects.height,
+        "tickers_missing": raw.tickers_missing,
+        "zero_open_rows": raw.zero_open_rows,
+        "point_in_time_universe": raw.point_in_time_universe,
+        "point_in_time_relations": raw.point_in_time_relations,
         **relations,
         "oracle_rows": raw.oracle.height,
     }

@@ -1,12 +1,18 @@
 """Validation of price, universe and relations frames against the contract.
 
 Rules (DESIGN.md, "Artifacts and schemas"): prices > 0, low <= open, close <=
-high, volume >= 0, (date, code) unique, no nulls. Structural problems (missing
-columns, empty input, unparseable dates, a column with no numeric value) are
-always a :class:`DataError`. Row-level problems raise with
-``invalid_rows="error"`` and are dropped and counted per reason with
-``invalid_rows="drop"``; every row is counted under the first reason it fails,
-in the order of :data:`PRICE_REASONS`, so the counts add up to the rows dropped.
+high, volume >= 0, (date, code) unique, no nulls; optionally prices <=
+``data.max_price``. Structural problems (missing columns, empty input,
+unparseable dates, a column with no numeric value) are always a
+:class:`DataError`. Row-level problems raise with ``invalid_rows="error"`` and
+are dropped and counted per reason with ``invalid_rows="drop"``; every row is
+counted under the first reason it fails, in the order of :data:`PRICE_REASONS`,
+so the counts add up to the rows dropped.
+
+Prices are checked in steps: :func:`prepare_prices` (parse and cast),
+:func:`fix_zero_open` (vendor placeholders, ``data.zero_open``) and
+:func:`check_prices` (``data.adjust``, the row checks, duplicates);
+:func:`validate_prices` runs the first and the last.
 """
 
 from __future__ import annotations
@@ -31,27 +37,40 @@ FILE_COL = "__file"
 ROW_COL = "__row"
 _BAD_NUMERIC = "__bad_numeric"
 _REASON = "__reason"
+_RATIO = "__adj_ratio"
 
 PRICE_REASONS = (
     "non_numeric",
     "null_value",
     "non_finite",
+    "zero_open",  # only with data.zero_open: drop (handled before the row checks)
     "non_positive_price",
+    "invalid_adj_close",  # only with data.adjust: adj_close
+    "implausible_price",
     "high_below_low",
     "ohlc_outside_range",
     "negative_volume",
     "duplicate_key",
 )
-UNIVERSE_REASONS = ("universe_null_value", "universe_duplicate_code", "universe_unknown_code")
+UNIVERSE_REASONS = (
+    "universe_null_value",
+    "universe_invalid_interval",
+    "universe_duplicate_code",
+    "universe_unknown_code",
+)
 RELATION_REASONS = (
     "relations_null_value",
     "relations_invalid_weight",
+    "relations_invalid_interval",
     "relations_self_loop",
     "relations_duplicate",
     "relations_unknown_code",
 )
 ALL_REASONS = (*PRICE_REASONS, *UNIVERSE_REASONS, *RELATION_REASONS)
 RELATION_NAMES = ("competitor", "supply_chain", "fund_similarity")
+ADJ_CLOSE = "adj_close"
+# Optional validity columns of point-in-time side files (inclusive; null = unbounded).
+VALIDITY = ("start", "end")
 
 # Spellings of "missing" seen in vendor exports (Yahoo writes "null").
 _NULL_WORDS = ("", "null", "na", "n/a", "nan", "none", "#n/a", "-")
@@ -65,6 +84,9 @@ ISO_FORMATS = (
     "%Y-%m-%dT%H:%M:%S%.f",
 )
 MAX_SHOWN = 5
+# A UTC offset (or Z) after a time of day: stripped, so the date is the local calendar
+# date written in the string (16:00-05:00 is that day's close, not the next UTC day).
+_UTC_OFFSET = r"(\d:\d{2}(?::\d{2}(?:[.,]\d+)?)?)\s*(?:[zZ]|(?:UTC|GMT)?[+-]\d{2}(?::?\d{2})?)$"
 
 
 class DataError(UserError):
@@ -80,6 +102,7 @@ class Check:
     mask: pl.Expr
     rule: str
     show: pl.Expr | None = None  # rows to display, when not the failing rows themselves
+    hint: str = ""  # a sentence naming the knob that governs the rule, if any
 
 
 # ----------------------------------------------------------------------- messages
@@ -88,6 +111,8 @@ class Check:
 def _label(column: str, names: Mapping[str, str] | None) -> str:
     """``'Adj Close' (close)`` when the file's name differs from the canonical one."""
     actual = (names or {}).get(column, column)
+    if not actual.strip():  # the RSR / pandas-index layout: dates in a first column without a name
+        return f"{actual!r} ({column}, the unnamed first column)"
     return repr(actual) if actual == column else f"{actual!r} ({column})"
 
 
@@ -136,6 +161,7 @@ def _row_error(
     return DataError(
         f"{source}: {_columns_label(check.columns, names)}: {n_bad} row(s) fail the check"
         f" {check.reason!r} ({check.rule}); first offending rows:\n{format_rows(rows, shown, source)}\n"
+        f"{check.hint + ' ' if check.hint else ''}"
         "Fix the file, or set data.invalid_rows: drop to drop such rows and count them."
     )
 
@@ -175,9 +201,11 @@ def apply_checks(
 def duplicate_check(keys: Sequence[str], reason: str) -> Check:
     """For a frame stably sorted by ``keys``: repeats of a key fail, the first in file order is kept.
 
-    Comparing neighbours of a sorted frame is far cheaper than hashing struct keys.
+    Comparing neighbours of a sorted frame is far cheaper than hashing struct keys. Nulls
+    compare equal (two rows of a code without a ``start`` are duplicates).
     """
-    repeat = pl.all_horizontal(pl.col(k) == pl.col(k).shift(1) for k in keys).fill_null(False)
+    same = pl.all_horizontal(pl.col(k).eq_missing(pl.col(k).shift(1)) for k in keys)
+    repeat = (same & (pl.int_range(pl.len()) > 0)).fill_null(False)  # row 0 has no neighbour
     show = repeat | repeat.shift(-1).fill_null(False)  # every occurrence, the kept one too
     return Check(reason, tuple(keys), repeat, "must be unique", show)
 
@@ -215,9 +243,15 @@ def _blank_to_null(text: pl.Expr) -> pl.Expr:
 
 
 def _date_expr(text: pl.Expr, fmt: str | None) -> pl.Expr:
-    """``fmt`` first, then ISO: both are unambiguous, and side files are often ISO."""
+    """``fmt`` first, then ISO: both are unambiguous, and side files are often ISO.
+
+    ``fmt`` is tried on the text as written (it may hold ``%z``), then every format
+    on the text without a UTC offset after the time of day.
+    """
+    local = text.str.replace(_UTC_OFFSET, "${1}")
     formats = ISO_FORMATS if fmt is None else (fmt, *ISO_FORMATS)
-    return pl.coalesce([text.str.to_date(f, strict=False) for f in formats])
+    raw = [text.str.to_date(fmt, strict=False)] if fmt is not None else []
+    return pl.coalesce([*raw, *(local.str.to_date(f, strict=False) for f in formats)])
 
 
 def parse_dates(
@@ -327,12 +361,20 @@ def _raise_non_numeric(
 # ------------------------------------------------------------------------- prices
 
 
-def _price_checks() -> list[Check]:
+def _price_checks(max_price: float | None, adjust: bool) -> list[Check]:
     col = pl.col
-    checks = [Check("non_numeric", NUMERIC_COLUMNS, col(_BAD_NUMERIC), "must be a number")]
-    checks += null_checks(CANONICAL, "null_value")
-    checks += [Check("non_finite", (c,), col(c).is_infinite(), "must be finite") for c in NUMERIC_COLUMNS]
+    numeric = (*NUMERIC_COLUMNS, ADJ_CLOSE) if adjust else NUMERIC_COLUMNS
+    checks = [Check("non_numeric", numeric, col(_BAD_NUMERIC), "must be a number")]
+    checks += null_checks((*CANONICAL, ADJ_CLOSE) if adjust else CANONICAL, "null_value")
+    checks += [Check("non_finite", (c,), col(c).is_infinite(), "must be finite") for c in numeric]
     checks += [Check("non_positive_price", (c,), col(c) <= 0, "must be > 0") for c in PRICE_COLUMNS]
+    if adjust:
+        ratio_ok = col(_RATIO).is_finite() & (col(_RATIO) > 0)
+        rule = "adj_close / close must be finite and > 0 (data.adjust: adj_close)"
+        checks.append(Check("invalid_adj_close", (ADJ_CLOSE, "close"), ~ratio_ok, rule))
+    if max_price is not None:
+        rule, hint = f"must be <= {max_price:g}, data.max_price", "If such prices are real, raise data.max_price."
+        checks += [Check("implausible_price", (c,), col(c) > max_price, rule, hint=hint) for c in PRICE_COLUMNS]
     below = col("high") < col("low")
     checks.append(Check("high_below_low", ("high", "low"), below, "high must be >= low"))
     checks += [
@@ -348,11 +390,109 @@ def _price_checks() -> list[Check]:
     return checks
 
 
+def prepare_prices(
+    df: pl.DataFrame,
+    source: str,
+    invalid_rows: str,
+    names: Mapping[str, str] | None = None,
+    adjust: bool = False,
+) -> pl.DataFrame:
+    """Parse dates, strip codes, cast OHLCV (and ``adj_close`` when ``adjust``) to Float64.
+
+    Structural problems raise; bad cells raise (``invalid_rows="error"``) or are
+    flagged for :func:`check_prices`.
+    """
+    numeric = (*NUMERIC_COLUMNS, ADJ_CLOSE) if adjust else NUMERIC_COLUMNS
+    require_columns(df, (*KEYS, *numeric), source)
+    require_rows(df, source)
+    if ROW_COL not in df.columns:
+        df = df.with_row_index(ROW_COL)
+    df = parse_dates(df, "date", None, source, names)
+    df = df.with_columns(_blank_to_null(pl.col("code").cast(pl.Utf8)).alias("code"))
+    return coerce_numeric(df, numeric, source, invalid_rows, names)
+
+
+def fix_zero_open(
+    df: pl.DataFrame, mode: str, source: str, names: Mapping[str, str] | None = None
+) -> tuple[pl.DataFrame, int]:
+    """Vendor placeholder rows (open == 0, close > 0): fill, drop or raise per ``data.zero_open``.
+
+    ``fill_close`` sets open to the close clipped into [low, high]: the open is
+    unknown, and the close leaves the day's candle body neutral instead of
+    inventing an overnight gap. A high or low that is 0 in such a row is a
+    placeholder too (no-trade days written as 0, 0, 0, close) and becomes the
+    close. Returns the frame and the number of such rows (whatever the mode).
+    """
+    col = pl.col
+    placeholder = ((col("open") == 0) & (col("close") > 0)).fill_null(False)
+    n_rows = int(df.select(placeholder.sum()).item())
+    if n_rows == 0:
+        return df, 0
+    if mode == "error":
+        rows = df.filter(placeholder)
+        raise DataError(
+            f"{source}: {_columns_label(['open'], names)}: {n_rows} row(s) have open = 0 with a"
+            f" positive close (a vendor placeholder); first offending rows:\n"
+            f"{format_rows(rows, (*KEYS, *PRICE_COLUMNS), source)}\n"
+            "Set data.zero_open: fill_close (open := close, clipped into [low, high]) or"
+            " data.zero_open: drop (remove such rows)."
+        )
+    if mode == "drop":
+        return df.filter(~placeholder), n_rows
+    if mode != "fill_close":
+        raise ValueError(f"zero_open must be 'fill_close', 'drop' or 'error', got {mode!r}")
+    zero_bound = [placeholder & (col(c) == 0) for c in ("high", "low")]
+    df = df.with_columns(
+        pl.when(zero).then(col("close")).otherwise(col(c)).alias(c) for c, zero in zip(("high", "low"), zero_bound)
+    )
+    clipped = pl.min_horizontal(pl.max_horizontal(col("close"), col("low")), col("high"))
+    return df.with_columns(pl.when(placeholder).then(clipped).otherwise(col("open")).alias("open")), n_rows
+
+
+def _adjusted(df: pl.DataFrame) -> pl.DataFrame:
+    """Scale OHLC by adj_close / close and volume inversely (same traded value).
+
+    Every price is multiplied by the same ratio, so float rounding keeps
+    low <= open, close <= high. Rows whose ratio is unusable keep their values
+    and fail the ``invalid_adj_close`` check.
+    """
+    col = pl.col
+    df = df.with_columns((col(ADJ_CLOSE) / col("close")).alias(_RATIO))
+    ok = (col(_RATIO).is_finite() & (col(_RATIO) > 0)).fill_null(False)
+    scaled = [pl.when(ok).then(col(c) * col(_RATIO)).otherwise(col(c)).alias(c) for c in PRICE_COLUMNS]
+    volume = pl.when(ok).then(col("volume") / col(_RATIO)).otherwise(col("volume")).alias("volume")
+    return df.with_columns(*scaled, volume)
+
+
+def check_prices(
+    df: pl.DataFrame,
+    source: str,
+    invalid_rows: str,
+    names: Mapping[str, str] | None = None,
+    max_price: float | None = None,
+    adjust: bool = False,
+) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Row checks and duplicates on a :func:`prepare_prices` frame; the clean canonical frame.
+
+    ``adjust`` applies the adjusted close first (``data.adjust: adj_close``);
+    ``max_price`` adds the ``implausible_price`` check. Returns the frame (sorted
+    by (date, code)) and rows dropped per reason.
+    """
+    if adjust:
+        df = _adjusted(df)
+    df, dropped = apply_checks(df, _price_checks(max_price, adjust), source, invalid_rows, names)
+    df = df.sort(KEYS, maintain_order=True)  # stable: the first row of a duplicated key stays first
+    df, dup = apply_checks(df, [duplicate_check(KEYS, "duplicate_key")], source, invalid_rows, names)
+    counts = {reason: int(dropped.get(reason, 0) + dup.get(reason, 0)) for reason in PRICE_REASONS}
+    return df.select(CANONICAL), counts
+
+
 def validate_prices(
     df: pl.DataFrame,
     source: str,
     invalid_rows: str,
     names: Mapping[str, str] | None = None,
+    max_price: float | None = None,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     """Check a price frame with canonical column names; return the clean canonical frame.
 
@@ -361,19 +501,10 @@ def validate_prices(
     canonical column to the name the user's file uses, for messages. Returns the
     frame (date Date, code Utf8, OHLCV Float64, sorted by (date, code)) and
     rows dropped per reason (every key of :data:`PRICE_REASONS`, zeros included).
+    Zero opens are ordinary ``non_positive_price`` rows here (see :func:`fix_zero_open`).
     """
-    require_columns(df, CANONICAL, source)
-    require_rows(df, source)
-    if ROW_COL not in df.columns:
-        df = df.with_row_index(ROW_COL)
-    df = parse_dates(df, "date", None, source, names)
-    df = df.with_columns(_blank_to_null(pl.col("code").cast(pl.Utf8)).alias("code"))
-    df = coerce_numeric(df, NUMERIC_COLUMNS, source, invalid_rows, names)
-    df, dropped = apply_checks(df, _price_checks(), source, invalid_rows, names)
-    df = df.sort(KEYS, maintain_order=True)  # stable: the first row of a duplicated key stays first
-    df, dup = apply_checks(df, [duplicate_check(KEYS, "duplicate_key")], source, invalid_rows, names)
-    counts = {reason: int(dropped.get(reason, 0) + dup.get(reason, 0)) for reason in PRICE_REASONS}
-    return df.select(CANONICAL), counts
+    df = prepare_prices(df, source, invalid_rows, names)
+    return check_prices(df, source, invalid_rows, names, max_price)
 
 
 # ------------------------------------------------------------------------- splits
@@ -419,14 +550,89 @@ def _drop_unknown(
     return kept, df.height - kept.height
 
 
+def _with_validity(df: pl.DataFrame, source: str, date_format: str | None) -> pl.DataFrame:
+    """Parse the optional ``start``/``end`` columns; absent ones become null (unbounded) dates."""
+    for column in VALIDITY:
+        if column in df.columns:
+            df = parse_dates(df, column, date_format, source)
+        else:
+            df = df.with_columns(pl.lit(None, dtype=pl.Date).alias(column))
+    return df
+
+
+def _interval_check(reason: str) -> Check:
+    return Check(reason, VALIDITY, pl.col("start") > pl.col("end"), "start must be <= end")
+
+
+def _check_overlaps(df: pl.DataFrame, source: str) -> None:
+    """Structural: a code's validity intervals must not overlap (its sector would be ambiguous).
+
+    ``df`` is sorted by (code, start) with null starts first, so checking each
+    interval against the previous one of its code finds any overlap.
+    """
+    col = pl.col
+    previous_end = col("end").shift(1)
+    overlap = (
+        (col("code") == col("code").shift(1))
+        & (previous_end.is_null() | col("start").is_null() | (previous_end >= col("start")))
+    ).fill_null(False)
+    n_bad = int(df.select(overlap.sum()).item())
+    if n_bad:
+        rows = df.filter(overlap | overlap.shift(-1).fill_null(False))
+        raise DataError(
+            f"{source}: columns 'code', 'start', 'end': {n_bad} row(s) overlap an earlier validity"
+            " interval of the same code (intervals are inclusive; a blank start or end is unbounded);"
+            f" offending rows:\n{format_rows(rows, ('code', 'start', 'end', 'sector', 'industry'), source)}\n"
+            "Make each code's intervals disjoint (end one day before the next start)."
+        )
+
+
+def _check_code_match(
+    kept: pl.DataFrame,
+    before: pl.DataFrame,
+    columns: Sequence[str],
+    codes: pl.Series | None,
+    min_share: float,
+    source: str,
+    what: str,
+) -> None:
+    """Structural: too few price codes covered means the two files spell codes differently."""
+    if codes is None or min_share <= 0 or codes.len() == 0:
+        return
+    price_codes = codes.unique().sort()
+    covered = pl.concat([kept.get_column(c) for c in columns]).unique()
+    hit = price_codes.is_in(covered.implode())
+    share = float(hit.mean() or 0.0)
+    if share >= min_share:
+        return
+    in_file = pl.concat([before.get_column(c) for c in columns]).drop_nulls().unique().sort()
+    foreign = in_file.filter(~in_file.is_in(price_codes.implode()))
+    shown_file = (foreign if foreign.len() else in_file).head(MAX_SHOWN).to_list()
+    shown_prices = price_codes.filter(~hit).head(MAX_SHOWN).to_list()
+    raise DataError(
+        f"{source}: {_columns_label(columns, None)}: only {int(hit.sum())} of the {price_codes.len()}"
+        f" price codes ({share:.1%}) {what}, below data.min_code_match = {min_share:g}; the codes"
+        f" probably do not match. Price codes without a match: {', '.join(map(repr, shown_prices))};"
+        f" codes in the file: {', '.join(map(repr, shown_file)) or '(none)'}"
+        f"{' (none of them in the prices)' if foreign.len() else ''}.\n"
+        "Spell the codes alike in both files, or lower data.min_code_match if the file is meant to"
+        " cover only a few of the price codes."
+    )
+
+
 def validate_universe(
     df: pl.DataFrame,
     source: str,
     invalid_rows: str,
     codes: pl.Series | None = None,
     date_format: str | None = None,
+    min_code_match: float = 0.0,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
-    """``code, sector, industry`` (+ optional ``listed, delisted`` dates), one row per code."""
+    """``code, sector, industry`` (+ optional ``listed, delisted``) + validity ``start, end``.
+
+    One row per (code, start); a code's intervals must not overlap. ``start``
+    and ``end`` are always in the result (null when the file has none).
+    """
     require_columns(df, ("code", "sector", "industry"), source)
     require_rows(df, source)
     if ROW_COL not in df.columns:
@@ -435,20 +641,27 @@ def validate_universe(
     for column in ("listed", "delisted"):
         if column in df.columns:
             df = parse_dates(df, column, date_format, source)
+    df = _with_validity(df, source, date_format)
     context = ("code",)
-    nulls = null_checks(("code", "sector", "industry"), "universe_null_value")
-    df, dropped = apply_checks(df, nulls, source, invalid_rows, context=context)
+    checks = [*null_checks(("code", "sector", "industry"), "universe_null_value"),
+              _interval_check("universe_invalid_interval")]
+    df, dropped = apply_checks(df, checks, source, invalid_rows, context=context)
     df, dup = apply_checks(
-        df.sort("code", maintain_order=True),
-        [duplicate_check(("code",), "universe_duplicate_code")],
+        df.sort("code", "start", nulls_last=False, maintain_order=True),
+        [duplicate_check(("code", "start"), "universe_duplicate_code")],
         source,
         invalid_rows,
         context=context,
     )
+    before = df
     df, unknown = _drop_unknown(df, ("code",), codes)
-    keep = ["code", "sector", "industry", *(c for c in ("listed", "delisted") if c in df.columns)]
+    # Only the rows that are used: a wider-market file may be untidy where it does not matter.
+    _check_overlaps(df, source)
+    _check_code_match(df, before, ("code",), codes, min_code_match, source, "have a universe row")
+    keep = ["code", "sector", "industry", *(c for c in ("listed", "delisted") if c in df.columns), *VALIDITY]
     counts = {**dropped, **dup, "universe_unknown_code": unknown}
-    return df.select(keep).sort("code"), {r: int(counts.get(r, 0)) for r in UNIVERSE_REASONS}
+    out = df.select(keep).sort("code", "start", nulls_last=False)
+    return out, {r: int(counts.get(r, 0)) for r in UNIVERSE_REASONS}
 
 
 def _check_relation_names(df: pl.DataFrame, source: str) -> None:
@@ -468,8 +681,13 @@ def validate_relations(
     source: str,
     invalid_rows: str,
     codes: pl.Series | None = None,
+    date_format: str | None = None,
+    min_code_match: float = 0.0,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
-    """``src, dst, relation, weight``; a missing weight column or empty cell means 1.0."""
+    """``src, dst, relation, weight, start, end``; a missing weight column or empty cell means 1.0.
+
+    Unique on (src, dst, relation, start); ``start``/``end`` are null when the file has none.
+    """
     require_columns(df, ("src", "dst", "relation"), source)
     require_rows(df, source)
     if ROW_COL not in df.columns:
@@ -479,6 +697,7 @@ def validate_relations(
     df = _strings(df, ("src", "dst", "relation"))
     df = df.with_columns(pl.col("relation").str.to_lowercase())
     _check_relation_names(df, source)
+    df = _with_validity(df, source, date_format)
     context = ("src", "dst", "relation")
     df = coerce_numeric(df, ("weight",), source, invalid_rows, context=context)
     df = df.with_columns(pl.col("weight").fill_null(1.0))  # bad text is flagged in _BAD_NUMERIC
@@ -486,19 +705,25 @@ def validate_relations(
         Check("relations_invalid_weight", ("weight",), pl.col(_BAD_NUMERIC), "must be a number"),
         *null_checks(("src", "dst", "relation"), "relations_null_value"),
         Check("relations_invalid_weight", ("weight",), ~pl.col("weight").is_finite(), "must be finite"),
+        _interval_check("relations_invalid_interval"),
     ]
     df, dropped = apply_checks(df, checks, source, invalid_rows, context=context)
     loops = pl.col("src") == pl.col("dst")
     n_loops = int(df.select(loops.sum()).item())
     df = df.filter(~loops)
+    key = (*context, "start")
     df, dup = apply_checks(
-        df.sort(context, maintain_order=True),
-        [duplicate_check(context, "relations_duplicate")],
+        df.sort(key, nulls_last=False, maintain_order=True),
+        [duplicate_check(key, "relations_duplicate")],
         source,
         invalid_rows,
-        context=context,
+        context=key,
     )
+    before = df
     df, unknown = _drop_unknown(df, ("src", "dst"), codes)
+    what = "are an endpoint of a relation row"
+    _check_code_match(df, before, ("src", "dst"), codes, min_code_match, source, what)
     counts = {**dropped, **dup, "relations_self_loop": n_loops, "relations_unknown_code": unknown}
-    out = df.select("src", "dst", "relation", "weight").sort("relation", "src", "dst")
+    out = df.select("src", "dst", "relation", "weight", *VALIDITY)
+    out = out.sort("relation", "src", "dst", "start", nulls_last=False)
     return out, {r: int(counts.get(r, 0)) for r in RELATION_REASONS}

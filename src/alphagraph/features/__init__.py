@@ -17,7 +17,9 @@ definitions and min periods: :mod:`alphagraph.features.families`,
 
 Information set: a row dated t uses only its stock's rows dated <= t and the
 cross-section of date t, bit for bit (tests/test_features.py perturbs and deletes
-the future and compares exactly). Output floats are Float32 by default
+the future and compares exactly). The universe is read point in time too: a row's
+sector is its stock's universe row valid on the row's date (``start``/``end``, null =
+unbounded; a universe without them is static). Output floats are Float32 by default
 (``dtype=pl.Float64`` for full precision; all arithmetic is float64); missing is null.
 
 Speed: per stock, windows are computed with vectorized numpy kernels

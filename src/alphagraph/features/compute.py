@@ -244,8 +244,8 @@ def _compute(prices, universe, cfg, dtype, n_threads) -> pl.DataFrame:
     workers = _threads(n_threads)
     if "relative" in fams and layout is not None:
         tmp = {f"ret_{k}": assemble(f"ret_{k}") for k in horizons}
-        sector_of_stock = _sector_ids(codes, universe)
-        relative_post(tmp, horizons, date_idx, n_dates, sector_of_stock[stock], write)
+        row_sector = _sector_ids(codes, universe, stock, prices.get_column("date"))
+        relative_post(tmp, horizons, date_idx, n_dates, row_sector, write)
         tick("relative_post")
 
     def final(name: str) -> np.ndarray:
@@ -270,13 +270,37 @@ def _compute(prices, universe, cfg, dtype, n_threads) -> pl.DataFrame:
     return out
 
 
-def _sector_ids(codes: pl.Series, universe: pl.DataFrame | None) -> np.ndarray:
-    """Sector id per stock id (stock id = index in ``codes``), -1 where unknown."""
-    n_stocks = codes.len()
+def _sector_ids(codes: pl.Series, universe: pl.DataFrame | None, stock: np.ndarray, dates: pl.Series) -> np.ndarray:
+    """Sector id of every row (stock id ``stock`` = index in ``codes``, date ``dates``), -1 where unknown.
+
+    A row's sector comes from its stock's universe row valid on the row's date
+    (``start``/``end``, inclusive, null = unbounded; absent columns = always valid),
+    so a sector change dated d never reaches a row dated before d. Where several rows
+    are valid the first in table order wins; no valid row means no sector.
+    """
+    n = stock.size
     if universe is None or "sector" not in universe.columns or universe.height == 0:
-        return np.full(n_stocks, -1, dtype=np.int64)
-    uni = universe.select(pl.col("code").cast(pl.Utf8), pl.col("sector").cast(pl.Utf8))
-    uni = uni.unique(subset="code", keep="first", maintain_order=True)
-    joined = codes.to_frame("code").join(uni, on="code", how="left", maintain_order="left")
-    sec = joined.select(pl.col("sector").rank("dense").cast(pl.Int64).sub(1).fill_null(-1))["sector"]
-    return sec.to_numpy()
+        return np.full(n, -1, dtype=np.int64)
+    # Validity columns are normalized here, not shared with the graph package: the
+    # features stage's DVC deps list only src/alphagraph/features.
+    uni = universe.select(
+        pl.col("code").cast(pl.Utf8),
+        pl.col("sector").cast(pl.Utf8),
+        *((pl.col(c) if c in universe.columns else pl.lit(None)).cast(pl.Date).alias(c) for c in ("start", "end")),
+    ).with_row_index("_row")
+    # Integer stock ids keep the per-row join cheap (no strings on millions of rows).
+    uni = codes.to_frame("code").with_row_index("stock").join(uni, on="code", how="inner").with_columns(
+        pl.col("stock").cast(pl.Int64), pl.col("sector").rank("dense").cast(pl.Int64).sub(1).fill_null(-1)
+    )
+    rows = pl.DataFrame({"stock": stock, "date": dates}).with_row_index("_prow")
+    valid = (pl.col("start").is_null() | (pl.col("start") <= pl.col("date"))) & (
+        pl.col("end").is_null() | (pl.col("end") >= pl.col("date"))
+    )
+    hit = (
+        rows.join(uni, on="stock", how="inner")
+        .filter(valid)
+        .filter(pl.col("_row") == pl.col("_row").min().over("_prow"))
+    )
+    out = np.full(n, -1, dtype=np.int64)
+    out[hit["_prow"].to_numpy()] = hit["sector"].to_numpy()
+    return out

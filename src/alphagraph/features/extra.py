@@ -3,8 +3,9 @@
 relative
     ``ret_k`` is the stock's simple return over its last k rows, close(t)/close(t-k rows) - 1.
     ``f_mkt_excess_ret_k`` = ret_k - (equal-weight mean of ret_k over all stocks that have
-    one on date t); ``f_sector_excess_ret_k`` the same within the stock's sector (null when the
-    stock has no sector in the universe). Both use only the cross-section of date t.
+    one on date t); ``f_sector_excess_ret_k`` the same within the stock's sector on date t
+    (from its universe row valid on t; null when it has none). Both use only the
+    cross-section of date t.
     ``f_beta_mkt_d`` = cov(r, m) / var(m) over the stock's last d daily returns r, with m the
     market return of the same dates (equal-weight mean daily return of the date). Over a
     suspension the stock's return spans the gap while m is the market's return of the day
@@ -107,7 +108,8 @@ def relative_post(
 ) -> None:
     """Cross-sectional part of the relative family, from the per-row k-row returns.
 
-    ``row_sector``: sector id of every row, -1 where the stock has no sector.
+    ``row_sector``: sector id of every row (the stock's sector on that row's date, so a
+    stock that changes sector moves between cells), -1 where it has no sector then.
     """
     n_sectors = int(row_sector.max()) + 1 if len(row_sector) else 0
     has_sector = row_sector >= 0

@@ -8,6 +8,13 @@ day t depend only on the calendar up to t, so deleting later data changes no
 snapshot dated <= t.
 
 Only stocks trading on s (a price row dated s) get edges in snapshot s.
+
+Side-file relations (sector_industry from the universe, the relation-table
+ones) use only the side rows valid on s (``start``/``end``, see
+:mod:`alphagraph.graph.static`). A side table without validity dates is applied
+to every snapshot: ``point_in_time.<relation>`` in the metrics is false and a
+warning says so, since today's sector map or supply chain on past snapshots is
+look-ahead.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import polars as pl
 
 from alphagraph.config import ConfigError, GraphConfig
 from alphagraph.graph.correlation import correlation_top_k, min_observations, residualize
-from alphagraph.graph.static import sector_industry_edges, table_edges
+from alphagraph.graph.static import has_validity_dates, sector_industry_edges, table_edges
 from alphagraph.log import get_logger
 
 CORRELATION = "rolling_correlation"
@@ -76,7 +83,16 @@ def build_edges(
             continue
         parts.append(frame)
     edges = sort_edges(pl.concat(parts) if parts else empty_edges())
-    metrics = graph_metrics(edges, trading, [r for r in dict.fromkeys(cfg.relations) if r not in skipped], skipped)
+    built = [r for r in dict.fromkeys(cfg.relations) if r not in skipped]
+    point_in_time = {r: has_validity_dates(_side_table(r, universe, relations)) for r in built if r != CORRELATION}
+    static = [r for r, pit in point_in_time.items() if not pit]
+    if static:
+        log.warning(
+            "static side files (no start/end validity dates) for %s: the same rows apply to every snapshot, "
+            "which is look-ahead for past snapshots when they describe today's sector map or supply chain",
+            ", ".join(static),
+        )
+    metrics = graph_metrics(edges, trading, built, skipped, point_in_time)
     log.info(
         "%d snapshots, %d edges, mean degree %.2f", metrics["snapshots"], metrics["edges_total"], metrics["mean_degree"]
     )
@@ -122,10 +138,17 @@ def _relation_edges(
             return empty_edges(), "universe has no sector/industry data"
         frame = sector_industry_edges(trading, universe, cfg.max_industry_degree, cfg.sector_weight)
         return _finish_static(frame, rel), None
-    rows = relations.filter(pl.col("relation") == rel) if "relation" in relations.columns else relations.clear()
+    rows = _side_table(rel, universe, relations)
     if rows.height == 0:
         return empty_edges(), "no rows in the relations table"
     return _finish_static(table_edges(trading, rows), rel), None
+
+
+def _side_table(rel: str, universe: pl.DataFrame, relations: pl.DataFrame) -> pl.DataFrame:
+    """The side rows a non-price relation is built from (the universe, or its relation-table rows)."""
+    if rel == SECTOR_INDUSTRY:
+        return universe
+    return relations.filter(pl.col("relation") == rel) if "relation" in relations.columns else relations.clear()
 
 
 def _finish_static(frame: pl.DataFrame, rel: str) -> pl.DataFrame:
@@ -288,9 +311,17 @@ def snapshot_window(mkt: Market, i: int, cfg: GraphConfig, min_obs: int) -> tupl
 
 
 def graph_metrics(
-    edges: pl.DataFrame, trading: pl.DataFrame, built: list[str], skipped: dict[str, str]
+    edges: pl.DataFrame,
+    trading: pl.DataFrame,
+    built: list[str],
+    skipped: dict[str, str],
+    point_in_time: dict[str, bool] | None = None,
 ) -> dict[str, Any]:
-    """Edges per relation (total, mean per snapshot), mean in-degree, skipped relations."""
+    """Edges per relation (total, mean per snapshot), mean in-degree, skipped relations.
+
+    ``point_in_time``: for each built side-file relation, whether its side table
+    carries validity dates (false = one static table for every snapshot).
+    """
     n_snap = trading["snapshot"].n_unique()
     node_days = max(trading.height, 1)
     per_rel = {}
@@ -310,6 +341,7 @@ def graph_metrics(
         "mean_degree": _round(edges.height / node_days),
         "relations": per_rel,
         "skipped": skipped,
+        "point_in_time": dict(point_in_time or {}),
     }
 
 

@@ -1,6 +1,11 @@
 """Edges that do not come from prices: sector/industry links and relation-table links.
 
 Both work on all snapshots at once (vectorized joins and index arithmetic).
+
+Side tables may carry ``start``/``end`` validity dates (pl.Date, inclusive, null =
+unbounded): a snapshot dated s uses only the rows valid on s, so a sector change or a
+new supply-chain link dated d never reaches a snapshot before d. Tables without the
+columns, or with nulls only, are static: every row applies to every snapshot.
 """
 
 from __future__ import annotations
@@ -10,6 +15,40 @@ import polars as pl
 
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
+VALIDITY = ("start", "end")
+
+
+def with_validity(table: pl.DataFrame) -> pl.DataFrame:
+    """``table`` with ``start``/``end`` as pl.Date columns; absent ones are added as null (static)."""
+    return table.with_columns(
+        (pl.col(c) if c in table.columns else pl.lit(None)).cast(pl.Date).alias(c) for c in VALIDITY
+    )
+
+
+def has_validity_dates(table: pl.DataFrame) -> bool:
+    """True when any row carries a non-null ``start`` or ``end``: the table is point-in-time."""
+    return any(c in table.columns and table[c].null_count() < table.height for c in VALIDITY)
+
+
+def valid_on(date: str) -> pl.Expr:
+    """Rows whose [start, end] (inclusive, null = unbounded) contains the date column ``date``."""
+    d = pl.col(date)
+    return (pl.col("start").is_null() | (pl.col("start") <= d)) & (pl.col("end").is_null() | (pl.col("end") >= d))
+
+
+def rows_valid_on_snapshots(trading: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
+    """``trading`` (snapshot, code) joined with the ``table`` row valid on each snapshot.
+
+    ``table`` has ``code``, ``start``, ``end``; where several rows of a code are valid on
+    the same snapshot (overlapping intervals, or a static table with duplicate codes)
+    the first in table order wins, as the static build always did.
+    """
+    return (
+        trading.join(table.with_row_index("_row"), on="code", how="inner")
+        .filter(valid_on("snapshot"))
+        .filter(pl.col("_row") == pl.col("_row").min().over("snapshot", "code"))
+        .drop("_row", *VALIDITY)
+    )
 
 
 def code_hash(codes: np.ndarray) -> np.ndarray:
@@ -70,20 +109,23 @@ def sector_industry_edges(
     Industry links come first (ring capped at ``max_degree``); sector links fill
     the budget left in each sector (``max_degree`` minus the largest industry
     degree there), so no stock exceeds ``max_degree`` in total. Ring order is by
-    a hash of the code, so neighbours are not alphabetical runs.
+    a hash of the code, so neighbours are not alphabetical runs. A stock's sector and
+    industry on snapshot s come from its universe row valid on s (``start``/``end``).
     """
     uni = (
-        universe.select("code", "sector", "industry")
-        .drop_nulls()
-        .unique(subset="code", keep="first", maintain_order=True)
+        with_validity(universe)
+        .select("code", "sector", "industry", *VALIDITY)
+        .drop_nulls(["code", "sector", "industry"])
     )
+    # Ranks over all rows only label groups: the edges depend on which stocks share a
+    # sector or industry, never on the labels' values.
     uni = uni.with_columns(
         pl.Series("key", code_hash(uni["code"].to_numpy()), dtype=pl.UInt64),
         pl.col("code").rank("dense").cast(pl.Int64).alias("code_rank"),  # breaks equal hashes
         pl.col("sector").rank("dense").cast(pl.Int64).alias("sec"),
         pl.struct("sector", "industry").rank("dense").cast(pl.Int64).alias("ind"),
     )
-    t = trading.join(uni, on="code", how="inner")
+    t = rows_valid_on_snapshots(trading, uni)
     if t.height == 0:
         return _empty_static()
     snap = t["snapshot"].to_physical().cast(pl.Int64).to_numpy()
@@ -138,20 +180,25 @@ def _empty_static() -> pl.DataFrame:
 
 
 def table_edges(trading: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
-    """Relation-table links whose two endpoints both trade on the snapshot.
+    """Relation-table links valid on the snapshot whose two endpoints both trade on it.
 
     Self-links are dropped, null weights count as 1, and duplicate (src, dst)
-    rows are collapsed to their mean weight. Direction is kept as given.
+    rows valid on the same snapshot are collapsed to their mean weight. Direction
+    is kept as given.
     """
     links = (
-        rows.select("src", "dst", pl.col("weight").cast(pl.Float64).fill_null(1.0))
+        with_validity(rows)
+        .select("src", "dst", pl.col("weight").cast(pl.Float64).fill_null(1.0), *VALIDITY)
         .filter((pl.col("src") != pl.col("dst")) & pl.col("weight").is_finite())
-        .group_by("src", "dst")
-        .agg(pl.col("weight").mean())
+        .with_row_index("_row")
     )
-    return (
+    edges = (
         trading.rename({"code": "src"})
         .join(links, on="src", how="inner")
+        .filter(valid_on("snapshot"))
         .join(trading.rename({"code": "dst"}), on=["snapshot", "dst"], how="inner")
-        .select("snapshot", "src", "dst", "weight")
     )
+    if links.select("src", "dst").is_duplicated().any():
+        # Averaged in table order, so a static table's means are the ones it always had.
+        edges = edges.sort("_row").group_by("snapshot", "src", "dst", maintain_order=True).agg(pl.col("weight").mean())
+    return edges.select("snapshot", "src", "dst", "weight")
