@@ -522,6 +522,17 @@ def test_code_pattern_errors_name_the_knob(pattern: str, expected: str) -> None:
     assert "data.code_pattern" in message and expected in message
 
 
+def test_files_the_pattern_does_not_match_are_not_read(tmp_path: Path) -> None:
+    """RSR's folder holds NASDAQ_ and NYSE_ files side by side: the pattern selects a market."""
+    import shutil
+
+    folder = tmp_path / "google_finance"
+    shutil.copytree(RSR, folder, ignore=shutil.ignore_patterns("*.txt"))
+    (folder / "NYSE_IBM_30Y.csv").write_text("garbage that is never parsed\n")
+    out = load_file_source(cfg(folder, code_pattern=RSR_PATTERN))
+    assert sorted(out.prices["code"].unique()) == ["AAME", "AAPL", "YY"]
+
+
 def test_utc_offsets_keep_the_local_date_and_unnamed_column_in_a_long_file(tmp_path: Path) -> None:
     path = tmp_path / "ts.csv"
     path.write_text(

@@ -287,12 +287,15 @@ def _ticker_files(directory: Path, pattern: str | None) -> dict[Path, str]:
     regex = _code_pattern(pattern)
     codes = {f: (m.group(1) if (m := regex.fullmatch(f.stem)) else None) for f in files}
     unmatched = [f.name for f, code in codes.items() if not code]
-    if unmatched:
+    if len(unmatched) == len(files):
         raise DataError(
-            f"{directory}: {len(unmatched)} of {len(files)} file name(s) do not match data.code_pattern"
-            f" {pattern!r} (matched against the name without .csv; the code is the first group, which"
-            f" must not be empty): {_examples(unmatched)}. Fix the pattern, or move those files out."
+            f"{directory}: none of the {len(files)} file name(s) match data.code_pattern {pattern!r}"
+            f" (matched against the name without .csv; the code is the first group, which must not be"
+            f" empty): {_examples(unmatched)}"
         )
+    if unmatched:  # the pattern also selects: RSR's folder holds NASDAQ_ and NYSE_ files side by side
+        log.info("%d of %d files do not match data.code_pattern %r and are not read: %s",
+                 len(unmatched), len(files), pattern, _examples(unmatched))
     return {f: code for f, code in codes.items() if code}
 
 
