@@ -43,9 +43,10 @@ def write_user_files(repo) -> None:
     from alphagraph.data.synthetic import generate_market
 
     market = generate_market(params_from_dict(TINY_PARAMS).data.synthetic, 0)
-    prices = market.prices.sort("code", "date").with_row_index("i")
-    # Vendor placeholders: open = 0 with a real close, spread over the panel.
-    zero = pl.col("i").is_in(list(range(500, 500 + 997 * ZERO_OPENS, 997)))
+    kept = pl.col("code") != LEFT_OUT
+    prices = market.prices.sort("code", "date").with_columns(kept.cum_sum().alias("i"))
+    # Vendor placeholders: open = 0 with a real close, spread over the stocks that are read.
+    zero = kept & pl.col("i").is_in(list(range(500, 500 + 997 * ZERO_OPENS, 997)))
     prices = prices.with_columns(pl.when(zero).then(0.0).otherwise(pl.col("open")).alias("open")).drop("i")
     folder = repo / "inputs/prices"
     folder.mkdir(parents=True)
