@@ -705,18 +705,15 @@ def _frames(
         "date": date_s.gather(flat // n),
         "code": code_s.gather(flat % n),
     }
-    open_, high, low, close = ohlc
-    prices = pl.DataFrame(
-        {
-            **keys,
-            "open": open_.ravel()[flat],
-            "high": high.ravel()[flat],
-            "low": low.ravel()[flat],
-            "close": close.ravel()[flat],
-            "volume": np.round(np.exp(paths.log_volume.ravel()[flat])),
-        }
-    )
-    comp = {f"alpha_{k}": paths.components[j].ravel()[flat] for j, k in enumerate(COMPONENTS)}
+    # Prices on a cent grid and volumes in whole shares, as real data is: the last-bit
+    # differences of exp/log across CPUs and numpy builds vanish in the rounding, so the
+    # raw files are byte-identical across machines. Rounding is monotone: low <= open,
+    # close <= high still holds.
+    cents = {name: np.maximum(np.round(x.ravel()[flat], 2), 0.01)
+             for name, x in zip(("open", "high", "low", "close"), ohlc)}
+    prices = pl.DataFrame({**keys, **cents, "volume": np.round(np.exp(paths.log_volume.ravel()[flat]))})
+    # The planted truth to 1e-10 (its scale is 1e-3) for the same reason.
+    comp = {f"alpha_{k}": np.round(paths.components[j].ravel()[flat], 10) for j, k in enumerate(COMPONENTS)}
     alpha = np.zeros(len(flat))
     for values in comp.values():  # same order as a horizontal sum of the columns
         alpha = alpha + values
