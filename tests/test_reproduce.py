@@ -1,0 +1,69 @@
+"""The reference comparison: exact for data stages and LightGBM, within tolerance for neural models."""
+
+import copy
+import json
+
+import pytest
+
+from alphagraph.reproduce import compare, flatten, main, tolerance
+
+REFERENCE = {
+    "ingest": {"rows": 100, "first_date": "2015-01-02"},
+    "lgbm": {"test": {"rank_ic_1d": 0.0445, "sharpe_1d": 6.0}},
+    "core": {"test": {"rank_ic_1d": 0.0582, "sharpe_1d": 8.7}, "train": {"best_epoch_fold0": 4}},
+}
+
+
+def test_identical_runs_reproduce():
+    assert compare(REFERENCE, copy.deepcopy(REFERENCE)) == []
+
+
+def test_exact_metrics_must_not_move_at_all():
+    run = copy.deepcopy(REFERENCE)
+    run["lgbm"]["test"]["rank_ic_1d"] = 0.0445001
+    (line,) = compare(REFERENCE, run)
+    assert line.startswith("metrics/lgbm.json test.rank_ic_1d: reference 0.0445, run 0.0445001") and "must be identical" in line
+
+
+def test_neural_metrics_move_within_their_tolerance_only():
+    run = copy.deepcopy(REFERENCE)
+    run["core"]["test"]["rank_ic_1d"] += 0.01
+    run["core"]["train"]["best_epoch_fold0"] = 6  # a tie can move the best epoch: not compared
+    assert compare(REFERENCE, run) == []
+    run["core"]["test"]["rank_ic_1d"] = 0.0582 + 2 * tolerance("core", "test.rank_ic_1d")
+    (line,) = compare(REFERENCE, run)
+    assert "metrics/core.json test.rank_ic_1d" in line and "tolerance" in line
+
+
+def test_missing_and_new_keys_are_reported():
+    run = copy.deepcopy(REFERENCE)
+    del run["core"]["test"]["sharpe_1d"]
+    run["ingest"]["stocks"] = 5
+    lines = compare(REFERENCE, run)
+    assert any("test.sharpe_1d: missing in the run" in l for l in lines)
+    assert any("ingest.json stocks: not in the reference" in l for l in lines)
+    assert "metrics/core.json: missing in the run" in compare(REFERENCE, {k: v for k, v in run.items() if k != "core"})
+
+
+def test_flatten_uses_dvc_keys():
+    assert flatten({"test": {"ic_1d": 1, "x": {"y": 2}}, "rows": 3}) == {"test.ic_1d": 1, "test.x.y": 2, "rows": 3}
+
+
+def test_command_exits_non_zero_with_a_readable_diff(tmp_path, capsys):
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    ref.mkdir(), run.mkdir()
+    for stem, doc in REFERENCE.items():
+        (ref / f"{stem}.json").write_text(json.dumps(doc))
+        (run / f"{stem}.json").write_text(json.dumps(doc))
+    assert main(["--reference", str(ref), "--metrics", str(run)]) == 0
+    edited = copy.deepcopy(REFERENCE["lgbm"])
+    edited["test"]["sharpe_1d"] = 6.5  # a reference value edited by hand
+    (ref / "lgbm.json").write_text(json.dumps(edited))
+    assert main(["--reference", str(ref), "--metrics", str(run)]) == 1
+    out = capsys.readouterr().out
+    assert "metrics/lgbm.json test.sharpe_1d: reference 6.5, run 6.0, diff -0.5 (must be identical)" in out
+
+
+@pytest.mark.parametrize(("stem", "key", "expected"), [("graph", "edges_total", 0.0), ("core", "train.best_epoch_fold0", None)])
+def test_tolerance_lookup(stem, key, expected):
+    assert tolerance(stem, key) == expected
