@@ -1,12 +1,17 @@
 """End to end: `dvc repro` of the tiny config in a fresh git + DVC repo, and the DVC workflow on it."""
 
 import json
+import os
+import shutil
 import time
 
 import polars as pl
 import pytest
 
-from tests.conftest import run
+from alphagraph.reproduce import compare, load_dir
+from tests.conftest import ROOT, run
+
+REFERENCE = ROOT / "tests/reference/tiny"
 
 pytestmark = pytest.mark.slow
 
@@ -41,6 +46,38 @@ def test_repro_runs_and_status_is_clean(tiny_repo):
     assert "Running stage" not in again.stdout
 
 
+def test_tiny_run_reproduces_the_committed_reference(tiny_repo):
+    """CI's reproduction check: the tiny config from scratch against committed metrics.
+
+    Exact for the data stages, the oracle and LightGBM; within the tolerances of
+    ``alphagraph.reproduce`` for the neural models. After a deliberate change
+    that moves the figures: ALPHAGRAPH_UPDATE_REFERENCE=1 pytest tests/test_pipeline_e2e.py -k reference
+    """
+    if os.environ.get("ALPHAGRAPH_UPDATE_REFERENCE"):
+        REFERENCE.mkdir(parents=True, exist_ok=True)
+        for path in (tiny_repo / "metrics").glob("*.json"):
+            shutil.copy2(path, REFERENCE / path.name)
+    moved = compare(load_dir(REFERENCE), load_dir(tiny_repo / "metrics"))
+    assert not moved, "the tiny run moved away from tests/reference/tiny:\n" + "\n".join(moved)
+
+
+def test_a_colleague_pulls_the_run_from_a_dvc_remote(tiny_repo, tmp_path):
+    """A local-folder remote stands in for S3/GCS/SSH: push the run, clone, pull, nothing is stale."""
+    remote = tmp_path / "remote"
+    run(["dvc", "remote", "add", "-d", "shared", str(remote)], tiny_repo)
+    run(["dvc", "push", "-q"], tiny_repo)
+    run(["git", "add", "-A"], tiny_repo)
+    run(["git", "commit", "-qm", "the run, with its remote"], tiny_repo)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(tiny_repo), str(clone)], tmp_path)
+    run(["dvc", "pull", "-q"], clone)
+    assert run(["dvc", "status", "-q"], clone, check=False).returncode == 0
+    for out in ("data/raw/prices.parquet", "data/predictions/core.parquet", "models/core/fold0/best.pt"):
+        assert (clone / out).read_bytes() == (tiny_repo / out).read_bytes(), out
+    again = run(["dvc", "repro"], clone)
+    assert "Running stage" not in again.stdout
+
+
 def test_metrics_show_lists_keys(tiny_repo):
     out = run(["dvc", "metrics", "show", "--json"], tiny_repo).stdout
     for key in ("stocks", "n_features", "mean_degree", "rank_ic_1d", "sharpe_net_5d", "rank_ic_1d_vs_oracle", "peak_rss_mb"):
@@ -62,7 +99,7 @@ def test_forced_repro_is_byte_identical_and_an_experiment_changes_only_what_it_s
     assert [k for k in before if before[k] != after[k]] == []
 
     run(["git", "add", "-A"], tiny_repo)
-    run(["git", "commit", "-qm", "baseline run"], tiny_repo)
+    run(["git", "commit", "-qm", "baseline run", "--allow-empty"], tiny_repo)
     out = run(["dvc", "exp", "run", "-S", "train.lr=5e-4"], tiny_repo).stdout
     ran = {s for s in STAGES if f"Running stage '{s}'" in out}
     assert ran == {"core", "export", "report"}, out

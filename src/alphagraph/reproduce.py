@@ -38,14 +38,19 @@ class Tolerance:
     abs: float | None  # None: not compared (e.g. the best epoch, which a tie can move)
 
 
-# First match wins; measured as the spread between runs whose float reduction order differs
-# (the tiny config with 1 and 2 torch threads), with headroom; see the README.
+# First match wins. Each bound is about one standard error of the metric on the tiny CI
+# config's test windows (119 days x 40 stocks: a pooled RankIC has a standard error near
+# 0.016, an annualized Sharpe near 2): numerical drift may move a figure as far as its own
+# sampling noise already blurs it, no further. Measured drift is far smaller (torch with 1
+# vs 2 threads: at most 1e-6; another CPU on the default config: RankIC 7e-4, Sharpe 0.12).
 NEURAL_TOLERANCES = (
     Tolerance(r"(^|\.)train\.", None),
     Tolerance(r"(^|\.)(n_dates|n_rows)$", 0.0),
     Tolerance(r"best_model", 0.0),
-    Tolerance(r"sharpe|icir|ann_return|max_drawdown", 0.6),
-    Tolerance(r"", 0.03),
+    Tolerance(r"sharpe", 1.0),
+    Tolerance(r"icir", 0.15),
+    Tolerance(r"turnover|ann_return|max_drawdown", 0.1),
+    Tolerance(r"", 0.02),
 )
 
 
