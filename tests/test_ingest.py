@@ -28,13 +28,15 @@ def test_synthetic_ingest_tables(synthetic_raw):
     assert set(raw.relations["relation"].unique()) == {"competitor", "supply_chain", "fund_similarity"}
     m = ingest_metrics(raw, "synthetic")
     assert m["rows"] == raw.prices.height and m["stocks"] == 30 and m["days"] == 120
-    # the validity columns are always there; the synthetic market's relations are static
+    # the validity columns are always there; the synthetic universe is static, its supply links
+    # and fund co-holdings change over time (validity dates), and the truth is kept apart
     assert raw.universe.schema == pl.Schema(UNIVERSE_SCHEMA)
     assert raw.relations.schema == pl.Schema(RELATIONS_SCHEMA)
+    assert raw.relations_true.schema == pl.Schema(RELATIONS_SCHEMA)
     assert raw.universe["start"].null_count() == raw.universe.height
-    assert raw.relations["end"].null_count() == raw.relations.height
+    assert raw.relations.filter(pl.col("relation") == "supply_chain")["end"].null_count() < raw.relations.height
     assert raw.universe["listed"].null_count() == 0  # the generator's listing dates are kept
-    assert m["point_in_time_universe"] is False and m["point_in_time_relations"] is False
+    assert m["point_in_time_universe"] is False and m["point_in_time_relations"] is True
     assert m["zero_open_rows"] == 0 and m["tickers_missing"] == 0
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import functools
+import os
+import random
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +33,9 @@ from alphagraph.train import (
     seed_everything,
     split_codes,
 )
+from alphagraph.train.loop import CheckpointError, _rng_state, _set_rng_state, load_checkpoint
 from alphagraph.walkforward import split_for
+from tests.conftest import EASY_MARKET
 
 # A small market with a strong planted signal (so a tiny model learns it robustly)
 # and few feature windows (fewer inputs, faster tests).
@@ -43,6 +48,7 @@ TINY_TRAIN: dict[str, Any] = {
             "n_days": 420,
             "n_sectors": 4,
             "n_funds": 10,
+            **EASY_MARKET,
             "signal": {
                 "reversal": 0.11,
                 "momentum": 0.08,
@@ -280,3 +286,61 @@ def test_select_metric_loss_and_bad_select_horizon(tiny):
         fit(make_model(data, tiny.params), data, make_loss(data, tiny.params), loop_cfg(select_horizon=3))
     with pytest.raises(ValueError, match="select_metric"):
         loop_cfg(select_metric="sharpe")
+
+
+# ----------------------------------------------------------------- safe checkpoints
+
+
+class Smuggler:
+    """Unpickling it calls ``os.makedirs(marker)``: any callable a checkpoint carries would run the same way."""
+
+    def __init__(self, marker: Any) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.makedirs, (self.marker,)
+
+
+def test_checkpoints_hold_only_tensors_and_plain_containers(tiny, tmp_path):
+    data = gat_fold_data(tiny.panel, tiny.index, tiny.fold, tiny.params)
+    fit(make_model(data, tiny.params), data, make_loss(data, tiny.params), loop_cfg(epochs=2, days_per_epoch=8), tmp_path)
+    for name in ("last.pt", "best.pt"):
+        torch.load(tmp_path / name, weights_only=True)  # raises on anything that would need code to rebuild
+    last = load_checkpoint(tmp_path / "last.pt")
+    assert last["epoch"] == 2 and len(last["history"]) == 2 and last["finished"]
+
+
+def test_rng_states_survive_a_weights_only_round_trip(tmp_path):
+    seed_everything(7)
+    np.random.standard_normal()  # a cached gaussian in numpy's state
+    random.gauss(0, 1)  # and in python's
+    path = tmp_path / "rng.pt"
+    torch.save(_rng_state(torch.device("cpu")), path)
+    expected = (torch.rand(3), np.random.standard_normal(4), np.random.rand(2), random.random(), random.gauss(0, 1))
+    seed_everything(123)
+    _set_rng_state(load_checkpoint(path))
+    again = (torch.rand(3), np.random.standard_normal(4), np.random.rand(2), random.random(), random.gauss(0, 1))
+    assert torch.equal(expected[0], again[0]) and np.array_equal(expected[1], again[1]) and np.array_equal(expected[2], again[2])
+    assert expected[3:] == again[3:]
+
+
+def test_a_checkpoint_carrying_a_pickled_callable_is_refused_at_resume(tiny, tmp_path):
+    data = gat_fold_data(tiny.panel, tiny.index, tiny.fold, tiny.params)
+    cfg = loop_cfg(epochs=2, days_per_epoch=8)
+    fit(make_model(data, tiny.params), data, make_loss(data, tiny.params), cfg, tmp_path, until_epoch=1)
+    marker = tmp_path / "pwned"
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    torch.save({**ckpt, "history": [*ckpt["history"], Smuggler(marker)]}, tmp_path / "last.pt")
+    with pytest.raises(CheckpointError, match=re.escape(f"{tmp_path / 'last.pt'}: refused to load") + ".*os.makedirs"):
+        fit(make_model(data, tiny.params), data, make_loss(data, tiny.params), cfg, tmp_path)
+    assert not marker.exists()
+    # A refused best.pt too (read back when a finished run resumes).
+    (tmp_path / "last.pt").unlink()
+    fit(make_model(data, tiny.params), data, make_loss(data, tiny.params), cfg, tmp_path)
+    torch.save({"model": Smuggler(marker)}, tmp_path / "best.pt")
+    with pytest.raises(CheckpointError, match="best.pt: refused to load"):
+        fit(make_model(data, tiny.params), data, make_loss(data, tiny.params), cfg, tmp_path)
+    assert not marker.exists()
+    (tmp_path / "last.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="last.pt: cannot be loaded"):
+        fit(make_model(data, tiny.params), data, make_loss(data, tiny.params), cfg, tmp_path)

@@ -43,6 +43,15 @@ class SignalConfig:
 
 
 @dataclass(frozen=True)
+class ObservedRelationsConfig:
+    """How the relations file a model reads differs from the true links (all 0 = the truth)."""
+
+    weight_noise: float = 0.3  # observed weight = true weight x lognormal(0, weight_noise)
+    missing_share: float = 0.3  # share of true links absent from the file
+    spurious_share: float = 0.3  # links that do not exist, added per type as a share of its true links
+
+
+@dataclass(frozen=True)
 class SyntheticConfig:
     """Size and stylized facts of the built-in synthetic market."""
 
@@ -60,6 +69,16 @@ class SyntheticConfig:
     suppliers_per_stock: int = 3
     n_funds: int = 40
     fund_top_k: int = 10
+    supply_life_days: int = 500  # mean life of a supply link, in trading days (0 = links never change)
+    fund_rebalance_days: int = 250  # funds redraw their holdings this often (0 = never)
+    # Each component's strength is a_k x m_k(t), m_k an AR(1) around 1 with this persistence and
+    # standard deviation (scaled up for the weaker components, which can flip sign); 0 = constant.
+    strength_persistence: float = 0.98
+    strength_variation: float = 0.7
+    # The supply-chain lead-lag reads f(u) = u (1 + c |u|) of each supplier's vol-scaled return u:
+    # large supplier moves carry more than their share (0 = linear).
+    supply_nonlinearity: float = 0.5
+    observed: ObservedRelationsConfig = field(default_factory=ObservedRelationsConfig)
     signal: SignalConfig = field(default_factory=SignalConfig)
 
 
@@ -404,6 +423,15 @@ def _check(p: Params, source: str) -> None:
         fail("data.synthetic.n_days", f"needs at least 30 days, got {syn.n_days}")
     if syn.n_sectors < 1 or syn.industries_per_sector < 1:
         fail("data.synthetic.n_sectors", "sectors and industries per sector must be >= 1")
+    for key in ("missing_share", "spurious_share"):
+        if not 0 <= getattr(syn.observed, key) < 1:
+            fail(f"data.synthetic.observed.{key}", f"must be in [0, 1), got {getattr(syn.observed, key)}")
+    if syn.observed.weight_noise < 0 or syn.strength_variation < 0 or syn.supply_nonlinearity < 0:
+        fail("data.synthetic", "weight_noise, strength_variation and supply_nonlinearity must be >= 0")
+    if not 0 <= syn.strength_persistence < 1:
+        fail("data.synthetic.strength_persistence", f"must be in [0, 1), got {syn.strength_persistence}")
+    if syn.supply_life_days < 0 or syn.fund_rebalance_days < 0:
+        fail("data.synthetic.supply_life_days", "supply_life_days and fund_rebalance_days must be >= 0")
     if not p.features.horizons or any(h < 1 for h in p.features.horizons):
         fail("features.horizons", f"must be a non-empty list of positive ints, got {p.features.horizons}")
     if len(set(p.features.horizons)) != len(p.features.horizons):

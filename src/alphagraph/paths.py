@@ -6,6 +6,7 @@ RAW = Path("data/raw")
 PRICES = RAW / "prices.parquet"
 UNIVERSE = RAW / "universe.parquet"
 RELATIONS = RAW / "relations.parquet"
+RELATIONS_TRUE = RAW / "relations_true.parquet"  # synthetic market only: the links behind the planted signal
 ORACLE = RAW / "oracle.parquet"
 FEATURES_PANEL = Path("data/features/panel.parquet")
 NORMALIZED_PANEL = Path("data/normalized/panel.parquet")

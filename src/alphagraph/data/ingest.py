@@ -57,6 +57,7 @@ class RawData:
     oracle: pl.DataFrame
     dropped: dict[str, int]
     split_suspects: pl.DataFrame
+    relations_true: pl.DataFrame | None = None  # synthetic only; no model reads it
     tickers_missing: int = 0
     zero_open_rows: int = 0
     point_in_time_universe: bool = False
@@ -82,6 +83,8 @@ def _from_synthetic(params: Params) -> RawData:
         universe=_conform(market.universe, UNIVERSE_SCHEMA),
         relations=_conform(market.relations, RELATIONS_SCHEMA),
         oracle=market.oracle.select(list(ORACLE_SCHEMA)),
+        relations_true=_conform(market.relations_true, RELATIONS_SCHEMA),
+        point_in_time_relations=True,  # supply links and fund co-holdings carry validity dates
         dropped={},
         split_suspects=detect_splits(prices, params.data.split_ratio_threshold),
     )
@@ -181,6 +184,9 @@ def write_raw(raw: RawData, metrics: dict[str, Any], metrics_path: Path) -> list
         paths.PRICES: raw.prices,
         paths.UNIVERSE: raw.universe,
         paths.RELATIONS: raw.relations,
+        # Written empty for a file source: the out is declared in dvc.yaml.
+        paths.RELATIONS_TRUE: raw.relations_true if raw.relations_true is not None
+        else pl.DataFrame(schema=RELATIONS_SCHEMA),
         paths.ORACLE: raw.oracle,
     }
     for path, frame in outs.items():

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from alphagraph.config import SignalConfig, SyntheticConfig
+from alphagraph.config import ObservedRelationsConfig, SignalConfig, SyntheticConfig
 
 COMPONENTS: tuple[str, ...] = (
     "reversal",
@@ -53,8 +53,9 @@ class Market:
 
     prices: pl.DataFrame
     universe: pl.DataFrame
-    relations: pl.DataFrame
+    relations: pl.DataFrame  # what a model reads: incomplete, noisy, with spurious links
     oracle: pl.DataFrame
+    relations_true: pl.DataFrame  # the links that drive the planted signal (diagnosis only)
 
 
 @dataclass(frozen=True)
@@ -106,12 +107,40 @@ class _Edges:
 
 
 @dataclass(frozen=True)
+class _Links:
+    """Links with a life: each row is valid on trading days [start, end] (inclusive indices)."""
+
+    src: np.ndarray
+    dst: np.ndarray
+    weight: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+
+    @staticmethod
+    def always(edges: _Edges, n_days: int) -> _Links:
+        m = len(edges.src)
+        return _Links(edges.src, edges.dst, edges.weight, np.zeros(m, dtype=np.int64), np.full(m, n_days - 1))
+
+
+@dataclass(frozen=True)
+class _SupplyEvents:
+    """Supply links that die and are replaced: on ``day`` the customer's ``slot`` gets ``supplier``."""
+
+    day: np.ndarray
+    customer: np.ndarray
+    slot: np.ndarray
+    supplier: np.ndarray
+    raw: np.ndarray  # unnormalized weight; shares are raw / the customer's sum that day
+
+
+@dataclass(frozen=True)
 class _Paths:
     log_close: np.ndarray  # (T, n) latent log close
     log_prev: np.ndarray  # (T, n) latent log close of the previous day
     total_sd: np.ndarray  # (T, n) conditional sd of the day's return
     log_volume: np.ndarray  # (T, n)
     components: np.ndarray  # (K, T, n) planted alpha components, 0 where not traded
+    supply: _Links  # the true supply links, with the share each had when it began
 
 
 # ----------------------------------------------------------------------- public
@@ -121,14 +150,24 @@ def generate_market(cfg: SyntheticConfig, seed: int) -> Market:
     """Generate the synthetic market for ``cfg``; bit-identical for the same ``seed``."""
     dyn = _Dynamics()
     dates = _calendar(cfg, _rng(seed, "calendar"))
-    uni = _universe(cfg, len(dates), _rng(seed, "universe"))
-    traded = _trading_mask(cfg, uni, len(dates), seed)
-    competitors = _competitors(uni, cfg.competitors_per_stock, _rng(seed, "competitors"))
-    suppliers = _supply_chain(uni, cfg.suppliers_per_stock, _rng(seed, "supply_chain"))
-    funds = _fund_similarity(uni, cfg.n_funds, cfg.fund_top_k, _rng(seed, "funds"))
-    paths = _simulate(cfg.signal, dyn, uni, traded, suppliers, seed)
+    n_days = len(dates)
+    uni = _universe(cfg, n_days, _rng(seed, "universe"))
+    traded = _trading_mask(cfg, uni, n_days, seed)
+    competitors = _Links.always(_competitors(uni, cfg.competitors_per_stock, _rng(seed, "competitors")), n_days)
+    supply_rng = _rng(seed, "supply_chain")
+    affinity = _sector_affinity(uni.n_sectors, supply_rng)
+    suppliers = _supply_chain(uni, cfg.suppliers_per_stock, supply_rng, affinity)
+    events = _supply_events(uni, suppliers, affinity, cfg.supply_life_days, n_days, _rng(seed, "supply_chain.dynamics"))
+    funds = _fund_links(uni, cfg, n_days, _rng(seed, "funds"))
+    paths = _simulate(cfg, dyn, uni, traded, suppliers, events, seed)
     ohlc = _ohlc(paths, seed)
-    return _frames(dates, uni, traded, paths, ohlc, competitors, suppliers, funds)
+    true = {"competitor": competitors, "supply_chain": paths.supply, "fund_similarity": funds}
+    rng = _rng(seed, "observed")
+    observed = {
+        name: _observe(links, cfg.observed, len(uni.codes), rng, symmetric=name != "supply_chain")
+        for name, links in true.items()
+    }
+    return _frames(dates, uni, traded, paths, ohlc, observed, true)
 
 
 def signal_report(market: Market, horizons: tuple[int, ...] = (1, 5)) -> dict:
@@ -344,7 +383,7 @@ def _symmetric(pair_keys: np.ndarray, n: int, weight: np.ndarray) -> _Edges:
     )
 
 
-def _supply_chain(uni: _Universe, k: int, rng: np.random.Generator) -> _Edges:
+def _supply_chain(uni: _Universe, k: int, rng: np.random.Generator, affinity: np.ndarray) -> _Edges:
     """Directed supplier -> customer links, k suppliers per customer, mostly from upstream sectors.
 
     Each sector buys mainly from two upstream sectors (an industrial structure);
@@ -354,18 +393,9 @@ def _supply_chain(uni: _Universe, k: int, rng: np.random.Generator) -> _Edges:
     k = min(k, n - 1)
     if k <= 0:
         return _Edges(*(np.empty(0, dtype=t) for t in (np.int64, np.int64, np.float64)))
-    s = uni.n_sectors
-    affinity = np.ones((s, s))
-    for c in range(s):
-        others = np.delete(np.arange(s), c)
-        if len(others):
-            affinity[c, rng.choice(others, size=min(2, len(others)), replace=False)] = 8.0
-    log_aff = np.log(affinity)
     pick = np.empty((n, k), dtype=np.int64)
     for rows in _chunks(n):  # bounded memory for large universes
-        logits = log_aff[uni.sector[rows]][:, uni.sector]  # (customer, supplier)
-        logits[uni.industry[rows, None] == uni.industry[None, :]] += np.log(0.2)
-        logits[np.arange(len(rows)), rows] = -np.inf
+        logits = _supplier_logits(uni, rows, affinity)  # (customer, supplier)
         # Gumbel top-k: k distinct suppliers drawn with probability proportional to affinity.
         noisy = logits + rng.gumbel(size=logits.shape)
         pick[rows] = np.argsort(-noisy, axis=1, kind="stable")[:, :k]
@@ -407,6 +437,130 @@ def _fund_similarity(uni: _Universe, n_funds: int, top_k: int, rng: np.random.Ge
     return _symmetric(keys, n, np.einsum("ij,ij->i", unit[lo], unit[hi]))
 
 
+def _supplier_logits(uni: _Universe, customers: np.ndarray, affinity: np.ndarray) -> np.ndarray:
+    """(len(customers), n) log-weights of each stock as a supplier of each customer."""
+    logits = np.log(affinity)[uni.sector[customers]][:, uni.sector]
+    logits[uni.industry[customers, None] == uni.industry[None, :]] += np.log(0.2)
+    logits[np.arange(len(customers)), customers] = -np.inf
+    return logits
+
+
+def _sector_affinity(n_sectors: int, rng: np.random.Generator) -> np.ndarray:
+    """Each sector buys mainly from two upstream sectors (an industrial structure)."""
+    affinity = np.ones((n_sectors, n_sectors))
+    for c in range(n_sectors):
+        others = np.delete(np.arange(n_sectors), c)
+        if len(others):
+            affinity[c, rng.choice(others, size=min(2, len(others)), replace=False)] = 8.0
+    return affinity
+
+
+def _supply_events(
+    uni: _Universe, initial: _Edges, affinity: np.ndarray, life: int, n_days: int, rng: np.random.Generator
+) -> _SupplyEvents:
+    """Supply links die after an exponential life (mean ``life`` days) and a new supplier takes the slot.
+
+    The new supplier is drawn like the first ones (upstream sectors preferred, by
+    inverse CDF per industry); its raw weight has the scale of a share. Draws come
+    in rounds over all slots, so a longer run starts with the same events (no
+    look-ahead). ``life`` 0: links never change.
+    """
+    n = len(uni.codes)
+    k = len(initial.src) // n if n else 0
+    ints = np.empty(0, dtype=np.int64)
+    if life <= 0 or k == 0:
+        return _SupplyEvents(ints, ints, ints, ints, np.empty(0))
+    industries = np.arange(uni.n_industries)
+    sector_of_industry = np.zeros(uni.n_industries, dtype=np.int64)
+    sector_of_industry[uni.industry] = uni.sector
+    weight = affinity[sector_of_industry][:, uni.sector] * np.where(industries[:, None] == uni.industry[None, :], 0.2, 1.0)
+    cdf = np.cumsum(weight, axis=1)
+    slots = n * k
+    customer_of, slot_of = np.arange(slots) // k, np.arange(slots) % k
+    cum = np.zeros(slots)
+    parts = []
+    while True:
+        cum += rng.exponential(life, size=slots)
+        u, raw = rng.random(slots), rng.uniform(0.2, 1.0, size=slots) / (0.6 * k)
+        day = 1 + np.floor(cum).astype(np.int64)
+        live = np.flatnonzero(day < n_days)
+        if live.size == 0:
+            break
+        c = customer_of[live]
+        rows = cdf[uni.industry[c]]
+        pick = np.minimum((rows < (u[live] * rows[:, -1])[:, None]).sum(axis=1), n - 1)
+        pick = np.where(pick == c, (pick + 1) % n, pick)  # never its own supplier
+        parts.append((day[live], c, slot_of[live], pick, raw[live]))
+    if not parts:
+        return _SupplyEvents(ints, ints, ints, ints, np.empty(0))
+    day, customer, slot, supplier, raw = (np.concatenate([p[i] for p in parts]) for i in range(5))
+    order = np.lexsort((slot, customer, day))
+    return _SupplyEvents(day[order], customer[order], slot[order], supplier[order], raw[order])
+
+
+def _fund_links(uni: _Universe, cfg: SyntheticConfig, n_days: int, rng: np.random.Generator) -> _Links:
+    """Fund co-holding similarity, recomputed each time the funds rebalance (``fund_rebalance_days``)."""
+    every = cfg.fund_rebalance_days if cfg.fund_rebalance_days > 0 else n_days
+    parts = []
+    for start in range(0, n_days, every):  # a few periods; each is vectorized
+        edges = _fund_similarity(uni, cfg.n_funds, cfg.fund_top_k, rng)
+        m = len(edges.src)
+        end = min(start + every, n_days) - 1
+        parts.append(_Links(edges.src, edges.dst, edges.weight, np.full(m, start), np.full(m, end)))
+    return _concat_links(parts)
+
+
+def _concat_links(parts: list[_Links]) -> _Links:
+    return _Links(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("src", "dst", "weight", "start", "end")))
+
+
+def _observe(links: _Links, cfg: ObservedRelationsConfig, n: int, rng: np.random.Generator, symmetric: bool) -> _Links:
+    """The relations file a model reads: true links missing, weights mismeasured, spurious links added.
+
+    Symmetric relations are observed per pair (both directions or neither). A spurious
+    link copies the weight and life of a random true link between two random stocks.
+    """
+    half = links.src < links.dst if symmetric else np.ones(len(links.src), dtype=bool)
+    true = _Links(*(getattr(links, f)[half] for f in ("src", "dst", "weight", "start", "end")))
+    m = len(true.src)
+    if m == 0 or n < 2:
+        return links
+    keep = rng.random(m) >= cfg.missing_share
+    noise = np.exp(cfg.weight_noise * rng.standard_normal(m))
+    n_fake = int(round(cfg.spurious_share * m))
+    like = rng.integers(0, m, size=n_fake)
+    a = rng.integers(0, n, size=n_fake)
+    b = (a + rng.integers(1, n, size=n_fake)) % n  # never a self-loop
+    if symmetric:
+        a, b = np.minimum(a, b), np.maximum(a, b)
+    fake_w = true.weight[like] * np.exp(cfg.weight_noise * rng.standard_normal(n_fake))
+    # A "spurious" link that happens to be a true one is not spurious: leave it out.
+    span = int(true.start.max()) + 1
+
+    def key(src: np.ndarray, dst: np.ndarray, start: np.ndarray) -> np.ndarray:
+        return (src.astype(np.int64) * n + dst) * span + start
+
+    new = ~np.isin(key(a, b, true.start[like]), key(true.src, true.dst, true.start))
+    like, a, b, fake_w = like[new], a[new], b[new], fake_w[new]
+    out = _Links(
+        np.concatenate([true.src[keep], a]),
+        np.concatenate([true.dst[keep], b]),
+        np.concatenate([(true.weight * noise)[keep], fake_w]),
+        np.concatenate([true.start[keep], true.start[like]]),
+        np.concatenate([true.end[keep], true.end[like]]),
+    )
+    # One row per (src, dst, start), as a relations file has (two spurious draws may coincide).
+    _, first = np.unique(key(out.src, out.dst, out.start), return_index=True)
+    first = np.sort(first)
+    out = _Links(*(getattr(out, f)[first] for f in ("src", "dst", "weight", "start", "end")))
+    if symmetric:
+        out = _Links(
+            np.concatenate([out.src, out.dst]), np.concatenate([out.dst, out.src]),
+            *(np.concatenate([x, x]) for x in (out.weight, out.start, out.end)),
+        )
+    return out
+
+
 def _chunks(n: int, cells: int = 1 << 22) -> list[np.ndarray]:
     """Row blocks of an (n, n) computation holding at most ``cells`` cells each."""
     size = max(1, cells // max(n, 1))
@@ -415,25 +569,24 @@ def _chunks(n: int, cells: int = 1 << 22) -> list[np.ndarray]:
 
 @dataclass(frozen=True)
 class _SignalInputs:
-    """Static inputs of the planted components."""
+    """Inputs of the planted components (the supply links at the first day; events change them)."""
 
     sector: np.ndarray  # (n,) sector id
     n_sectors: int
-    sup_idx: np.ndarray  # (n, k) supplier indices per customer
-    sup_w: np.ndarray  # (n, k) supply shares, rows sum to 1 (0 for padding / no suppliers)
+    sup_idx: np.ndarray  # (n, k) supplier indices per customer slot
+    sup_raw: np.ndarray  # (n, k) raw supply weights (0 for padding); shares = raw / row sum
     reversal_days: int
     momentum_days: int
     momentum_skip: int
     strengths: np.ndarray  # (K,) a_k in COMPONENTS order
+    nonlinearity: float
 
 
-def _signal_inputs(
-    sig: SignalConfig, dyn: _Dynamics, uni: _Universe, suppliers: _Edges
-) -> _SignalInputs:
-    """Pack the supplier lists into (n, k) arrays so a day's supply signal is one gather."""
+def _signal_inputs(cfg: SyntheticConfig, dyn: _Dynamics, uni: _Universe, suppliers: _Edges) -> _SignalInputs:
+    """Pack the supplier lists into (n, k) slot arrays so a day's supply signal is one gather."""
     n = len(uni.codes)
     counts = np.bincount(suppliers.dst, minlength=n)
-    k = max(1, int(counts.max()) if n else 1)
+    k = max(1, int(counts.max()) if n and len(suppliers.dst) else 1)
     idx = np.zeros((n, k), dtype=np.int64)
     w = np.zeros((n, k))
     order = np.argsort(suppliers.dst, kind="stable")
@@ -441,17 +594,52 @@ def _signal_inputs(
     slot = np.arange(len(dst)) - np.searchsorted(dst, dst)
     idx[dst, slot] = suppliers.src[order]
     w[dst, slot] = suppliers.weight[order]
-    total = w.sum(axis=1, keepdims=True)
     return _SignalInputs(
         sector=uni.sector,
         n_sectors=uni.n_sectors,
         sup_idx=idx,
-        sup_w=np.divide(w, total, out=np.zeros_like(w), where=total > 0),
+        sup_raw=w,
         reversal_days=dyn.reversal_days,
         momentum_days=dyn.momentum_days,
         momentum_skip=dyn.momentum_skip,
-        strengths=np.array([getattr(sig, k) for k in COMPONENTS], dtype=np.float64),
+        strengths=np.array([getattr(cfg.signal, k) for k in COMPONENTS], dtype=np.float64),
+        nonlinearity=cfg.supply_nonlinearity,
     )
+
+
+def _shares(raw: np.ndarray) -> np.ndarray:
+    total = raw.sum(axis=1, keepdims=True)
+    return np.divide(raw, total, out=np.zeros_like(raw), where=total > 0)
+
+
+def _strength_paths(cfg: SyntheticConfig, strengths: np.ndarray, n_days: int, rng: np.random.Generator) -> np.ndarray:
+    """(T, K) multipliers m_k(t) of each component's strength, with E[m_k^2] = 1.
+
+    m_k(t) = g(t) (1 + x_k(t)) / sqrt(1 + sd_k^2): a common amplitude g (lognormal
+    AR(1): stretches where every signal is weak, as in real markets) times a
+    component's own AR(1) x_k around 0 with sd_k = v sqrt(a_max / a_k), so the
+    weaker components vary more and are the ones that occasionally flip sign.
+    Both start stationary; the multiplier of day t is part of the planted alpha of t.
+    """
+    K = len(strengths)
+    v = cfg.strength_variation
+    if v == 0 or n_days == 0:
+        return np.ones((n_days, K))
+    ratio = np.divide(strengths.max(), strengths, out=np.ones(K), where=strengths > 0)
+    sd = v * np.sqrt(ratio)
+    y = _ar1(rng.standard_normal((n_days, K + 1)), cfg.strength_persistence)
+    amplitude = np.exp(v * y[:, :1] - v * v)
+    return amplitude * (1.0 + sd * y[:, 1:]) / np.sqrt(1.0 + sd * sd)
+
+
+def _ar1(eps: np.ndarray, phi: float) -> np.ndarray:
+    """Unit-variance AR(1) paths along axis 0, stationary from the first row."""
+    out = np.empty_like(eps)
+    out[0] = eps[0]
+    step = np.sqrt(1.0 - phi * phi)
+    for t in range(1, len(eps)):
+        out[t] = phi * out[t - 1] + step * eps[t]
+    return out
 
 
 # ---------------------------------------------------------------------- dynamics
@@ -564,11 +752,12 @@ def _zscore(raw: np.ndarray, rows: np.ndarray, clip: float) -> np.ndarray:
 
 
 def _simulate(
-    sig: SignalConfig,
+    cfg: SyntheticConfig,
     dyn: _Dynamics,
     uni: _Universe,
     traded: np.ndarray,
     suppliers: _Edges,
+    events: _SupplyEvents,
     seed: int,
 ) -> _Paths:
     """Day-by-day recursion: the alpha planted at t moves the return t -> t+1.
@@ -579,7 +768,13 @@ def _simulate(
     """
     n_days, n = traded.shape
     d = _drivers(dyn, uni, n_days, seed)
-    spec = _signal_inputs(sig, dyn, uni, suppliers)
+    spec = _signal_inputs(cfg, dyn, uni, suppliers)
+    strength = spec.strengths * _strength_paths(cfg, spec.strengths, n_days, _rng(seed, "signal.strength"))
+    sup_idx, sup_raw = spec.sup_idx.copy(), spec.sup_raw.copy()
+    sup_w = _shares(sup_raw)
+    first_share = sup_w.copy()  # the share of each initial link on day 0
+    event_share = np.zeros(len(events.day))
+    bounds = np.searchsorted(events.day, np.arange(n_days + 1))
 
     log_close = np.empty((n_days, n))
     log_volume = np.empty((n_days, n))
@@ -593,6 +788,13 @@ def _simulate(
     lo, hi = dyn.return_bounds
 
     for t in range(n_days):
+        today = slice(bounds[t], bounds[t + 1])
+        if today.start < today.stop:  # supply links die and are replaced from today on
+            c, k = events.customer[today], events.slot[today]
+            sup_idx[c, k] = events.supplier[today]
+            sup_raw[c, k] = events.raw[today]
+            sup_w = _shares(sup_raw)
+            event_share[today] = sup_w[c, k]
         r = np.clip(d.common[t] + d.idio[t] + alpha, lo, hi)
         logp = logp + np.log1p(r)
         log_close[t] = logp
@@ -616,14 +818,36 @@ def _simulate(
             vol_ewma[rows] + dyn.volume_ewma * (log_volume[t, rows] - vol_ewma[rows]),
         )
 
-        z = _standardize(_raw_signals(u, abnormal, cum_u, t, rows, spec), rows, dyn.zscore_clip)
-        comps[:, t] = d.idio_sd_next[t] * spec.strengths[:, None] * z
+        raw = _raw_signals(u, abnormal, cum_u, t, rows, spec, sup_idx, sup_w)
+        z = _standardize(raw, rows, dyn.zscore_clip)
+        comps[:, t] = d.idio_sd_next[t] * strength[t][:, None] * z
         alpha = np.zeros(n)
         for part in comps[:, t]:  # same order as the oracle's sum of its columns
             alpha = alpha + part
 
     log_prev = np.vstack([d.log_price0[None], log_close[:-1]])
-    return _Paths(log_close, log_prev, d.total_sd, log_volume, comps)
+    supply = _supply_links(spec, first_share, events, event_share, n_days)
+    return _Paths(log_close, log_prev, d.total_sd, log_volume, comps, supply)
+
+
+def _supply_links(
+    spec: _SignalInputs, first_share: np.ndarray, events: _SupplyEvents, event_share: np.ndarray, n_days: int
+) -> _Links:
+    """Every true supply link with its life: a slot's link ends the day before its next event."""
+    n, k = spec.sup_idx.shape
+    used = spec.sup_raw > 0
+    cust0, slot0 = np.nonzero(used)
+    customer = np.concatenate([cust0, events.customer])
+    slot = np.concatenate([slot0, events.slot])
+    start = np.concatenate([np.zeros(len(cust0), dtype=np.int64), events.day])
+    supplier = np.concatenate([spec.sup_idx[used], events.supplier])
+    share = np.concatenate([first_share[used], event_share])
+    order = np.lexsort((start, slot, customer))
+    customer, slot, start, supplier, share = (a[order] for a in (customer, slot, start, supplier, share))
+    same_slot_next = np.r_[(customer[1:] == customer[:-1]) & (slot[1:] == slot[:-1]), False]
+    end = np.where(same_slot_next, np.r_[start[1:], 0] - 1, n_days - 1)
+    lived = end >= start  # a slot that changed twice in one day kept only the later supplier
+    return _Links(supplier[lived], customer[lived], share[lived], start[lived], end[lived])
 
 
 def _raw_signals(
@@ -633,6 +857,8 @@ def _raw_signals(
     t: int,
     rows: np.ndarray,
     spec: _SignalInputs,
+    sup_idx: np.ndarray,
+    sup_w: np.ndarray,
 ) -> np.ndarray:
     """(K, n) raw component values at the close of t, in COMPONENTS order.
 
@@ -649,7 +875,9 @@ def _raw_signals(
     sec_sum = np.bincount(spec.sector, weights=u, minlength=spec.n_sectors)
     sec_cnt = np.bincount(spec.sector, weights=traded, minlength=spec.n_sectors)
     spillover = (sec_sum / np.maximum(sec_cnt, 1.0))[spec.sector]
-    supply = (u[spec.sup_idx] * spec.sup_w).sum(axis=1)
+    # Large supplier moves carry more than their share: f(u) = u (1 + c |u|).
+    us = u[sup_idx]
+    supply = (us * (1.0 + spec.nonlinearity * np.abs(us)) * sup_w).sum(axis=1)
     return np.stack([reversal, momentum, volume_price, spillover, supply])
 
 
@@ -692,9 +920,8 @@ def _frames(
     traded: np.ndarray,
     paths: _Paths,
     ohlc: tuple[np.ndarray, ...],
-    competitors: _Edges,
-    suppliers: _Edges,
-    funds: _Edges,
+    observed: dict[str, _Links],
+    true: dict[str, _Links],
 ) -> Market:
     """Build the polars frames in one go from the (T, n) arrays (row-major = sorted by date, code)."""
     flat = np.flatnonzero(traded.ravel())
@@ -734,21 +961,37 @@ def _frames(
             .scatter(np.flatnonzero(still_listed), None),
         }
     )
-    edges = {"competitor": competitors, "supply_chain": suppliers, "fund_similarity": funds}
-    relations = _relations_frame(code_s, edges)
-    return Market(prices=prices, universe=universe, relations=relations, oracle=oracle)
+    return Market(
+        prices=prices,
+        universe=universe,
+        relations=_relations_frame(code_s, date_s, observed),
+        oracle=oracle,
+        relations_true=_relations_frame(code_s, date_s, true),
+    )
 
 
-def _relations_frame(code_s: pl.Series, edges: dict[str, _Edges]) -> pl.DataFrame:
-    """One long frame ``src, dst, relation, weight``, sorted for a stable order."""
-    parts = [
-        pl.DataFrame(
-            {
-                "src": code_s.gather(e.src.astype(np.int64)),
-                "dst": code_s.gather(e.dst.astype(np.int64)),
-                "weight": pl.Series(e.weight.astype(np.float64), dtype=pl.Float64),
-            }
-        ).select("src", "dst", pl.lit(name, dtype=pl.Utf8).alias("relation"), "weight")
-        for name, e in edges.items()
-    ]
-    return pl.concat(parts).sort(["relation", "src", "dst"])
+def _relations_frame(code_s: pl.Series, date_s: pl.Series, links: dict[str, _Links]) -> pl.DataFrame:
+    """One long frame ``src, dst, relation, weight, start, end``, sorted for a stable order.
+
+    ``start`` / ``end`` are the first and last trading day of a link; null where the link
+    is older than the sample or outlives it (as a vendor's file would say).
+    """
+    last = len(date_s) - 1
+    parts = []
+    for name, e in links.items():
+        start = pl.Series("start", np.where(e.start > 0, e.start, 0)).cast(pl.Int64)
+        end = pl.Series("end", np.where(e.end < last, e.end, 0)).cast(pl.Int64)
+        parts.append(
+            pl.DataFrame(
+                {
+                    "src": code_s.gather(e.src.astype(np.int64)),
+                    "dst": code_s.gather(e.dst.astype(np.int64)),
+                    "relation": pl.Series([name] * len(e.src), dtype=pl.Utf8),
+                    # Rounded like the prices, so the file is identical across machines.
+                    "weight": pl.Series(np.round(e.weight.astype(np.float64), 10), dtype=pl.Float64),
+                    "start": date_s.gather(start).set(pl.Series(e.start <= 0), None),
+                    "end": date_s.gather(end).set(pl.Series(e.end >= last), None),
+                }
+            )
+        )
+    return pl.concat(parts).sort(["relation", "src", "dst", "start"], nulls_last=False)

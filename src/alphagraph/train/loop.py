@@ -36,6 +36,9 @@ What :func:`fit` does
   scheduler, torch / numpy / python RNG states, epoch, early-stopping state,
   history). ``fit`` resumes from ``last.pt`` when it exists: on CPU, N epochs
   then M more after a restart give bit-identical weights to N + M epochs.
+  Checkpoints hold only tensors and plain containers (RNG states included)
+  and are read with :func:`load_checkpoint` (``weights_only=True``): loading
+  a checkpoint from a colleague or a shared remote never runs code.
 - On return the model holds the best epoch's weights.
 - Deterministic on CPU: fixed ``num_threads``,
   ``torch.use_deterministic_algorithms`` (warn-only, so an op without a
@@ -50,8 +53,10 @@ import copy
 import dataclasses
 import math
 import os
+import pickle
 import random
 import time
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +67,7 @@ import polars as pl
 import torch
 from tqdm.auto import tqdm
 
+from alphagraph.errors import UserError
 from alphagraph.evaluate import daily_ic
 from alphagraph.io import atomic_path
 from alphagraph.log import get_logger
@@ -235,8 +241,20 @@ def _chunks(n: int, size: int) -> Iterator[slice]:
         yield slice(lo, min(lo + size, n))
 
 
+class CheckpointError(UserError):
+    """A checkpoint that is refused: it holds more than tensors and plain containers, or is unreadable."""
+
+
 def _rng_state(device: torch.device) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every RNG state as tensors and plain values, so that ``weights_only`` loading accepts it."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, words, gauss_next = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(gauss)},
+        "python": {"version": int(version), "words": torch.tensor(words, dtype=torch.int64), "gauss_next": gauss_next},
+    }
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -244,10 +262,20 @@ def _rng_state(device: torch.device) -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    n, p = state["numpy"], state["python"]
+    np.random.set_state((n["kind"], n["keys"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    random.setstate((p["version"], tuple(int(w) for w in p["words"].tolist()), p["gauss_next"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _plain(obj: Any) -> Any:
+    """Numpy scalars (e.g. in history records) as python numbers: ``weights_only`` loading refuses numpy objects."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_plain(v) for v in obj)
+    return obj.item() if isinstance(obj, np.generic) else obj
 
 
 def _save(obj: Any, path: Path) -> None:
@@ -257,9 +285,27 @@ def _save(obj: Any, path: Path) -> None:
         torch.save(obj, fh)
 
 
-def _load(path: Path, device: torch.device) -> Any:
-    # Our own checkpoints (RNG states are not plain tensors): weights_only=False.
-    return torch.load(path, map_location=device, weights_only=False)
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Any:
+    """A checkpoint's contents, read with ``weights_only=True``: tensors and plain containers only.
+
+    Unpickling anything else could run code (a checkpoint from a colleague or a
+    shared DVC remote is untrusted input), so such a file is refused with a
+    :class:`CheckpointError` naming it.
+    """
+    path = Path(path)
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip; anything else is damaged or foreign
+        raise CheckpointError(f"{path}: cannot be loaded: not a torch checkpoint (torch.save's zip format); delete it and retrain")
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        detail = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line or "Unsupported" in line), "")
+        raise CheckpointError(
+            f"{path}: refused to load: it holds objects other than tensors and plain containers, and unpickling"
+            f" them could run code ({detail or type(exc).__name__}). Delete it and retrain, or rebuild it from a"
+            " trusted source; never load it with weights_only=False"
+        ) from exc
+    except (RuntimeError, EOFError) as exc:  # a truncated archive
+        raise CheckpointError(f"{path}: cannot be loaded ({exc}); delete it and retrain") from exc
 
 
 _RESUME_IGNORED = ("progress", "device", "num_threads")
@@ -402,7 +448,8 @@ def fit(
         last_path = run_dir / "last.pt" if run_dir else None
         best_path = run_dir / "best.pt" if run_dir else None
         if resume and last_path is not None and last_path.exists():
-            ckpt = _load(last_path, device)
+            # On the CPU: RNG states must stay CPU tensors; load_state_dict moves weights and moments to the model's device.
+            ckpt = load_checkpoint(last_path, "cpu")
             if ckpt["config"] != _config_key(cfg):
                 raise ValueError(f"{last_path}: checkpoint was written with a different loop config; refusing to resume")
             model.load_state_dict(ckpt["model"])
@@ -462,7 +509,7 @@ def fit(
             if improved:
                 best_state = copy.deepcopy(model.state_dict())
                 if best_path is not None:
-                    _save({"model": best_state, "epoch": epoch, "score": stopper.best}, best_path)
+                    _save({"model": best_state, "epoch": epoch, "score": _plain(stopper.best)}, best_path)
             finished = stopper.should_stop or epoch >= cfg.epochs
             if last_path is not None:
                 _save(
@@ -470,12 +517,12 @@ def fit(
                         "model": model.state_dict(),
                         "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(),
-                        "stopper": dataclasses.asdict(stopper),
+                        "stopper": _plain(dataclasses.asdict(stopper)),
                         "rng": _rng_state(device),
                         "epoch": epoch,
                         "finished": finished,
-                        "history": history,
-                        "config": _config_key(cfg),
+                        "history": _plain(history),
+                        "config": _plain(_config_key(cfg)),
                     },
                     last_path,
                 )
@@ -488,7 +535,7 @@ def fit(
         bar.close()
 
         if best_state is None and best_path is not None and best_path.exists():
-            best_state = _load(best_path, device)["model"]
+            best_state = load_checkpoint(best_path, "cpu")["model"]
         if best_state is not None:
             model.load_state_dict(best_state)
     return FitResult(
