@@ -62,9 +62,13 @@ def write_user_files(repo) -> None:
     codes = sorted(set(prices["code"].to_list()) - {LEFT_OUT})
     (repo / "inputs/tickers.csv").write_text("\n".join([*codes, "NOTLISTED"]) + "\n")
     market.universe.select("code", "sector", "industry").write_csv(repo / "inputs/universe.csv")
-    rel = market.relations.select("src", "dst", "relation", "weight")
-    start = pl.when(pl.col("relation") == "supply_chain").then(pl.lit(PIT_START)).otherwise(None)
-    rel.with_columns(start.alias("start"), pl.lit(None, dtype=pl.Utf8).alias("end")).write_csv(repo / "inputs/relations.csv")
+    # The market's own validity dates, with every supply link starting no earlier than PIT_START.
+    pit = pl.lit(PIT_START).str.to_date()
+    supply = pl.col("relation") == "supply_chain"
+    rel = market.relations.filter(~supply | pl.col("end").is_null() | (pl.col("end") >= pit)).with_columns(
+        pl.when(supply & (pl.col("start").is_null() | (pl.col("start") < pit))).then(pit).otherwise(pl.col("start")).alias("start")
+    )
+    rel.unique(["src", "dst", "relation", "start"], keep="first", maintain_order=True).write_csv(repo / "inputs/relations.csv")
 
 
 @pytest.fixture(scope="module")
