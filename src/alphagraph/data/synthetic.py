@@ -979,8 +979,6 @@ def _relations_frame(code_s: pl.Series, date_s: pl.Series, links: dict[str, _Lin
     last = len(date_s) - 1
     parts = []
     for name, e in links.items():
-        start = pl.Series("start", np.where(e.start > 0, e.start, 0)).cast(pl.Int64)
-        end = pl.Series("end", np.where(e.end < last, e.end, 0)).cast(pl.Int64)
         parts.append(
             pl.DataFrame(
                 {
@@ -989,8 +987,8 @@ def _relations_frame(code_s: pl.Series, date_s: pl.Series, links: dict[str, _Lin
                     "relation": pl.Series([name] * len(e.src), dtype=pl.Utf8),
                     # Rounded like the prices, so the file is identical across machines.
                     "weight": pl.Series(np.round(e.weight.astype(np.float64), 10), dtype=pl.Float64),
-                    "start": date_s.gather(start).set(pl.Series(e.start <= 0), None),
-                    "end": date_s.gather(end).set(pl.Series(e.end >= last), None),
+                    "start": date_s.gather(e.start.astype(np.int64)).set(pl.Series(e.start <= 0), None),
+                    "end": date_s.gather(e.end.astype(np.int64)).set(pl.Series(e.end >= last), None),
                 }
             )
         )
