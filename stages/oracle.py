@@ -28,7 +28,9 @@ def main() -> None:
             rec.wrote = ["data/predictions/oracle.parquet", "metrics/oracle.json", "plots/oracle"]
             return
         panel = read_parquet(paths.NORMALIZED_PANEL)
-        preds = oracle_predictions(oracle, panel, load_folds(paths.FOLDS), params.features.horizons, label_reach(params))
+        preds = oracle_predictions(
+            oracle, panel, load_folds(paths.FOLDS), params.features.horizons, label_reach(params), params.features.label_delay
+        )
         metrics = evaluate_and_write("oracle", preds, panel, params, extra={"available": True})
         rec.rows, rec.extra = {"predictions": preds.height}, {"rank_ic_1d": metrics["test"].get("rank_ic_1d")}
         rec.wrote = ["data/predictions/oracle.parquet", "metrics/oracle.json", "plots/oracle"]

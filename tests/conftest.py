@@ -137,3 +137,11 @@ def small_pipeline() -> SmallPipeline:
     from alphagraph.config import params_from_dict
 
     return SmallPipeline(params_from_dict(SMALL_PARAMS))
+
+
+@pytest.fixture(scope="session")
+def make_small_pipeline() -> Callable[[dict[str, Any]], SmallPipeline]:
+    """Builds the small pipeline with ``overrides`` merged into SMALL_PARAMS."""
+    from alphagraph.config import params_from_dict
+
+    return lambda overrides: SmallPipeline(params_from_dict(deep_merge(SMALL_PARAMS, overrides)))

@@ -58,3 +58,22 @@ def test_lgbm_param_is_used(small_pipeline, lgbm_run):
     again = run_lgbm(small_pipeline, changed, horizons=[1], n_folds=1)
     first = lgbm_run[0].filter(pl.col("fold") == 0).select(again.columns)
     assert not again.equals(first)
+
+
+def test_label_delay_keeps_the_oracle_a_ceiling(make_small_pipeline):
+    """With signals traded a day late, the oracle predicts the delayed label and still beats the model."""
+    sp = make_small_pipeline({"features": {"label_delay": 1}, "split": {"embargo_days": 21}})
+    params = sp.params
+    reach, horizons = 21, [1]
+    fold = sp.folds[0]
+    preds = train_fold(assign_split(sp.panel, fold, reach), fold.fold, horizons, params.lgbm, params.seed).predictions
+    cfg = params.eval
+
+    def pooled_rank_ic(p):
+        return evaluate(p, realized(sp), horizons, cfg, label_delay=1)[0]["test"]["rank_ic_1d"]
+
+    delayed = oracle_predictions(sp.oracle, sp.panel, sp.folds[:1], horizons, reach, label_delay=1)
+    undelayed = oracle_predictions(sp.oracle, sp.panel, sp.folds[:1], horizons, reach)
+    model, ceiling, stale = pooled_rank_ic(preds), pooled_rank_ic(delayed), pooled_rank_ic(undelayed)
+    assert ceiling > model > 0.0
+    assert ceiling > 2 * stale  # the planted alpha of t says little about the return a day later

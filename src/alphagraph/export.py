@@ -210,8 +210,9 @@ def export_features(
     return full.select(*head, pl.exclude(head)).sort("date", "code")
 
 
-def column_meanings(frame: pl.DataFrame) -> dict[str, str]:
+def column_meanings(frame: pl.DataFrame, label_delay: int = 0) -> dict[str, str]:
     """A meaning for every column of an export frame."""
+    start = f"close(t+{label_delay})" if label_delay else "close(t)"
     fixed = {
         "date": "trading date t",
         "code": "stock code",
@@ -238,7 +239,7 @@ def column_meanings(frame: pl.DataFrame) -> dict[str, str]:
         elif c.startswith("emb_"):
             out[c] = "core model embedding (input of its heads): the fold's checkpoint, one embedding space for every row"
         elif base.startswith("pred_"):
-            out[c] = f"predicted normalized {base[5:]} forward return (cross-sectional label scale){wf}"
+            out[c] = f"predicted normalized {base[5:]} forward return from {start} (features.label_delay; cross-sectional label scale){wf}"
         elif base.startswith("p_signal_"):
             out[c] = f"P(|cross-sectional z of the {base[9:]} return| > features.signal_threshold){wf}"
         elif base.startswith("p_up_"):
@@ -248,22 +249,26 @@ def column_meanings(frame: pl.DataFrame) -> dict[str, str]:
     return out
 
 
-def _rank_ic(frame: pl.DataFrame, pred: str) -> float | None:
-    ics = daily_ic(frame.select("date", pred, "ret_1d").drop_nulls(), pred, "ret_1d")
+def _rank_ic(frame: pl.DataFrame, pred: str, target: str = "ret_1d") -> float | None:
+    ics = daily_ic(frame.select("date", pred, target).drop_nulls(), pred, target)
     return None if ics.is_empty() else round(float(ics["rank_ic"].mean()), 6)
 
 
 def schema(frame: pl.DataFrame, params: Params, fold: Fold, checkpoint: Path) -> dict[str, Any]:
     """``schema.json``: columns (dtype, meaning), which rows an agent may fit on, sizes, params, the checkpoint's hash."""
-    meanings = column_meanings(frame)
+    delay = params.features.label_delay
+    meanings = column_meanings(frame, delay)
     span = (pl.col("date").min().alias("first"), pl.col("date").max().alias("last"), pl.len().alias("rows"))
     splits = frame.group_by("split").agg(*span).sort("split")
     has_oos = "oos_fold" in frame.columns
     # How much better the model columns look where they are in-sample: RankIC of pred_1d-like columns with the reward.
+    # With a label delay d the predictions target the reward d rows later: score them against that.
     sel = f"pred_{params.features.horizons[0]}d"
-    diagnostics = {f"rank_ic_{sel}_vs_ret_1d": {s: _rank_ic(frame.filter(pl.col("split") == s), sel) for s in ("train", "val", "test")}}
+    target = f"ret_1d_lead{delay}" if delay else "ret_1d"
+    scored = frame.with_columns(pl.col("ret_1d").shift(-delay).over("code", order_by="date").alias(target)) if delay else frame
+    diagnostics = {f"rank_ic_{sel}_vs_{target}": {s: _rank_ic(scored.filter(pl.col("split") == s), sel, target) for s in ("train", "val", "test")}}
     if has_oos:
-        diagnostics[f"rank_ic_{OOS}{sel}_vs_ret_1d"] = _rank_ic(frame.filter(pl.col("oos_fold").is_not_null()), OOS + sel)
+        diagnostics[f"rank_ic_{OOS}{sel}_vs_{target}"] = _rank_ic(scored.filter(pl.col("oos_fold").is_not_null()), OOS + sel, target)
     doc: dict[str, Any] = {
         "columns": [{"name": c, "dtype": str(t), "meaning": meanings[c]} for c, t in frame.schema.items()],
         "usage": {

@@ -7,13 +7,29 @@ import polars as pl
 from alphagraph.split import Fold, assign_split
 
 
-def oracle_predictions(oracle: pl.DataFrame, panel: pl.DataFrame, folds: list[Fold], horizons: list[int], reach: int) -> pl.DataFrame:
-    """Val and test rows of every fold with ``pred_{h}d`` = the planted 1-day expected return.
+def delayed_alpha(oracle: pl.DataFrame, label_delay: int) -> pl.DataFrame:
+    """``date, code, alpha`` where alpha dated t is the planted expected return of the labelled period.
+
+    With ``label_delay`` d the 1-day label of t is close(t+d) -> close(t+d+1),
+    t+k the stock's k-th next own row (as the labels count it), so the oracle of
+    t is the planted alpha of the stock's row t+d: a ceiling that knows d days
+    of future information, never an attainable forecast.
+    """
+    frame = oracle.select("date", "code", "alpha")
+    if not label_delay:
+        return frame
+    return frame.sort("code", "date").with_columns(pl.col("alpha").shift(-label_delay).over("code")).sort("date", "code")
+
+
+def oracle_predictions(
+    oracle: pl.DataFrame, panel: pl.DataFrame, folds: list[Fold], horizons: list[int], reach: int, label_delay: int = 0
+) -> pl.DataFrame:
+    """Val and test rows of every fold with ``pred_{h}d`` = the planted expected return of the 1-day label.
 
     The oracle is a 1-day quantity; it is used for every horizon, so its
     multi-day figures are a reference, not a ceiling.
     """
-    keyed = panel.select("date", "code").join(oracle.select("date", "code", "alpha"), on=["date", "code"], how="left")
+    keyed = panel.select("date", "code").join(delayed_alpha(oracle, label_delay), on=["date", "code"], how="left")
     parts = []
     for fold in folds:
         rows = assign_split(keyed, fold, reach).filter(pl.col("split").is_in(["val", "test"]))
