@@ -1,11 +1,29 @@
 """One evaluator for every model (DESIGN.md, "Evaluation protocol").
 
 Inputs are a predictions frame (``date, code, fold, split, pred_{h}d`` and
-optionally ``p_up_{h}d``) and a realized-returns frame (``date, code,
-ret_{h}d, dir_{h}d, r_next``) where ``r_next`` is the stock's simple return
-from the close of t to the close of the next market day (null if it did not
-trade then). Metrics are per horizon, per fold and pooled over every test
-window, with stable flat key names (``test.rank_ic_5d``).
+optionally ``p_up_{h}d``, ``p_signal_{h}d``) and a realized-returns frame
+(``date, code, ret_{h}d, r_next`` and optionally ``dir_{h}d``, ``sig_{h}d``)
+where ``r_next`` is the stock's simple return from the close of t to the close
+of the next market day (null if it did not trade then). Metrics are per
+horizon, per fold and pooled over every test window, with stable flat key
+names (``test.rank_ic_5d``).
+
+Classification heads are scored on the rows they are trained on:
+
+- signal head (``p_signal_{h}d`` against ``sig_{h}d``, all rows):
+  ``sig_precision_{h}d`` and ``sig_recall_{h}d`` (a signal is predicted when
+  ``p_signal >= 0.5``), ``sig_auc_{h}d`` (ROC-AUC), ``sig_base_rate_{h}d``
+  (share of rows with ``sig_{h}d == 1``);
+- direction head (``p_up_{h}d`` against ``dir_{h}d``): ``direction_*_{h}d``
+  (:func:`classification_stats`). A model with a signal head is hierarchical,
+  its direction head learns ``P(up | signal)`` on ``sig_{h}d == 1`` rows only,
+  so it is scored on those rows only; a model without one (or a realized
+  frame without ``sig_{h}d``) on all rows. The names stay the same either
+  way, so ``direction_on_signal_{h}d`` says which (1: signal rows only, 0: all
+  rows; a number, as ``dvc metrics`` / ``dvc exp show`` compare numbers); the
+  confusion counts sum to the rows scored.
+
+A metric that is undefined (one class absent, no predicted signal) is null.
 """
 
 from __future__ import annotations
@@ -136,7 +154,11 @@ def psi(expected: np.ndarray, actual: np.ndarray, bins: int) -> float:
 
 
 def classification_stats(y_true: np.ndarray, p_up: np.ndarray) -> dict[str, Any]:
-    """Direction accuracy, F1, ROC-AUC and the confusion matrix (rows = truth down/up)."""
+    """Direction accuracy, F1, ROC-AUC and the confusion matrix (rows = truth down/up); up when ``p_up >= 0.5``.
+
+    Rows with a NaN label or probability are left out (NaN labels mask rows
+    the head is not scored on).
+    """
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score
 
     ok = np.isfinite(p_up) & np.isfinite(y_true)
@@ -157,6 +179,34 @@ def classification_stats(y_true: np.ndarray, p_up: np.ndarray) -> dict[str, Any]
     }
 
 
+def signal_stats(y_sig: np.ndarray, p_signal: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """Signal-head precision and recall (signal predicted when ``p_signal >= threshold``), ROC-AUC, base rate.
+
+    Rows with a NaN label or probability are left out. Precision is NaN when
+    no signal is predicted, recall and AUC when a class is absent.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    ok = np.isfinite(y_sig) & np.isfinite(p_signal)
+    y, p = y_sig[ok] == 1, p_signal[ok]
+    if len(y) == 0:
+        return {}
+    pred = p >= threshold
+    tp = float(np.sum(pred & y))
+    both = bool(y.any()) and not bool(y.all())
+    return {
+        "precision": tp / float(pred.sum()) if pred.any() else float("nan"),
+        "recall": tp / float(y.sum()) if y.any() else float("nan"),
+        "auc": float(roc_auc_score(y, p)) if both else float("nan"),
+        "base_rate": float(y.mean()),
+    }
+
+
+def _values(frame: pl.DataFrame, col: str) -> np.ndarray:
+    """Float64 numpy values of ``col``, null as NaN."""
+    return frame[col].cast(pl.Float64).fill_null(np.nan).to_numpy()
+
+
 def _window_metrics(
     frame: pl.DataFrame, horizons: list[int], cfg: EvalConfig, label_delay: int
 ) -> tuple[dict[str, Any], dict[int, pl.DataFrame], dict[int, pl.DataFrame]]:
@@ -170,13 +220,18 @@ def _window_metrics(
         out |= {f"ic_{h}d": ic_mean, f"icir_{h}d": icir, f"rank_ic_{h}d": ric_mean, f"rank_icir_{h}d": ricir}
         pnl = long_short_pnl(frame, pred, h, cfg.quantile, label_delay, cfg.cost_bps)
         out |= {f"{k}_{h}d": v for k, v in portfolio_stats(pnl).items()}
-        prob = f"p_up_{h}d"
-        if prob in frame.columns and f"dir_{h}d" in frame.columns:
-            cls = classification_stats(
-                frame[f"dir_{h}d"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
-                frame[prob].cast(pl.Float64).fill_null(np.nan).to_numpy(),
-            )
+        # A signal head makes the model hierarchical: direction is learned where sig == 1 only.
+        hierarchical = f"p_signal_{h}d" in frame.columns and f"sig_{h}d" in frame.columns
+        sig = _values(frame, f"sig_{h}d") if hierarchical else None
+        if sig is not None:
+            out |= {f"sig_{k}_{h}d": v for k, v in signal_stats(sig, _values(frame, f"p_signal_{h}d")).items()}
+        if f"p_up_{h}d" in frame.columns and f"dir_{h}d" in frame.columns:
+            y_dir = _values(frame, f"dir_{h}d")
+            if sig is not None:  # score P(up | signal) on the rows it is trained on
+                y_dir = np.where(sig == 1, y_dir, np.nan)
+            cls = classification_stats(y_dir, _values(frame, f"p_up_{h}d"))
             out |= {f"direction_{k}_{h}d": v for k, v in cls.items()}
+            out[f"direction_on_signal_{h}d"] = int(hierarchical)
         ic_series[h], pnl_series[h] = ics, pnl
     return out, ic_series, pnl_series
 

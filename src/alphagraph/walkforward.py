@@ -26,9 +26,10 @@ def split_for(panel: pl.DataFrame, fold: Fold, params: Params) -> pl.DataFrame:
 
 
 def realized_returns(panel: pl.DataFrame, horizons: list[int]) -> pl.DataFrame:
-    """``date, code, ret_{h}d, dir_{h}d, r_next`` for the evaluator."""
+    """``date, code, ret_{h}d, r_next`` and the ``dir_{h}d`` / ``sig_{h}d`` labels the panel has, for the evaluator."""
     prices = read_parquet(paths.PRICES, columns=["date", "code", "close"])
-    cols = [f"ret_{h}d" for h in horizons] + [c for h in horizons if (c := f"dir_{h}d") in panel.columns]
+    labels = [c for h in horizons for c in (f"dir_{h}d", f"sig_{h}d") if c in panel.columns]
+    cols = [f"ret_{h}d" for h in horizons] + labels
     return panel.select("date", "code", *cols).join(next_day_returns(prices), on=["date", "code"], how="left")
 
 

@@ -70,10 +70,25 @@ class CoreDayData(GraphDayData):
         self._snap_cache: dict[int, tuple[torch.Tensor, np.ndarray]] = {}
 
     def signal_balance(self, split: str = "train") -> ClassBalance | None:
-        """Signal / no-signal label counts per horizon (None without sig_* columns)."""
+        """Signal / no-signal label counts per horizon over all ``split`` rows (None without sig_* columns).
+
+        The signal head is trained on every node, so every row counts.
+        """
         if not self.sig_cols:
             return None
         return self._balance(self.sig_cols, split)
+
+    def class_balance(self, split: str = "train") -> ClassBalance | None:
+        """Up / down label counts per horizon over the ``split`` rows the direction head is trained on.
+
+        With signal labels the heads are hierarchical (:class:`~alphagraph.train.losses.MultiHorizonLoss`
+        trains direction only where ``sig_{h}d == 1``), so only those rows count;
+        the direction BCE's ``pos_weight`` then balances the classes it actually sees.
+        Without signal labels, every row (as :class:`GraphDayData`).
+        """
+        if not self.dir_cols:
+            return None
+        return self._balance(self.dir_cols, split, self.sig_cols or None)
 
     def batch(self, dates: Sequence[Any]) -> Any:
         b = super().batch(dates)

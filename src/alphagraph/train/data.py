@@ -46,6 +46,8 @@ class DayData(Protocol):
     - ``batch`` int64 [N]: the node's day within the batch (0 .. num_graphs-1).
 
     Anything else on the batch (x, edge_index, ...) is for the model only.
+    ``class_balance(split)`` counts the direction labels of the rows the
+    direction head is trained on (its BCE's ``pos_weight``).
     """
 
     horizons: list[int]
@@ -86,6 +88,26 @@ class ClassBalance:
         """negatives / positives per horizon (1 where a class is absent)."""
         ok = (self.positives > 0) & (self.negatives > 0)
         return np.where(ok, self.negatives / np.maximum(self.positives, 1), 1.0).astype(np.float32)
+
+
+def label_balance(frame: pl.DataFrame, cols: Sequence[str], given: Sequence[str] | None = None) -> ClassBalance:
+    """Counts of 1 / 0 labels per column of ``cols`` over ``frame``'s rows; nulls do not count.
+
+    With ``given`` (one column per label column), only rows where ``given[j] == 1``
+    count for ``cols[j]``: the rows a hierarchical direction head is trained on
+    (``given`` = the signal labels; a null signal label does not count either).
+    """
+    if given is not None and len(given) != len(cols):
+        raise ValueError(f"given has {len(given)} columns, cols {len(cols)}")
+    if not cols:
+        return ClassBalance(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+    cond = [pl.lit(True) if given is None else pl.col(g) == 1 for g in (given or cols)]
+    counts = frame.select(
+        *[((pl.col(c) == 1) & w).sum().alias(f"pos{j}") for j, (c, w) in enumerate(zip(cols, cond))],
+        *[((pl.col(c) == 0) & w).sum().alias(f"neg{j}") for j, (c, w) in enumerate(zip(cols, cond))],
+    ).row(0)
+    n = len(cols)
+    return ClassBalance(np.array(counts[:n], dtype=np.int64), np.array(counts[n:], dtype=np.int64))
 
 
 class GraphDayData:
@@ -136,17 +158,18 @@ class GraphDayData:
         return dates_with(self._panel_dates, self.codes, *splits)
 
     def class_balance(self, split: str = "train") -> ClassBalance | None:
-        """Up / down label counts of ``split`` rows per horizon (None without dir_* columns)."""
+        """Up / down label counts of ``split`` rows per horizon (None without dir_* columns).
+
+        Every row counts: a model here has no signal head, so its direction
+        head is trained on all rows.
+        """
         if not self.dir_cols:
             return None
         return self._balance(self.dir_cols, split)
 
-    def _balance(self, cols: Sequence[str], split: str) -> ClassBalance:
-        mask = pl.Series(self.codes == SPLIT_CODE[split])
-        rows = self.panel.select(cols).filter(mask)
-        pos = np.array([int((rows[c] == 1).sum()) for c in cols], dtype=np.int64)
-        neg = np.array([int((rows[c] == 0).sum()) for c in cols], dtype=np.int64)
-        return ClassBalance(pos, neg)
+    def _balance(self, cols: Sequence[str], split: str, given: Sequence[str] | None = None) -> ClassBalance:
+        rows = self.panel.filter(pl.Series(self.codes == SPLIT_CODE[split]))
+        return label_balance(rows, cols, given)
 
     def batch(self, dates: Sequence[Any]) -> Any:
         b = self.index.batch(list(dates), self.feature_cols, self.reg_cols + self.dir_cols)

@@ -122,7 +122,12 @@ class MultiHorizonLoss:
     """Weighted masked MSE per horizon + class-weighted direction BCE (+ optional daily-corr term).
 
     ``pos_weight`` (per horizon) is usually ``negatives / positives`` of the
-    training rows: :meth:`from_balance`.
+    training rows the direction head is trained on: :meth:`from_balance` with
+    the data's ``class_balance`` (all rows; only ``sig_{h}d == 1`` rows when
+    the heads are hierarchical, :meth:`CoreDayData.class_balance
+    <alphagraph.train.core_data.CoreDayData.class_balance>`).
+    ``sig_pos_weight`` is the signal head's, over all training rows
+    (``signal_balance``).
     """
 
     def __init__(
