@@ -1,4 +1,4 @@
-"""The report stage: leaderboard table, summary.json, Markdown, loading (synthetic metrics only)."""
+"""The report stage: leaderboard table, summary.json, Markdown, significance tests, loading (synthetic metrics only)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -16,9 +17,13 @@ from alphagraph.report import (
     format_seconds,
     leaderboard,
     load_metrics,
+    load_rank_ic,
+    significance_horizons,
+    significance_tests,
     summary,
     to_markdown,
 )
+from alphagraph.significance import newey_west_t
 
 ROOT = Path(__file__).resolve().parents[1]
 HORIZONS = [1, 5]
@@ -54,7 +59,7 @@ TIMINGS = {"oracle": {"seconds": 3.21}, "lgbm": {"seconds": 112.4, "cpu_seconds"
 def test_rows_follow_display_order_and_skip_missing_models(metrics):
     board = leaderboard(metrics | {"zeta": model_metrics(0.01), "alpha": model_metrics(0.02)}, HORIZONS)
     assert board["model"].to_list() == ["oracle", "lgbm", "gat", "alpha", "zeta"]
-    assert MODELS == ("oracle", "lgbm", "gat", "core")
+    assert MODELS == ("oracle", "lgbm", "lgbm_graph", "gat", "core")
     expected = ["model"] + [f"{m}_{h}d" for h in HORIZONS for m in ("rank_ic", "ic", "icir", "sharpe", "sharpe_net", "max_drawdown", "turnover")]
     assert board.columns == expected + ["frac_oracle_1d", "stage_seconds"]
 
@@ -203,3 +208,140 @@ def test_stage_fails_without_metrics_and_writes_nothing(tmp_path, monkeypatch):
         load_stage().main()
     assert not (tmp_path / "metrics" / "summary.json").exists()
     assert not (tmp_path / "reports").exists()
+
+
+# ----------------------------------------------------------------- significance
+
+DAYS = 300
+
+
+def daily_rank_ic(mean_1d: float, seed: int, days: int = DAYS, start: int = 0) -> pl.DataFrame:
+    """A ``plots/<model>/rank_ic.csv`` frame: a shared market component plus the model's own noise."""
+    common = np.random.default_rng(99).standard_normal(days + start) * 0.1
+    own = np.random.default_rng(seed).standard_normal((2, days + start)) * 0.02
+    five = common + own[1] + 0.01
+    five[-4:] = np.nan  # the last 5d labels are not realized yet
+    return pl.DataFrame(
+        {
+            "date": [f"2021-{1 + d // 28:02d}-{1 + d % 28:02d}" for d in range(days + start)],
+            "rank_ic_1d": common + own[0] + mean_1d,
+            "rank_ic_5d": five,
+        }
+    ).with_columns(pl.col("rank_ic_5d").fill_nan(None)).slice(start)  # the evaluator writes nulls, not NaN
+
+
+@pytest.fixture
+def series() -> dict[str, pl.DataFrame]:
+    # lgbm clearly beats gat at 1d (same market noise cancels in the difference); core misses 20 days.
+    return {"oracle": daily_rank_ic(0.08, 1), "lgbm": daily_rank_ic(0.02, 2), "gat": daily_rank_ic(0.0, 3),
+            "core": daily_rank_ic(0.0175, 4, days=DAYS - 20, start=20)}
+
+
+def test_significance_summary_pairs_once_in_display_order(metrics, series):
+    tests = significance_tests(series, [1, 5])
+    assert set(tests) == {1, 5} and tests[1].height == 4 * 3
+    result = summary(leaderboard(metrics, HORIZONS), tests)
+    sig = result["significance"]
+    assert set(sig) == {"1d", "5d"}
+    # Later model in display order minus the earlier one; each unordered pair once.
+    assert list(sig["1d"]) == ["lgbm-oracle", "gat-oracle", "gat-lgbm", "core-oracle", "core-lgbm", "core-gat"]
+    assert set(sig["1d"]["gat-lgbm"]) == {"diff", "t"}
+    d = series["gat"]["rank_ic_1d"].to_numpy() - series["lgbm"]["rank_ic_1d"].to_numpy()
+    mean, _, t, _, _ = newey_west_t(d)
+    assert sig["1d"]["gat-lgbm"] == {"diff": round(mean, 6), "t": round(t, 3)}
+    assert sig["1d"]["gat-lgbm"]["t"] < -5
+    assert abs(sig["1d"]["core-lgbm"]["t"]) < 2
+    assert json.dumps(result, allow_nan=False)  # valid JSON for DVC
+    assert "significance" not in summary(leaderboard(metrics, HORIZONS))
+
+
+def test_significance_uses_common_days_and_skips_empty_series(series):
+    # An unavailable oracle writes a header-only file; a model without a 5d column sits out at 5d.
+    series["oracle"] = series["oracle"].clear()
+    series["gat"] = series["gat"].drop("rank_ic_5d")
+    tests = significance_tests(series, [1, 5])
+    assert set(tests[1]["a"]) == {"lgbm", "gat", "core"}
+    assert set(tests[5]["a"]) == {"lgbm", "core"}
+    n = {(r["a"], r["b"]): r["n"] for r in tests[1].iter_rows(named=True)}
+    assert n[("lgbm", "gat")] == DAYS and n[("core", "lgbm")] == DAYS - 20
+    assert tests[5]["n"].to_list() == [DAYS - 24] * 2
+    assert tests[5]["lags"].to_list() == [5, 5]  # max(floor(4 (276/100)^(2/9)), 5 - 1)
+    assert significance_horizons([1, 5, 10, 20]) == [1, 5]
+    assert significance_horizons([10, 20]) == [10]
+
+
+def test_significance_markdown(metrics, series):
+    tests = significance_tests(series, [1, 5])
+    md = to_markdown(leaderboard(metrics, HORIZONS), HORIZONS, tests=tests)
+    assert md.endswith("\n") and not md.endswith("\n\n")
+    section = md[md.index("## Significance"):]
+    assert "Newey-West" in section and "|t| > 2" in section and "5%, two-sided" in section
+    assert "### RankIC 1d (280-300 common days, 5 lags)" in section
+    table = section.split("### RankIC 1d")[1].split("\n\n")[1].splitlines()
+    assert table[0] == "| row minus column | oracle | lgbm | gat | core |"
+    rows = {r.split("|")[1].strip(): [c.strip() for c in r.strip("|").split("|")[1:]] for r in table[2:]}
+    assert rows["lgbm"][1] == "—"  # no model against itself
+    lgbm_gat = tests[1].filter(a="lgbm", b="gat").row(0, named=True)
+    assert lgbm_gat["t"] > 2
+    assert rows["lgbm"][2] == f"**+{lgbm_gat['diff']:.4f} (+{lgbm_gat['t']:.1f})**"  # |t| > 2 is bold
+    assert rows["gat"][1] == f"**-{lgbm_gat['diff']:.4f} (-{lgbm_gat['t']:.1f})**"
+    models = ["oracle", "lgbm", "gat", "core"]
+    for r in tests[1].iter_rows(named=True):
+        assert rows[r["a"]][models.index(r["b"])].startswith("**") == (abs(r["t"]) > 2)
+    assert any(abs(t) < 2 for t in tests[1]["t"])  # the fixture has both kinds
+    assert "### RankIC 5d" in section
+    only_one = to_markdown(leaderboard(metrics, HORIZONS), HORIZONS, tests=significance_tests({"lgbm": series["lgbm"]}, [1]))
+    assert "RankIC 1d: fewer than two models with a daily series" in only_one
+    assert "## Significance" not in to_markdown(leaderboard(metrics, HORIZONS), HORIZONS)
+
+
+def write_series(plots: Path, name: str, frame: pl.DataFrame) -> None:
+    (plots / name).mkdir(parents=True, exist_ok=True)
+    frame.write_csv(plots / name / "rank_ic.csv")
+
+
+def test_load_rank_ic(tmp_path, series):
+    write_series(tmp_path, "lgbm", series["lgbm"])
+    write_series(tmp_path, "oracle", series["oracle"].clear())  # header only
+    loaded = load_rank_ic(tmp_path, ["oracle", "lgbm", "gat"])  # gat has no file
+    assert list(loaded) == ["oracle", "lgbm"]
+    assert loaded["oracle"].height == 0 and loaded["oracle"].schema["rank_ic_1d"] == pl.Float64
+    assert loaded["lgbm"]["rank_ic_5d"].null_count() == 4  # empty CSV cells read as null
+    assert loaded["lgbm"]["rank_ic_1d"].to_list() == pytest.approx(series["lgbm"]["rank_ic_1d"].to_list())
+    (tmp_path / "gat").mkdir()
+    (tmp_path / "gat" / "rank_ic.csv").write_text("date,rank_ic_1d\n2021-01-01,abc\n")
+    with pytest.raises(ReportError, match=str(tmp_path / "gat" / "rank_ic.csv")):
+        load_rank_ic(tmp_path, ["gat"])
+
+
+def test_stage_writes_significance(tmp_path, monkeypatch, metrics, series):
+    for name, doc in metrics.items():
+        write(tmp_path / "metrics" / f"{name}.json", doc)
+    for name in ("oracle", "lgbm", "gat"):
+        write_series(tmp_path / "plots", name, series[name])
+    write_series(tmp_path / "plots", "zeta", series["core"])  # not on the board: never read
+    (tmp_path / "params.yaml").write_text("{}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["report.py"])
+    stage = load_stage()
+
+    stage.main()
+    text = (tmp_path / "metrics" / "summary.json").read_text()
+    sig = json.loads(text)["significance"]
+    assert set(sig) == {"1d", "5d"}
+    assert set(sig["1d"]) == {"lgbm-oracle", "gat-oracle", "gat-lgbm"}
+    assert sig["1d"]["gat-lgbm"]["t"] < -5
+    md = (tmp_path / "reports" / "leaderboard.md").read_text()
+    assert "## Significance of the differences (Newey-West t)" in md
+    assert "| row minus column | oracle | lgbm | gat |" in md
+    stage.main()
+    assert (tmp_path / "metrics" / "summary.json").read_text() == text  # byte-identical rerun
+
+    # A file source: the oracle is unavailable and its rank_ic.csv is empty.
+    write(tmp_path / "metrics" / "oracle.json", {"available": False})
+    write_series(tmp_path / "plots", "oracle", series["oracle"].clear())
+    stage.main()
+    sig = json.loads((tmp_path / "metrics" / "summary.json").read_text())["significance"]
+    assert list(sig["1d"]) == ["gat-lgbm"] and list(sig["5d"]) == ["gat-lgbm"]
+    md = (tmp_path / "reports" / "leaderboard.md").read_text()
+    assert "| row minus column | lgbm | gat |" in md

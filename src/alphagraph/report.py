@@ -3,10 +3,15 @@
 Every figure is the pooled test-fold evaluation (the ``test`` dict each model
 stage writes). Two outputs come from the same table:
 
-* ``summary(board)`` -> ``metrics/summary.json``, a DVC metric. It leaves out
-  stage wall time so it is byte-identical across reruns.
-* ``to_markdown(board, ...)`` -> ``reports/leaderboard.md``, for people. It does
-  show stage time, so it is committed to git rather than being a DVC out.
+* ``summary(board, tests)`` -> ``metrics/summary.json``, a DVC metric. It leaves
+  out stage wall time so it is byte-identical across reruns.
+* ``to_markdown(board, ..., tests=tests)`` -> ``reports/leaderboard.md``, for
+  people. It does show stage time, so it is committed to git rather than being
+  a DVC out.
+
+``tests`` are pairwise Newey-West tests of the daily test RankIC series
+(``plots/{model}/rank_ic.csv``, see :mod:`alphagraph.significance`): is one
+model's lead over another more than day-to-day noise?
 """
 
 from __future__ import annotations
@@ -19,10 +24,17 @@ from typing import Any
 
 import polars as pl
 
+from alphagraph.significance import pairwise_rank_ic_tests
+
 # Display order. The oracle is the planted expected return judged by the same
 # evaluator: the ceiling on the synthetic market, not a model that competes.
-MODELS = ("oracle", "lgbm", "gat", "core")
+MODELS = ("oracle", "lgbm", "lgbm_graph", "gat", "core")
 ORACLE = "oracle"
+
+# Horizons of the pairwise significance tests, when configured: summary.json is
+# read in `dvc exp show`, so it carries only these headline pairs.
+SIGNIFICANCE_HORIZONS = (1, 5)
+RANK_IC_FILE = "rank_ic.csv"
 
 # Test-dict metrics reported per horizon, in column order.
 PER_HORIZON = ("rank_ic", "ic", "icir", "sharpe", "sharpe_net", "max_drawdown", "turnover")
@@ -106,11 +118,13 @@ def best_model(board: pl.DataFrame, column: str = "rank_ic_1d") -> str | None:
     return ranked["model"][0] if ranked.height else None
 
 
-def summary(board: pl.DataFrame) -> dict[str, Any]:
+def summary(board: pl.DataFrame, tests: Mapping[int, pl.DataFrame] | None = None) -> dict[str, Any]:
     """``metrics/summary.json``: ``{model: {column: value}}`` rounded to 6 decimals, plus the best model.
 
     ``stage_seconds`` is left out: this is a DVC metric and must be
-    byte-identical across reruns, which wall time never is.
+    byte-identical across reruns, which wall time never is. With ``tests``
+    (:func:`significance_tests`) it also carries ``significance``, see
+    :func:`significance_summary`.
     """
     table = board.drop("stage_seconds", strict=False)
     out: dict[str, Any] = {
@@ -118,7 +132,49 @@ def summary(board: pl.DataFrame) -> dict[str, Any]:
         for row in table.to_dicts()
     }
     out["best_model_rank_ic_1d"] = best_model(board)
+    if tests is not None:
+        out["significance"] = significance_summary(tests)
     return out
+
+
+# ----------------------------------------------------------------- significance
+
+
+def significance_tests(series: Mapping[str, pl.DataFrame], horizons: Sequence[int]) -> dict[int, pl.DataFrame]:
+    """Pairwise Newey-West tests of daily test RankIC, per horizon (``a, b, diff, se, t, n, lags``).
+
+    At each horizon only the models whose series has that column and at least
+    one value take part (an unavailable oracle writes an empty file).
+    """
+    def has(frame: pl.DataFrame, col: str) -> bool:
+        return col in frame.columns and frame[col].drop_nulls().drop_nans().len() > 0
+
+    return {
+        h: pairwise_rank_ic_tests({m: series[m] for m in _order(series) if has(series[m], f"rank_ic_{h}d")}, h)
+        for h in horizons
+    }
+
+
+def _pairs(test: pl.DataFrame) -> list[dict[str, Any]]:
+    """Each unordered pair once, as the later model in display order minus the earlier one."""
+    models = _order(set(test["a"].to_list()))
+    rank = {m: i for i, m in enumerate(models)}
+    return [r for r in test.iter_rows(named=True) if rank[r["a"]] > rank[r["b"]]]
+
+
+def significance_summary(tests: Mapping[int, pl.DataFrame]) -> dict[str, dict[str, dict[str, float | None]]]:
+    """``{"1d": {"core-lgbm": {"diff": .., "t": ..}}}``: core minus lgbm, mean daily RankIC and NW t.
+
+    Each pair appears once (the later model in display order first), so the
+    file stays small enough to read in ``dvc exp show``.
+    """
+    def rounded(value: float | None, decimals: int) -> float | None:
+        return None if value is None else round(value, decimals)
+
+    return {
+        f"{h}d": {f"{r['a']}-{r['b']}": {"diff": rounded(r["diff"], 6), "t": rounded(r["t"], 3)} for r in _pairs(test)}
+        for h, test in tests.items()
+    }
 
 
 # --------------------------------------------------------------------- markdown
@@ -155,12 +211,19 @@ def markdown_table(header: list[str], align: list[str], rows: list[list[str]]) -
     return lines + ["| " + " | ".join(r) + " |" for r in rows]
 
 
-def to_markdown(board: pl.DataFrame, horizons: Sequence[int], show: Sequence[int] = (1, 5)) -> str:
+def to_markdown(
+    board: pl.DataFrame,
+    horizons: Sequence[int],
+    show: Sequence[int] = (1, 5),
+    tests: Mapping[int, pl.DataFrame] | None = None,
+) -> str:
     """A Markdown leaderboard of ``board`` (deterministic; ends with a newline).
 
     The main table shows RankIC / IC / ICIR and gross / net Sharpe for each
     horizon in ``show`` that is also in ``horizons``, then drawdown and turnover
-    at the shortest of them; a second table gives RankIC at every horizon.
+    at the shortest of them; a second table gives RankIC at every horizon; with
+    ``tests`` (:func:`significance_tests`) a last section gives the pairwise
+    Newey-West tests.
     """
     shown = [h for h in show if h in horizons] or list(horizons[:1])
     short = min(shown)
@@ -222,7 +285,59 @@ def to_markdown(board: pl.DataFrame, horizons: Sequence[int], show: Sequence[int
         rows = [[r["model"], *(_fmt(r.get(f"rank_ic_{h}d"), 4) for h in horizons)] for r in board.iter_rows(named=True)]
         lines += ["## RankIC by horizon", "", *markdown_table(header, ["---"] + ["---:"] * len(horizons), rows), ""]
 
+    if tests is not None:
+        lines += significance_markdown(tests)
+
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _signed(value: float | None, decimals: int) -> str:
+    text = _fmt(value, decimals)
+    return text if value is None or text.startswith("-") or float(text) == 0 else f"+{text}"
+
+
+def _span(values: list[int]) -> str:
+    return str(min(values)) if min(values) == max(values) else f"{min(values)}-{max(values)}"
+
+
+def significance_markdown(tests: Mapping[int, pl.DataFrame]) -> list[str]:
+    """Lines of the significance section: one matrix of ``diff (t)`` per horizon."""
+    lines = [
+        "## Significance of the differences (Newey-West t)",
+        "",
+        "Each cell: the row model's mean daily test RankIC minus the column model's, over the test days "
+        "both have, and in brackets its Newey-West t-statistic: the mean difference over a standard error "
+        "that allows for autocorrelated days (Bartlett kernel; at h days at least h-1 lags, because "
+        "overlapping h-day labels share returns). |t| > 2 is roughly significant at 5%, two-sided; "
+        "such cells are bold. This is noise over days for one trained model each, not the spread over "
+        "training seeds (`python -m alphagraph.seeds` on a seed grid).",
+        "",
+    ]
+    for h, test in tests.items():
+        models = _order(set(test["a"].to_list()))
+        if len(models) < 2:
+            lines += [f"RankIC {h}d: fewer than two models with a daily series; no test.", ""]
+            continue
+        cell = {(r["a"], r["b"]): r for r in test.iter_rows(named=True)}
+        rows = []
+        for a in models:
+            cells = [a]
+            for b in models:
+                r = cell.get((a, b))
+                if r is None:
+                    cells.append(DASH)
+                    continue
+                text = f"{_signed(r['diff'], 4)} ({_signed(r['t'], 1)})" if r["diff"] is not None else DASH
+                strong = r["t"] is not None and abs(r["t"]) > 2
+                cells.append(f"**{text}**" if strong else text)
+            rows.append(cells)
+        lines += [
+            f"### RankIC {h}d ({_span(test['n'].to_list())} common days, {_span(test['lags'].to_list())} lags)",
+            "",
+            *markdown_table(["row minus column", *models], ["---"] + ["---:"] * len(models), rows),
+            "",
+        ]
+    return lines
 
 
 # ---------------------------------------------------------------------- loading
@@ -266,3 +381,35 @@ def load_metrics(metrics_dir: Path) -> tuple[dict[str, dict], dict[str, dict]]:
         doc = _read(path)
         timings |= {stage: rec for stage, rec in doc.items() if isinstance(rec, dict)}
     return metrics, timings
+
+
+def significance_horizons(horizons: Sequence[int]) -> list[int]:
+    """The configured horizons among :data:`SIGNIFICANCE_HORIZONS`, else the first configured one."""
+    return [h for h in SIGNIFICANCE_HORIZONS if h in horizons] or list(horizons[:1])
+
+
+def load_rank_ic(plots_dir: Path, models: Iterable[str]) -> dict[str, pl.DataFrame]:
+    """``{model: frame}`` of ``plots_dir/{model}/rank_ic.csv`` (date, rank_ic_{h}d), test days only.
+
+    A model without the file is left out (an ad-hoc model stage may write no
+    plots); an empty file (the oracle on a file source) is kept and the tests
+    skip it. An unreadable file raises :class:`ReportError` naming it.
+    """
+    out = {}
+    for model in models:
+        path = Path(plots_dir) / model / RANK_IC_FILE
+        if not path.exists():
+            continue
+        try:
+            # Dates stay strings: they only need to line up across models.
+            frame = pl.read_csv(path, schema_overrides={"date": pl.String}, infer_schema_length=None)
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            raise ReportError(f"{path}: unreadable daily RankIC CSV ({exc})") from None
+        values = [c for c in frame.columns if c.startswith("rank_ic_")]
+        if "date" not in frame.columns:
+            raise ReportError(f"{path}: no date column (has {frame.columns})")
+        try:
+            out[model] = frame.select("date", *(pl.col(c).cast(pl.Float64) for c in values))
+        except pl.exceptions.PolarsError as exc:
+            raise ReportError(f"{path}: RankIC columns are not numbers ({exc})") from None
+    return out

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 # Files whose metrics must be identical. Timings are never compared (wall time).
-EXACT = ("ingest", "features", "normalize", "graph", "oracle", "lgbm")
+EXACT = ("ingest", "features", "normalize", "graph", "oracle", "lgbm", "lgbm_graph")
 NEURAL = ("gat", "core", "summary")
 
 
@@ -48,6 +48,8 @@ NEURAL_TOLERANCES = (
     Tolerance(r"(^|\.)(n_dates|n_rows)$", 0.0),
     Tolerance(r"best_model", 0.0),
     Tolerance(r"sharpe", 1.0),
+    # A RankIC drift of 1e-3 moves a Newey-West t by about 0.3 on the tiny config.
+    Tolerance(r"^significance\..*\.t$", 1.0),
     Tolerance(r"icir", 0.15),
     Tolerance(r"turnover|ann_return|max_drawdown", 0.1),
     Tolerance(r"", 0.02),
