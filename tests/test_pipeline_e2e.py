@@ -15,7 +15,7 @@ REFERENCE = ROOT / "tests/reference/tiny"
 
 pytestmark = pytest.mark.slow
 
-STAGES = ("ingest", "features", "normalize", "split", "graph", "oracle", "lgbm", "gat", "core", "export", "report")
+STAGES = ("ingest", "features", "normalize", "split", "graph", "oracle", "lgbm", "lgbm_graph", "gat", "core", "export", "report")
 MODEL_METRICS = ("features", "normalize", "graph", "oracle", "lgbm", "gat", "core", "summary")
 
 

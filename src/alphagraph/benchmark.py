@@ -27,7 +27,7 @@ from alphagraph.report import markdown_table
 
 INPUTS = Path("inputs/rsr_nasdaq")
 REPORT = Path("reports/rsr_nasdaq.md")
-MODELS = ("lgbm", "gat", "core")
+MODELS = ("lgbm", "lgbm_graph", "gat", "core")
 
 # StockMixer (AAAI 2024), Table 2, NASDAQ: IC, their "RIC" (not a daily Spearman), prec@N, Sharpe.
 PUBLISHED = {

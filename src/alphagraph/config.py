@@ -55,6 +55,9 @@ class ObservedRelationsConfig:
 class SyntheticConfig:
     """Size and stylized facts of the built-in synthetic market."""
 
+    # The market's draw, apart from the top-level ``seed`` (the models' seed): a seed grid
+    # then retrains the models on one market instead of redrawing the market too.
+    market_seed: int = 0
     n_stocks: int = 200
     n_days: int = 1500
     n_sectors: int = 10
@@ -211,6 +214,19 @@ class LgbmConfig:
 
 
 @dataclass(frozen=True)
+class LgbmGraphConfig:
+    """LightGBM plus relational features (``alphagraph.relational``), the ``lgbm_graph`` stage.
+
+    Its LightGBM hyperparameters are the ``lgbm`` section's: the two rows differ only by
+    the ``f_rel_*`` features.
+    """
+
+    relations: list[str] | None = None  # relation types aggregated (null = all of graph.relations)
+    # normalized panel columns whose edge-weighted neighbour mean is a feature (per relation)
+    neighbour_features: list[str] = field(default_factory=lambda: ["f_mkt_excess_ret_20", "f_rvol_20"])
+
+
+@dataclass(frozen=True)
 class GatConfig:
     hidden: int = 32
     heads: int = 2
@@ -303,6 +319,7 @@ class Params:
     split: SplitConfig = field(default_factory=SplitConfig)
     graph: GraphConfig = field(default_factory=GraphConfig)
     lgbm: LgbmConfig = field(default_factory=LgbmConfig)
+    lgbm_graph: LgbmGraphConfig = field(default_factory=LgbmGraphConfig)
     gat: GatConfig = field(default_factory=GatConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
@@ -460,6 +477,7 @@ def _check(p: Params, source: str) -> None:
     if p.train.select_horizon not in p.features.horizons:
         fail("train.select_horizon", f"{p.train.select_horizon} is not in features.horizons")
     _check_relations(p, fail)
+    _check_lgbm_graph(p, fail)
     _check_dates(p, fail)
     if not 0 <= p.data.min_code_match <= 1:
         fail("data.min_code_match", f"must be in [0, 1], got {p.data.min_code_match}")
@@ -487,6 +505,34 @@ def _check_relations(p: Params, fail: Any) -> None:
             if name not in p.graph.relations:
                 where = "known" if name in known else "unknown"
                 fail(f"{group}.relations", f"{where} relation {name!r} is not in graph.relations {p.graph.relations}")
+
+
+def _check_lgbm_graph(p: Params, fail: Any) -> None:
+    """Relations must be built by the graph stage; feature names must be panel features (``f_*``).
+
+    Whether a feature exists depends on features.families / windows: the lgbm_graph
+    stage checks the names against the normalized panel.
+    """
+    cfg = p.lgbm_graph
+    if cfg.relations is not None:
+        if not cfg.relations:
+            fail("lgbm_graph.relations", "is empty: name at least one relation (null = all of graph.relations)")
+        if len(set(cfg.relations)) != len(cfg.relations):
+            fail("lgbm_graph.relations", f"has duplicates: {cfg.relations}")
+        known = relation_names()
+        for name in cfg.relations:
+            if name not in p.graph.relations:
+                where = "known" if name in known else "unknown"
+                fail("lgbm_graph.relations", f"{where} relation {name!r} is not in graph.relations {p.graph.relations}")
+    feats = cfg.neighbour_features
+    if len(set(feats)) != len(feats):
+        fail("lgbm_graph.neighbour_features", f"has duplicates: {feats}")
+    for name in feats:
+        if not name.startswith("f_") or name.startswith("f_rel_"):
+            fail(
+                "lgbm_graph.neighbour_features",
+                f"{name!r} is not a feature column of the normalized panel (f_*, e.g. f_rvol_20; not f_rel_*)",
+            )
 
 
 def _check_dates(p: Params, fail: Any) -> None:

@@ -75,7 +75,7 @@ def _from_synthetic(params: Params) -> RawData:
     from alphagraph.data.synthetic import generate_market
     from alphagraph.data.validate import detect_splits
 
-    market = generate_market(params.data.synthetic, params.seed)
+    market = generate_market(params.data.synthetic, params.data.synthetic.market_seed)
     # The generator is trusted but not exempt: the same invariants as user data.
     prices, _ = validate_prices(market.prices, "synthetic market", "error")
     return RawData(
