@@ -19,10 +19,11 @@ Grouping (``--by``):
   grid names its runs ``NAME-1``, ``NAME-2``, ... (``-<k>`` counts the runs, it is
   not the seed); ``NAME-s<seed>`` is the convention for runs named by hand.
 
-On the synthetic source ``seed`` also draws the market (ingest reads it), so the
-spread is over market draws and training seeds together; ``--compare`` takes
-the difference of two models within each run first, so what both models share
-in a run (the market draw) cancels. ``device`` is grouped over although bf16 on
+``seed`` is the models' seed only: the synthetic market is drawn by
+``data.synthetic.market_seed``, so a seed grid retrains on one market (grid over
+``market_seed`` too for the spread over market draws). ``--compare`` takes the
+difference of two models within each run first, so what both models share in a
+run cancels. ``device`` is grouped over although bf16 on
 CUDA moves the figures slightly: mix devices in one group only knowingly.
 
 The pure functions (:func:`aggregate`, :func:`paired`) take plain experiment
