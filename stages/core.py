@@ -28,7 +28,7 @@ def main() -> None:
             run_dir = model_dir / f"fold{fold.fold}"
             out, _, report = train_core_fold(panel, index, fold, params, run_dir=run_dir)
             # What the export stage needs to rebuild the model from best.pt.
-            kwargs = core_kwargs(params.train, len(features), index.relations, len(params.features.horizons), params.seed)
+            kwargs = core_kwargs(params.train, features, index.relations, len(params.features.horizons), params.seed)
             write_json({"kwargs": kwargs, "features": features, "horizons": params.features.horizons, "fold": fold.fold}, run_dir / "model.json")
             preds.append(out.predictions)
             reports.append(report)

@@ -35,7 +35,7 @@ def tiny():
 
 def model_for(data, params, seed=0):
     seed_everything(seed)
-    return CoreModel.from_config(params.train, data.in_dim, data.index.relations, len(data.horizons)).eval()
+    return CoreModel.from_config(params.train, data.feature_cols, data.index.relations, len(data.horizons)).eval()
 
 
 # ----------------------------------------------------------------- inputs
@@ -80,10 +80,10 @@ def test_masked_days_are_not_invented(tiny, temporal):
 
 def test_inputs_of_a_date_ignore_everything_after_it(tiny):
     """Perturb features after t and drop every later graph snapshot: batches and outputs up to t do not move."""
-    params = core_params(layers=2)
+    cols = feature_columns(tiny.panel)
+    params = core_params(layers=2, neighbour_inputs=cols[:2])
     cut = tiny.index.dates[260]
     after = pl.col("date") > pl.lit(cut.item())
-    cols = feature_columns(tiny.panel)
     panel2 = tiny.panel.with_columns(pl.when(after).then(pl.col(c) * -3 + 1).otherwise(pl.col(c)).alias(c) for c in cols)
     edges2 = tiny.edges.filter(pl.col("snapshot") <= pl.lit(cut.item()))
     index2 = GraphIndex(edges2, panel2, relations=tiny.index.relations)
@@ -296,7 +296,8 @@ def test_every_model_and_loss_knob_reaches_the_code(tiny):
 
     out = opened(model_for(data, base))(b)["reg"]
     for knob in ({"pearl": {"mode": "none"}}, {"pearl": {"mode": "basis", "dim": 8}}, {"pearl": {"k": 2, "samples": 4, "dim": 8}},
-                 {"temporal": "lstm"}, {"temporal_layers": 2}, {"hidden": 8}, {"heads": 1}, {"seq_len": 3}):
+                 {"temporal": "lstm"}, {"temporal_layers": 2}, {"hidden": 8}, {"heads": 1}, {"seq_len": 3},
+                 {"neighbour_inputs": data.feature_cols[:1]}):
         params = core_params(layers=1, **knob)
         other_data = core_fold_data(tiny.panel, tiny.index, tiny.fold, params)
         other = opened(model_for(other_data, params))(other_data.batch(data.dates("train")[:2]))["reg"]
@@ -330,3 +331,35 @@ def test_a_relation_without_edges_is_not_a_module(tiny):
     assert "competitor" not in index.relations and "supply_chain" in index.relations
     with pytest.raises(UserError, match="train.use_edges"):
         core_index(edges.clear(), tiny.panel, params)
+
+
+# ---------------------------------------------------------- neighbour inputs
+
+
+def test_neighbour_inputs_are_weighted_sums_and_means_per_relation():
+    """Hand-made graph: node 2 hears nodes 0 (w 0.5) and 1 (w 2, sign -1) on relation a, node 0 on b."""
+    model = CoreModel(in_dim=3, relations=["a", "b"], n_horizons=1, seq_len=2, hidden=8, layers=0, pearl=None,
+                      neighbour_inputs=[0, 2])
+    x = torch.tensor([[1.0, 9.0, 2.0], [3.0, 9.0, -1.0], [5.0, 9.0, 7.0]])
+    batch = type("B", (), {})()
+    batch.edge_index = torch.tensor([[0, 1, 0], [2, 2, 1]])
+    batch.edge_type = torch.tensor([0, 0, 1])
+    attr = torch.tensor([[0.5, 1.0], [2.0, -1.0], [1.0, 1.0]])
+    out = model.neighbour_sums(x[:, [0, 2]], batch, attr)
+    a_sum = 0.5 * x[0, [0, 2]] - 2.0 * x[1, [0, 2]]  # signed weights
+    torch.testing.assert_close(out[2, :2], a_sum)
+    torch.testing.assert_close(out[2, 2:4], a_sum / 2.5)  # over the sum of |w|
+    torch.testing.assert_close(out[1, 4:6], x[0, [0, 2]])
+    torch.testing.assert_close(out[1, 6:8], x[0, [0, 2]])
+    assert (out[0] == 0).all()  # no in-neighbours
+    dropped = model.neighbour_sums(x[:, [0, 2]], batch, attr, drop=["a"])
+    assert (dropped[:, :4] == 0).all() and torch.equal(dropped[:, 4:], out[:, 4:])
+
+
+def test_unknown_neighbour_input_names_the_param(tiny):
+    from alphagraph.errors import UserError
+    from alphagraph.models.core import core_kwargs
+
+    params = core_params(neighbour_inputs=["f_no_such_feature"])
+    with pytest.raises(UserError, match="train.neighbour_inputs"):
+        core_kwargs(params.train, feature_columns(tiny.panel), tiny.index.relations, 4)

@@ -72,7 +72,7 @@ def checkpoint(tiny, tmp_path_factory):
     """A seeded (untrained) core model saved the way the core stage saves it."""
     fold_dir = tmp_path_factory.mktemp("core") / "fold0"
     cols = feature_columns(tiny.panel)
-    kwargs = core_kwargs(PARAMS.train, len(cols), tiny.index.relations, 4, PARAMS.seed)
+    kwargs = core_kwargs(PARAMS.train, cols, tiny.index.relations, 4, PARAMS.seed)
     torch.manual_seed(0)
     model = CoreModel(**kwargs)
     fold_dir.mkdir(parents=True)

@@ -290,6 +290,9 @@ class TrainConfig:
     relation_weighting: bool = True  # false: plain mean of the per-relation outputs
     relations: list[str] | None = None  # relation types used (null = all of graph.relations)
     use_edges: bool = True  # false: the no-graph ablation (self-loops only)
+    # Panel features whose edge-weighted sum and mean over each relation's neighbours enter the
+    # node embedding directly ([] = off); they must be feature columns of the panel.
+    neighbour_inputs: list[str] = field(default_factory=list)
     sampling: Literal["full", "neighbor"] = "full"
     fanouts: list[int] = field(default_factory=lambda: [10, 10])  # per hop, -1 = all (sampling: neighbor)
     num_threads: int = 2

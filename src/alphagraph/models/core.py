@@ -2,13 +2,23 @@
 
     x_seq [N, L, F] --adaptive window norm (FAN)--> temporal encoder (transformer | LSTM, attention pooling)
           --> e = LayerNorm(GELU(W x_t) + tanh(g) * window summary)   (gate g starts at 0)
+          + P [per relation: sum_j w_ji x_j[S], sum_j w_ji x_j[S] / sum_j |w_ji|]   (neighbour inputs S)
     e + PEARL(snapshot graph) --> h
     h --[HeteroConv: one GATv2-style attention per relation (aggr=None) -> relation-specific transforms
          -> learned softmax relation weighting -> GELU, dropout, + residual, LayerNorm] x layers --> h
     head([h, e]) -> reg [N, H], sig_logit [N, H], dir_logit [N, H]  (and the embedding, for export)
 
+Neighbour inputs (``train.neighbour_inputs``, a few return features): per
+relation, the signed-edge-weighted sum and mean of the neighbours' raw inputs of
+today, projected into the embedding. Attention over embeddings averages
+neighbours (softmax weights sum to 1) and sees them only through a learned
+encoder; the share-weighted sum of suppliers' returns, the linear "customer
+momentum" read of a supply-chain file, needs neither. Measured on validation
+folds 1-2 of the default market over two seeds: RankIC 1d 0.026 with them,
+0.017 without.
+
 Every part can be switched off in params for ablations: ``train.pearl.mode:
-none``, ``train.relation_weighting: false`` (plain mean of the relation
+none``, ``train.neighbour_inputs: []``, ``train.relation_weighting: false`` (plain mean of the relation
 outputs), ``train.relations`` (a subset of relation types),
 ``train.use_edges: false`` (self-loops only), ``train.layers: 0``.
 
@@ -271,6 +281,7 @@ class CoreModel(nn.Module):
         relation_weighting: bool = True,
         pearl: dict[str, Any] | None = None,
         edge_dim: int = 2,
+        neighbour_inputs: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if not relations and layers > 0:
@@ -278,6 +289,9 @@ class CoreModel(nn.Module):
         self.relations = list(relations)
         self.edge_dim, self.dropout = edge_dim, dropout
         self.temporal = TemporalEncoder(in_dim, hidden, seq_len, temporal, heads, temporal_layers, dropout)
+        self.neighbour_inputs = list(neighbour_inputs or [])
+        n_in = 2 * len(self.relations) * len(self.neighbour_inputs)
+        self.neighbour_proj = nn.Linear(n_in, hidden) if n_in else None
         self.pearl = PEARL(hidden, **pearl) if pearl else None
         if self.pearl is not None:
             self.pearl_missing = nn.Parameter(torch.zeros(hidden))  # a code with no edge in the snapshot
@@ -295,8 +309,8 @@ class CoreModel(nn.Module):
         self.relation_weights: list[torch.Tensor] = []  # per layer [N, R], when recording
 
     @classmethod
-    def from_config(cls, cfg: TrainConfig, in_dim: int, relations: Sequence[str], n_horizons: int, seed: int = 0) -> CoreModel:
-        return cls(**core_kwargs(cfg, in_dim, relations, n_horizons, seed))
+    def from_config(cls, cfg: TrainConfig, features: Sequence[str], relations: Sequence[str], n_horizons: int, seed: int = 0) -> CoreModel:
+        return cls(**core_kwargs(cfg, features, relations, n_horizons, seed))
 
     def set_record(self, on: bool) -> None:
         """Record relation weights and neighbour attention on the next forward passes (interpretability)."""
@@ -323,10 +337,13 @@ class CoreModel(nn.Module):
 
     def forward(self, batch: Any, drop_relations: Sequence[str] = ()) -> dict[str, torch.Tensor]:
         e = self.temporal(batch.x_seq, batch.x_mask)
+        edge_attr = batch.edge_attr[:, : self.edge_dim]
+        if self.neighbour_proj is not None:
+            x = batch.x_seq[:, -1][:, self.neighbour_inputs]
+            e = e + self.neighbour_proj(self.neighbour_sums(x, batch, edge_attr, drop_relations))
         h = e
         if self.pearl is not None:
             h = h + self.positional(batch, e.size(0), e.device)
-        edge_attr = batch.edge_attr[:, : self.edge_dim]
         ei_dict, ea_dict = {}, {}
         for r, name in enumerate(self.relations):
             sel = batch.edge_type == r  # an empty [2, 0] tensor when absent: HeteroConv would skip the key
@@ -351,14 +368,33 @@ class CoreModel(nn.Module):
         return {"reg": self.reg(z), "sig_logit": self.sig(z), "dir_logit": self.dir(z), "emb": z}
 
 
-def core_kwargs(cfg: TrainConfig, in_dim: int, relations: Sequence[str], n_horizons: int, seed: int = 0) -> dict[str, Any]:
+    def neighbour_sums(self, x: torch.Tensor, batch: Any, edge_attr: torch.Tensor, drop: Sequence[str] = ()) -> torch.Tensor:
+        """[N, 2 R F]: per relation, the signed-weight sum and weighted mean of the in-neighbours' ``x`` [N, F]."""
+        src, dst = batch.edge_index
+        w = edge_attr[:, 0] * edge_attr[:, 1]  # (weight, sign)
+        parts = []
+        for r, name in enumerate(self.relations):
+            sel = (batch.edge_type == r) & (name not in drop)
+            total = x.new_zeros(x.shape).index_add(0, dst[sel], w[sel, None] * x[src[sel]])
+            mass = x.new_zeros(x.size(0)).index_add(0, dst[sel], w[sel].abs())
+            parts += [total, total / mass.clamp_min(1e-6)[:, None]]
+        return torch.cat(parts, dim=1)
+
+
+def core_kwargs(
+    cfg: TrainConfig, features: Sequence[str], relations: Sequence[str], n_horizons: int, seed: int = 0
+) -> dict[str, Any]:
     """Constructor arguments of :class:`CoreModel` for a params group (saved next to checkpoints)."""
+    missing = [n for n in cfg.neighbour_inputs if n not in features]
+    if missing:
+        raise UserError(f"train.neighbour_inputs: {missing} are not feature columns of the panel (e.g. {list(features[:3])})")
     p = cfg.pearl
     pearl = None if p.mode == "none" else {"mode": p.mode, "samples": p.samples, "k": p.k, "layers": p.layers, "hidden": p.dim, "eval_seed": seed}
     return {
-        "in_dim": in_dim, "relations": list(relations), "n_horizons": n_horizons, "seq_len": cfg.seq_len,
+        "in_dim": len(features), "relations": list(relations), "n_horizons": n_horizons, "seq_len": cfg.seq_len,
         "temporal": cfg.temporal, "temporal_layers": cfg.temporal_layers, "hidden": cfg.hidden, "heads": cfg.heads,
         "layers": cfg.layers, "dropout": cfg.dropout, "relation_weighting": cfg.relation_weighting, "pearl": pearl,
+        "neighbour_inputs": [list(features).index(n) for n in cfg.neighbour_inputs],
     }
 
 
@@ -479,7 +515,7 @@ def train_core_fold(
     cfg = params.train
     data = core_fold_data(panel, index, fold, params)
     seed_everything(params.seed * 1000 + fold.fold)
-    model = CoreModel.from_config(cfg, data.in_dim, index.relations, len(data.horizons), seed=params.seed)
+    model = CoreModel.from_config(cfg, feature_columns(panel), index.relations, len(data.horizons), seed=params.seed)
     loop = loop_config(cfg, params.seed, params.device, progress)
     out = train_fold(model, data, core_loss(cfg, data), loop, fold.fold, run_dir)
     report = relation_report(model, data, data.dates("test"), loop.eval_batch_days, resolve_device(loop.device))
