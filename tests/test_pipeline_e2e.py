@@ -1,5 +1,6 @@
 """End to end: `dvc repro` of the tiny config in a fresh git + DVC repo, and the DVC workflow on it."""
 
+import difflib
 import json
 import os
 import shutil
@@ -96,7 +97,9 @@ def test_forced_repro_is_byte_identical_and_an_experiment_changes_only_what_it_s
     run(["dvc", "repro", "-f", "-q"], tiny_repo)
     after = snapshot(tiny_repo)
     assert after.keys() == before.keys()
-    assert [k for k in before if before[k] != after[k]] == []
+    changed = [k for k in before if before[k] != after[k]]
+    diff = difflib.unified_diff(before["dvc.lock"].decode().splitlines(), after["dvc.lock"].decode().splitlines(), lineterm="", n=8)
+    assert changed == [], "\n".join(diff)
 
     run(["git", "add", "-A"], tiny_repo)
     run(["git", "commit", "-qm", "baseline run", "--allow-empty"], tiny_repo)

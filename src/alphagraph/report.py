@@ -272,7 +272,9 @@ def to_markdown(
         "- RankIC / IC: mean daily Spearman / Pearson correlation of prediction and realized h-day return; "
         "ICIR: its mean over its standard deviation.",
         "- Sharpe: annualized, long-short top/bottom-quantile book held in overlapping h-day tranches; "
-        "net: after trading costs (`eval.cost_bps`).",
+        "net: after trading costs (`eval.cost_bps`). Where an oracle is shown (the synthetic market) a Sharpe "
+        "is a calibration against the planted signal, not a forecast of live performance: no market impact, "
+        "no borrow costs, a signal that is there by construction.",
         f"- Max DD: largest fall of the cumulative gross {short}d P&L; "
         f"turnover: mean daily sum of absolute weight changes (gross exposure 2).",
         "- Oracle share: test RankIC 1d as a share of the oracle's. "
