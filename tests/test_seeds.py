@@ -147,6 +147,9 @@ def exp_show_json(experiments: list[dict]) -> list[dict]:
             for e in experiments]
     exps.append({"name": "queued-1", "executor": {"state": "queued", "name": None, "local": None},
                  "revs": [{"rev": "q1", "name": "queued-1", "data": {"rev": "q1", "params": {}, "metrics": {}}, "error": None, "experiments": None}]})
+    # A running experiment already carries metrics: the workspace's, not its own.
+    exps.append({"name": "running-1", "executor": {"state": "running", "name": "dvc-task", "local": None},
+                 "revs": [{"rev": "r1", "name": "running-1", "data": data(run("running", 0, 0.05, 0.044)), "error": None, "experiments": None}]})
     exps.append({"name": "failed-1", "executor": None,
                  "revs": [{"rev": "f1", "name": "failed-1", "data": {}, "error": {"type": "ReproductionError", "msg": "boom"}, "experiments": None}]})
     head = data(run("main", 0, 0.05, 0.044))
@@ -158,7 +161,7 @@ def exp_show_json(experiments: list[dict]) -> list[dict]:
 
 def test_parse_exp_show(experiments):
     parsed, skipped = parse_exp_show(exp_show_json(experiments))
-    assert skipped == ["queued-1", "failed-1"]
+    assert skipped == ["queued-1", "running-1", "failed-1"]
     assert [e["name"] for e in parsed] == [e["name"] for e in experiments]
     first = parsed[0]
     assert first["baseline"] == "base" and first["params"] == experiments[0]["params"]
@@ -181,7 +184,7 @@ def test_cli_prints_tables_and_writes_json(tmp_path, experiments, capsys):
     out = tmp_path / "seeds.json"
     main(["--input", str(source), "--compare", "core", "lgbm", "--out", str(out), "--metrics", "rank_ic_1d,sharpe_1d"])
     captured = capsys.readouterr()
-    assert "skipped (queued, running or failed): queued-1, failed-1" in captured.err
+    assert "skipped (queued, running or failed): queued-1, running-1, failed-1" in captured.err
     lines = captured.out.splitlines()
     assert "| group | model | seeds | rank_ic_1d | sharpe_1d |" in lines
     core = np.mean(CORE_DEFAULT), np.std(CORE_DEFAULT, ddof=1)

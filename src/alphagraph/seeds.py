@@ -127,7 +127,9 @@ def parse_exp_show(doc: Any, baselines: bool = False) -> tuple[list[dict[str, An
             head = revs[0] if revs else {}
             name = exp.get("name") or head.get("name") or str(head.get("rev", "?"))[:7]
             data = head.get("data")
-            if head.get("error") or not isinstance(data, Mapping) or not data.get("metrics"):
+            # A running experiment already shows metrics: the workspace's copies, not its own yet.
+            state = (exp.get("executor") or {}).get("state") if isinstance(exp.get("executor"), Mapping) else None
+            if state not in (None, "success") or head.get("error") or not isinstance(data, Mapping) or not data.get("metrics"):
                 skipped.append(name)
                 continue
             out.append(_record(data, name, str(head.get("rev")), base))
