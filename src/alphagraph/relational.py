@@ -40,13 +40,16 @@ t and the snapshot <= t, whose dates depend only on the calendar up to t: nothin
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import polars as pl
 
+from alphagraph import paths
 from alphagraph.config import Params
 from alphagraph.errors import UserError
 from alphagraph.graph.build import snapshot_positions
+from alphagraph.io import read_parquet
 from alphagraph.normalize import feature_columns
 
 PREFIX = "f_rel_"
@@ -235,3 +238,43 @@ def add_relational_features(
     cols = column_names(spec)
     feats = standardize(raw, cols, clip)
     return panel.hstack(feats.select(cols)), coverage(raw, spec)
+
+
+# -------------------------------------------------------------- stage helpers
+
+
+def with_relational(panel: pl.DataFrame, params: Params, log: logging.Logger) -> tuple[pl.DataFrame, dict]:
+    """The panel plus the ``f_rel_*`` columns, and the metrics entry that records them."""
+    spec = spec_from_params(params)
+    edges = read_parquet(paths.EDGES)
+    prices = read_parquet(paths.PRICES, columns=["date", "code", "close"])
+    absent = sorted(set(spec.relations) - set(edges["relation"].unique().to_list()))
+    if absent:  # skipped by the graph stage (no side data): their columns are empty, not an error
+        log.warning("no edges of %s in %s: their relational features are empty", ", ".join(absent), paths.EDGES)
+    panel, cover = add_relational_features(panel, prices, edges, spec, params.normalize.clip)
+    n = len(column_names(spec))
+    log.info(
+        "%d relational features (%d relations x %d), neighbour features %s",
+        n, len(spec.relations), n // max(len(spec.relations), 1), spec.neighbour_features,
+    )
+    for rel, c in cover.items():
+        log.info(
+            "%s: rows with in-neighbours %.1f%%, with a neighbour's 1-day return %.1f%%, mean in-degree %.2f",
+            rel, 100 * c["rows_with_neighbours"], 100 * c["rows_with_neighbour_return"], c["mean_degree"],
+        )
+    return panel, {"relational": {"features": n, "coverage": cover}}
+
+
+def log_relational_gain(importance: pl.DataFrame, log: logging.Logger) -> None:
+    """Share of the total gain that went to relational features, per horizon, and the top ones at 1 day."""
+    rel = pl.col("feature").str.starts_with("f_rel_")
+    share = importance.group_by("horizon").agg((pl.col("gain").filter(rel).sum() / pl.col("gain").sum()).alias("share"))
+    for h, s in share.sort("horizon").iter_rows():
+        log.info("horizon %dd: relational features take %.1f%% of the gain", h, 100 * (s or 0.0))
+    first = importance["horizon"].min()
+    top = (
+        importance.filter(rel & (pl.col("horizon") == first))
+        .group_by("feature").agg(pl.col("gain").sum())
+        .sort("gain", descending=True).head(5)
+    )
+    log.info("top relational features at %dd: %s", first, ", ".join(top["feature"].to_list()))
