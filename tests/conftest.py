@@ -104,6 +104,20 @@ def tiny_repo(tmp_path_factory) -> Path:
     return repo
 
 
+# Three epochs a fold and no early stop: a killed run has an epoch left to resume.
+TRAINING_PARAMS: dict[str, Any] = deep_merge(
+    TINY_PARAMS, {"train": {"epochs": 3, "patience": 0}, "gat": {"epochs": 3, "patience": 0}}
+)
+
+
+@pytest.fixture(scope="session")
+def training_workspace(tmp_path_factory) -> Path:
+    """A DVC copy of the repo with the tiny config and every input of the training stages built."""
+    repo = make_dvc_repo(tmp_path_factory.mktemp("training"), TRAINING_PARAMS)
+    run(["dvc", "repro", "-q", "graph", "oracle"], repo)
+    return repo
+
+
 class SmallPipeline:
     """The DAG's artifacts for a small synthetic market, built in-process."""
 

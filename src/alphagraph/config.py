@@ -313,6 +313,16 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class DistributedConfig:
+    """Data-parallel training of the graph models (torch.distributed, launched by torchrun)."""
+
+    # Processes on this machine for the gat and core stages: > 1 makes the stage relaunch itself
+    # under torchrun (--standalone). Several machines: run torchrun yourself on each (README).
+    nproc_per_node: int = 1
+    backend: Literal["auto", "gloo", "nccl"] = "auto"  # auto: nccl on CUDA, gloo on CPU
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -327,6 +337,7 @@ class Params:
     train: TrainConfig = field(default_factory=TrainConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
 
 # ------------------------------------------------------------------------ loading
@@ -437,6 +448,8 @@ def _check(p: Params, source: str) -> None:
         raise ConfigError(f"{source}: {key}: {msg}")
 
     syn = p.data.synthetic
+    if p.distributed.nproc_per_node < 1:
+        fail("distributed.nproc_per_node", f"must be >= 1, got {p.distributed.nproc_per_node}")
     if syn.n_stocks < 2:
         fail("data.synthetic.n_stocks", f"needs at least 2 stocks, got {syn.n_stocks}")
     if syn.n_days < 30:

@@ -6,8 +6,10 @@ anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
+from typing import Any
 
 EXIT_USER_ERROR = 2
 
@@ -16,8 +18,23 @@ class UserError(ValueError):
     """Invalid input from the user: the message names the file, column, rows or param."""
 
 
+class Terminated(SystemExit):
+    """SIGTERM, raised in the main thread so that cleanup (``finally``) runs before the exit."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    print(f"error: stopped by signal {signal.Signals(signum).name}; temporary files removed", file=sys.stderr)
+    raise Terminated(128 + signum)
+
+
 def run_main(main: Callable[[], None]) -> None:
-    """Run a stage's ``main``; a :class:`UserError` prints ``error: ...`` and exits 2."""
+    """Run a stage's ``main``; a :class:`UserError` prints ``error: ...`` and exits 2.
+
+    SIGTERM (what ``kill``, DVC and torchrun send) becomes an exception, so
+    temporaries are removed and a training stage's checkpoints stay where the
+    next run resumes from them; the exit status is 143.
+    """
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         main()
     except UserError as exc:

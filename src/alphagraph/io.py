@@ -1,13 +1,18 @@
 """Atomic artifact writes and small readers.
 
 Every artifact is written to a temporary file in its target folder and renamed
-into place, so a stage that fails leaves no half-written file behind.
+into place, so a stage that fails leaves no half-written file behind. An
+exception or SIGTERM (:func:`alphagraph.errors.run_main` turns it into an
+exit) removes the temporary; one left by SIGKILL is removed the next time
+the same artifact is written.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,11 +22,30 @@ from typing import Any
 import polars as pl
 
 
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Remove the temporaries that :func:`atomic_path` / :func:`atomic_dir` left beside ``path`` when killed.
+
+    Only names of their exact shape (``.{name}.XXXXXXXX[.tmp]``) are touched:
+    one artifact is written by one stage at a time, so these belong to no live run.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    shape = re.compile(rf"^\.{re.escape(path.name)}\.[A-Za-z0-9_]{{8}}(\.tmp)?$")
+    removed = []
+    for p in path.parent.iterdir():
+        if shape.match(p.name):
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -72,10 +96,9 @@ def read_json(path: str | Path) -> Any:
 @contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; it replaces ``path`` on success."""
-    import shutil
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         yield tmp

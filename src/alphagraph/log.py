@@ -54,17 +54,24 @@ TIMINGS = Path("metrics/timings")
 
 
 @contextmanager
-def stage_run(stage: str, timings_dir: Path | None = TIMINGS) -> Iterator[StageRecord]:
-    """Time a stage, log a structured summary line when it finishes or fails, write its timings file."""
-    logger = get_logger(stage)
+def stage_run(stage: str, timings_dir: Path | None = TIMINGS, active: bool = True) -> Iterator[StageRecord]:
+    """Time a stage, log a structured summary line when it finishes or fails, write its timings file.
+
+    ``active=False`` (ranks other than 0 of a distributed run) only yields a record.
+    """
     record = StageRecord(stage=stage)
+    if not active:
+        yield record
+        return
+    logger = get_logger(stage)
     start, cpu_start = time.perf_counter(), time.process_time()
     logger.info("start")
     try:
         yield record
-    except Exception:
+    except BaseException as exc:
         record.seconds = round(time.perf_counter() - start, 3)
-        logger.error("failed after %.1f s; nothing written", record.seconds)
+        how = "interrupted" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "failed"
+        logger.error("%s after %.1f s; no artifact written", how, record.seconds)
         raise
     record.seconds = round(time.perf_counter() - start, 3)
     summary = {

@@ -40,6 +40,14 @@ What :func:`fit` does
   and are read with :func:`load_checkpoint` (``weights_only=True``): loading
   a checkpoint from a colleague or a shared remote never runs code.
 - On return the model holds the best epoch's weights.
+- Data parallel under torch.distributed (torchrun; :mod:`alphagraph.distributed`):
+  rank r takes every world-th day of each batch, DistributedDataParallel
+  averages the gradients (each rank's loss weighed by its share of the
+  batch's days), validation days are sharded and gathered so every rank takes
+  the same early-stopping decision, and only rank 0 writes checkpoints
+  (reading them on resume and broadcasting them). ``batch_days`` stays the
+  global batch, so N processes follow the single-process run up to float
+  summation order. Each rank uses ``num_threads // processes on the machine``.
 - Deterministic on CPU: fixed ``num_threads``,
   ``torch.use_deterministic_algorithms`` (warn-only, so an op without a
   deterministic kernel on CUDA does not abort a run). On CUDA the forward pass
@@ -67,6 +75,7 @@ import polars as pl
 import torch
 from tqdm.auto import tqdm
 
+from alphagraph import distributed as ddp
 from alphagraph.errors import UserError
 from alphagraph.evaluate import daily_ic
 from alphagraph.io import atomic_path
@@ -375,11 +384,16 @@ def daily_metrics(pred: Prediction, horizons: Sequence[int]) -> dict[str, float]
 def validate(
     model: torch.nn.Module, data: DayData, dates: Sequence[Any], loss_fn: LossFn, cfg: LoopConfig, device: torch.device
 ) -> dict[str, float]:
-    """Validation loss and daily (Rank)IC per horizon over the VAL nodes of ``dates``."""
+    """Validation loss and daily (Rank)IC per horizon over the VAL nodes of ``dates``.
+
+    Under torch.distributed each rank scores every ``world``-th date and the
+    parts are gathered, so every rank returns the same figures.
+    """
     model.eval()
+    rank, world = ddp.rank(), ddp.world_size()
     total, weight = 0.0, 0
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("rows", "split", "day", "reg", "y")}
-    dates = list(dates)
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("day", "reg", "y")}
+    dates = list(dates)[rank::world]
     for part in _chunks(len(dates), cfg.eval_batch_days):
         batch = _to(data.batch(dates[part]), device)
         mask = batch.split == VAL
@@ -390,15 +404,16 @@ def validate(
             out = model(batch)
         loss, _ = loss_fn(out, batch, mask)
         total, weight = total + float(loss) * n, weight + n
-        parts["day"].append((batch.batch[mask] + part.start).cpu().numpy())
+        # A global day id (position in the full date list), so gathered parts never collide.
+        parts["day"].append((batch.batch[mask] + part.start).cpu().numpy() * world + rank)
         parts["reg"].append(out["reg"].float()[mask].cpu().numpy())
         parts["y"].append(batch.y[mask].float().cpu().numpy())
+    gathered = ddp.all_gather((total, weight, parts))
+    total, weight = sum(g[0] for g in gathered), sum(g[1] for g in gathered)
     if weight == 0:
         return {"loss": float("nan")}
-    pred = Prediction(
-        rows=np.empty(0), split=np.empty(0), day=np.concatenate(parts["day"]),
-        reg=np.concatenate(parts["reg"]), p_up=None, y=np.concatenate(parts["y"]),
-    )
+    cat = {k: np.concatenate([a for g in gathered for a in g[2][k]]) for k in parts}
+    pred = Prediction(rows=np.empty(0), split=np.empty(0), day=cat["day"], reg=cat["reg"], p_up=None, y=cat["y"])
     return {"loss": total / weight} | daily_metrics(pred, data.horizons)
 
 
@@ -433,8 +448,15 @@ def fit(
     mode = "min" if cfg.select_metric == "loss" else "max"
     monitor = "loss" if cfg.select_metric == "loss" else f"{cfg.select_metric}_{cfg.select_horizon}d"
 
-    with deterministic_torch(cfg.deterministic, cfg.num_threads, device):
+    rank, world = ddp.rank(), ddp.world_size()
+    threads = max(1, cfg.num_threads // ddp.local_world_size()) if cfg.num_threads > 0 else 0
+    with deterministic_torch(cfg.deterministic, threads, device):
         model.to(device)
+        # Under torch.distributed the forward pass goes through DDP (gradients all-reduced, averaged
+        # over ranks); the optimizer, checkpoints and selection use the plain module.
+        net = model if world == 1 else torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
+        )
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         warmup = round(cfg.warmup_epochs * steps_per_epoch)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -447,9 +469,13 @@ def fit(
 
         last_path = run_dir / "last.pt" if run_dir else None
         best_path = run_dir / "best.pt" if run_dir else None
-        if resume and last_path is not None and last_path.exists():
+        # Rank 0 reads the checkpoint and hands it to the others (no shared file system needed).
+        ckpt = None
+        if ddp.is_main() and resume and last_path is not None and last_path.exists():
             # On the CPU: RNG states must stay CPU tensors; load_state_dict moves weights and moments to the model's device.
             ckpt = load_checkpoint(last_path, "cpu")
+        ckpt = ddp.broadcast(ckpt)
+        if ckpt is not None:
             if ckpt["config"] != _config_key(cfg):
                 raise ValueError(f"{last_path}: checkpoint was written with a different loop config; refusing to resume")
             model.load_state_dict(ckpt["model"])
@@ -457,30 +483,43 @@ def fit(
             scheduler.load_state_dict(ckpt["scheduler"])
             stopper = EarlyStopping(**ckpt["stopper"])
             history, start_epoch, finished = ckpt["history"], ckpt["epoch"], ckpt["finished"]
-            _set_rng_state(ckpt["rng"])
+            # Each rank's RNG stream (dropout masks differ with each rank's shard of days).
+            by_rank = ckpt.get("rng_by_rank")
+            _set_rng_state(by_rank[rank] if by_rank is not None and len(by_rank) == world else ckpt["rng"])
             log.info("%s: resumed from %s after epoch %d", desc, last_path, start_epoch)
 
         end_epoch = cfg.epochs if until_epoch is None else min(cfg.epochs, until_epoch)
         bar = tqdm(
             total=cfg.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch, desc=desc,
-            disable=None if cfg.progress is None else not cfg.progress, leave=False, dynamic_ncols=True,
+            disable=True if not ddp.is_main() else None if cfg.progress is None else not cfg.progress, leave=False,
+            dynamic_ncols=True,
         )
         epoch = start_epoch
         while not finished and epoch < end_epoch:
             t0 = time.perf_counter()
-            model.train()
+            net.train()
             order = torch.randperm(train_dates.size, generator=epoch_generator(cfg.seed, epoch))[:days].numpy()
             sums: dict[str, float] = {}
             steps = 0
             for part in _chunks(days, cfg.batch_days):
-                batch = _to(data.batch(train_dates[np.sort(order[part])]), device)
+                step_dates = train_dates[np.sort(order[part])]
+                # Data parallel: rank r takes every world-th day of the batch. A rank left without a day
+                # (a batch smaller than the world) still runs one with zero weight: DDP needs every rank's backward.
+                shard = step_dates[rank::world]
+                share = shard.size / step_dates.size * world
+                batch = _to(data.batch(shard if shard.size else step_dates[:1]), device)
                 mask = batch.split == TRAIN
-                if not bool(mask.any()):
+                if ddp.all_sum(int(mask.sum()) if shard.size else 0) == 0:
                     bar.update(1)
                     continue
                 with _autocast(device):
-                    out = model(batch)
-                loss, parts = loss_fn(out, batch, mask)
+                    out = net(batch)
+                if bool(mask.any()):
+                    loss, parts = loss_fn(out, batch, mask)
+                else:
+                    loss, parts = out["reg"].sum() * 0.0, {"loss": 0.0}
+                if share != 1.0:  # DDP averages over ranks: weigh each rank's loss by its share of the days
+                    loss = loss * share
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip > 0:
@@ -508,10 +547,11 @@ def fit(
             history.append(record)
             if improved:
                 best_state = copy.deepcopy(model.state_dict())
-                if best_path is not None:
+                if best_path is not None and ddp.is_main():
                     _save({"model": best_state, "epoch": epoch, "score": _plain(stopper.best)}, best_path)
             finished = stopper.should_stop or epoch >= cfg.epochs
-            if last_path is not None:
+            rngs = ddp.all_gather(_rng_state(device)) if last_path is not None and world > 1 else None
+            if last_path is not None and ddp.is_main():
                 _save(
                     {
                         "model": model.state_dict(),
@@ -519,6 +559,7 @@ def fit(
                         "scheduler": scheduler.state_dict(),
                         "stopper": _plain(dataclasses.asdict(stopper)),
                         "rng": _rng_state(device),
+                        **({"rng_by_rank": rngs} if rngs is not None else {}),
                         "epoch": epoch,
                         "finished": finished,
                         "history": _plain(history),
@@ -526,7 +567,7 @@ def fit(
                     },
                     last_path,
                 )
-            log.info(
+            (log.info if ddp.is_main() else log.debug)(
                 "%s epoch %d: train loss %.4f, val %s %.4f%s (%.1f s)", desc, epoch, record.get("train_loss", float("nan")),
                 monitor, val.get(monitor, float("nan")), " *" if improved else "", seconds,
             )
@@ -534,8 +575,10 @@ def fit(
                 on_epoch_end(record)
         bar.close()
 
-        if best_state is None and best_path is not None and best_path.exists():
+        if best_state is None and best_path is not None and ddp.is_main() and best_path.exists():
             best_state = load_checkpoint(best_path, "cpu")["model"]
+        if world > 1:  # a resumed run may have its best epoch in rank 0's file only
+            best_state = ddp.broadcast(None if best_state is None else {k: v.cpu() for k, v in best_state.items()})
         if best_state is not None:
             model.load_state_dict(best_state)
     return FitResult(

@@ -1,0 +1,130 @@
+"""Resumable walk-forward training: a stage's work folder, keyed by what its results depend on.
+
+A training stage (gat, core) trains fold k in
+``.alphagraph/work/{stage}/{key}/fold{k}/``: the loop's ``last.pt`` /
+``best.pt`` checkpoints, then, once the fold is finished, its outputs under
+``done/``. ``key`` hashes the params, the stage's input artifacts, the
+package's source and the number of processes, so a rerun of the same stage
+after SIGTERM, SIGKILL or a crash reuses finished folds and resumes the
+running one from its last epoch (on CPU with metrics identical to an
+uninterrupted run), while any change to params, data or code starts afresh.
+Work folders of other keys are removed when a stage starts; the stage's own
+is removed once every artifact is written. The folder lives outside the
+stage's DVC outs, so DVC never caches or deletes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import polars as pl
+import torch
+
+import alphagraph
+from alphagraph import distributed as ddp
+from alphagraph.config import Params, to_dict
+from alphagraph.io import atomic_dir, write_parquet
+from alphagraph.log import get_logger
+from alphagraph.split import Fold
+from alphagraph.train.fold import FoldOutput
+from alphagraph.train.loop import FitResult
+
+WORK_ROOT = Path(".alphagraph/work")
+DONE = "done"
+log = get_logger("resume")
+
+
+def _file_digest(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def work_key(params: Params, inputs: Sequence[str | Path]) -> str:
+    """A hash of the params, the input files' contents, the package source, torch's version and the world size."""
+    h = hashlib.sha256()
+    h.update(json.dumps(to_dict(params), sort_keys=True, default=str).encode())
+    for path in inputs:
+        h.update(f"{Path(path).name}:{_file_digest(Path(path))}".encode())
+    package = Path(alphagraph.__file__).parent
+    for src in sorted(package.rglob("*.py")):
+        h.update(str(src.relative_to(package)).encode())
+        h.update(src.read_bytes())
+    h.update(f"torch {torch.__version__}, world {ddp.world_size()}".encode())
+    return h.hexdigest()[:20]
+
+
+def _save_fold(out: FoldOutput, frames: dict[str, pl.DataFrame], path: Path) -> None:
+    with atomic_dir(path) as tmp:
+        write_parquet(out.predictions, tmp / "predictions.parquet")
+        for name, frame in frames.items():
+            write_parquet(frame, tmp / f"{name}.parquet")
+        r = out.result
+        fields = {k: getattr(r, k) for k in ("history", "best_epoch", "best_score", "epochs_run", "stopped_early", "finished",
+                                             "train_seconds", "extra")}
+        # allow_nan: histories hold NaN metrics on degenerate epochs; json round-trips floats exactly.
+        (tmp / "result.json").write_text(json.dumps({"result": fields, "frames": sorted(frames)}, allow_nan=True))
+
+
+def _load_fold(path: Path) -> tuple[FoldOutput, dict[str, pl.DataFrame]]:
+    meta = json.loads((path / "result.json").read_text())
+    frames = {name: pl.read_parquet(path / f"{name}.parquet") for name in meta["frames"]}
+    return FoldOutput(pl.read_parquet(path / "predictions.parquet"), FitResult(**meta["result"])), frames
+
+
+TrainOne = Callable[[Fold, Path], tuple[FoldOutput, dict[str, pl.DataFrame]]]
+
+
+class StageWork:
+    """The work folder of one run of a training stage (see the module docstring)."""
+
+    def __init__(self, stage: str, params: Params, inputs: Sequence[str | Path], root: Path = WORK_ROOT) -> None:
+        self.stage = stage
+        key = ddp.broadcast(work_key(params, inputs) if ddp.is_main() else None)
+        self.dir = Path(root) / stage / key
+        if ddp.is_main():
+            stale = [p for p in self.dir.parent.glob("*") if p != self.dir] if self.dir.parent.is_dir() else []
+            for p in stale:
+                shutil.rmtree(p, ignore_errors=True)
+            if stale:
+                log.info("%s: removed %d work folder(s) of earlier params, data or code", stage, len(stale))
+            self.dir.mkdir(parents=True, exist_ok=True)
+        ddp.barrier()
+
+    def run_folds(self, folds: Sequence[Fold], train_one: TrainOne) -> list[tuple[Fold, FoldOutput, dict[str, pl.DataFrame]]]:
+        """Train every fold with ``train_one(fold, run_dir)``, reusing the finished ones; in fold order.
+
+        ``train_one`` returns the fold's output and named frames to keep beside
+        it; it may write more files into ``run_dir`` (rank 0 only).
+        """
+        results = []
+        for fold in folds:
+            fold_dir = self.dir / f"fold{fold.fold}"
+            done = fold_dir / DONE
+            cached = ddp.broadcast(_load_fold(done) if ddp.is_main() and (done / "result.json").exists() else None)
+            if cached is not None:
+                log.info("%s fold %d: finished in an earlier run, reused from %s", self.stage, fold.fold, done)
+                results.append((fold, *cached))
+                continue
+            out, frames = train_one(fold, fold_dir)
+            if ddp.is_main():
+                _save_fold(out, frames, done)
+            results.append((fold, out, frames))
+        return results
+
+    def publish(self, model_dir: Path) -> None:
+        """Copy each fold's checkpoints and files (not its ``done`` outputs) into ``model_dir/fold{k}``."""
+        for fold_dir in sorted(self.dir.glob("fold*")):
+            shutil.copytree(fold_dir, Path(model_dir) / fold_dir.name, ignore=shutil.ignore_patterns(DONE))
+
+    def finish(self) -> None:
+        """Remove the work folder (every artifact is written)."""
+        if ddp.is_main():
+            shutil.rmtree(self.dir, ignore_errors=True)
+            for parent in (self.dir.parent, self.dir.parent.parent, self.dir.parent.parent.parent):
+                if parent.is_dir() and not any(parent.iterdir()):
+                    parent.rmdir()
+
