@@ -6,12 +6,14 @@ anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import ctypes
 import signal
 import sys
 from collections.abc import Callable
 from typing import Any
 
 EXIT_USER_ERROR = 2
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class UserError(ValueError):
@@ -27,14 +29,27 @@ def _terminate(signum: int, frame: Any) -> None:
     raise Terminated(128 + signum)
 
 
+def _terminate_with_parent() -> None:
+    """Ask Linux for SIGTERM when the parent dies: DVC killed mid-stage does not forward signals,
+    and an orphaned stage would finish unrecorded instead of keeping its checkpoints for the rerun."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # pragma: no cover - no prctl
+        pass
+
+
 def run_main(main: Callable[[], None]) -> None:
     """Run a stage's ``main``; a :class:`UserError` prints ``error: ...`` and exits 2.
 
     SIGTERM (what ``kill``, DVC and torchrun send) becomes an exception, so
     temporaries are removed and a training stage's checkpoints stay where the
-    next run resumes from them; the exit status is 143.
+    next run resumes from them; the exit status is 143. A stage whose parent
+    (``dvc repro``, torchrun) dies receives SIGTERM too.
     """
     signal.signal(signal.SIGTERM, _terminate)
+    _terminate_with_parent()
     try:
         main()
     except UserError as exc:
