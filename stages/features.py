@@ -1,13 +1,18 @@
-"""features: raw prices -> features + forward-return targets (data/features/panel.parquet)."""
+"""features: raw prices -> features + forward-return targets (data/features/panel.parquet).
+
+Computed in bounded memory, a block of stocks at a time, and written incrementally
+(:func:`alphagraph.features.stream.build_panel_file`).
+"""
 
 import argparse
 
 from alphagraph import paths
 from alphagraph.config import load_params
-from alphagraph.features.panel import build_panel
-from alphagraph.io import read_parquet, write_json, write_parquet
-from alphagraph.log import stage_run
 from alphagraph.errors import run_main
+from alphagraph.features.compute import PRICE_COLUMNS
+from alphagraph.features.stream import build_panel_file
+from alphagraph.io import read_parquet, write_json
+from alphagraph.log import stage_run
 
 
 def main() -> None:
@@ -15,13 +20,13 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     params = load_params(parser.parse_args().params)
     with stage_run("features") as rec:
-        prices, universe = read_parquet(paths.PRICES), read_parquet(paths.UNIVERSE)
-        panel, metrics = build_panel(prices, universe, params.features)
-        write_parquet(panel, paths.FEATURES_PANEL)
+        prices = read_parquet(paths.PRICES, columns=["date", "code", *PRICE_COLUMNS])
+        universe = read_parquet(paths.UNIVERSE)
+        metrics = build_panel_file(prices, universe, params.features, paths.FEATURES_PANEL)
         write_json(metrics, paths.METRICS / "features.json")
         rec.read = [str(paths.PRICES), str(paths.UNIVERSE)]
         rec.wrote = [str(paths.FEATURES_PANEL), str(paths.METRICS / "features.json")]
-        rec.rows, rec.extra = {"panel": panel.height}, {"n_features": metrics["n_features"]}
+        rec.rows, rec.extra = {"panel": metrics["rows"]}, {"n_features": metrics["n_features"]}
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     params = load_params(parser.parse_args().params)
     with stage_run("graph") as rec:
-        prices, universe, relations = (read_parquet(p) for p in (paths.PRICES, paths.UNIVERSE, paths.RELATIONS))
+        # the graphs need only the closes (a column-projected read: a third of the prices' memory)
+        prices = read_parquet(paths.PRICES, columns=["date", "code", "close"])
+        universe, relations = read_parquet(paths.UNIVERSE), read_parquet(paths.RELATIONS)
         edges, metrics = build_edges(prices, universe, relations, params.graph)
         write_parquet(edges, paths.EDGES)
         write_json(metrics, paths.METRICS / "graph.json")

@@ -1,13 +1,17 @@
-"""normalize: features panel -> per-date robust z-scores and labels (data/normalized/panel.parquet)."""
+"""normalize: features panel -> per-date robust z-scores and labels (data/normalized/panel.parquet).
+
+Computed in bounded memory, a block of dates at a time, and written incrementally
+(:func:`alphagraph.normalize.normalize_file`).
+"""
 
 import argparse
 
 from alphagraph import paths
 from alphagraph.config import load_params
-from alphagraph.io import read_parquet, write_json, write_parquet
-from alphagraph.log import stage_run
-from alphagraph.normalize import normalize_panel
 from alphagraph.errors import run_main
+from alphagraph.io import write_json
+from alphagraph.log import stage_run
+from alphagraph.normalize import normalize_file
 
 
 def main() -> None:
@@ -15,11 +19,11 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     params = load_params(parser.parse_args().params)
     with stage_run("normalize") as rec:
-        panel = read_parquet(paths.FEATURES_PANEL)
-        out, stats = normalize_panel(panel, params.normalize, params.features.horizons)
-        write_parquet(out, paths.NORMALIZED_PANEL)
+        if not paths.FEATURES_PANEL.exists():
+            raise FileNotFoundError(f"{paths.FEATURES_PANEL}: artifact not found (did the upstream stage run?)")
+        stats = normalize_file(paths.FEATURES_PANEL, paths.NORMALIZED_PANEL, params.normalize, params.features.horizons)
         write_json(stats, paths.METRICS / "normalize.json")
-        rec.read, rec.rows, rec.extra = [str(paths.FEATURES_PANEL)], {"panel": out.height}, stats
+        rec.read, rec.rows, rec.extra = [str(paths.FEATURES_PANEL)], {"panel": stats["rows"]}, stats
         rec.wrote = [str(paths.NORMALIZED_PANEL), str(paths.METRICS / "normalize.json")]
 
 

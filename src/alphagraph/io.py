@@ -13,13 +13,16 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 
 
 def remove_stale_temporaries(path: str | Path) -> list[Path]:
@@ -91,6 +94,71 @@ def read_json(path: str | Path) -> Any:
     if not path.exists():
         raise FileNotFoundError(f"{path}: artifact not found (did the upstream stage run?)")
     return json.loads(path.read_text())
+
+
+MEMORY_TARGET = 1 << 30
+"""Bytes of working memory one block of a streaming stage may use (``$ALPHAGRAPH_MEMORY_MB`` overrides it)."""
+
+
+def memory_target() -> int:
+    """The working-memory target of the streaming data stages, in bytes."""
+    env = os.environ.get("ALPHAGRAPH_MEMORY_MB")
+    return int(float(env) * (1 << 20)) if env else MEMORY_TARGET
+
+
+class ParquetSink:
+    """Append DataFrames to one Parquet file (zstd, statistics), written atomically.
+
+    Rows go to a temporary file beside ``path``; it replaces ``path`` only when the
+    ``with`` block ends without an exception (otherwise it is deleted). Encoding and
+    compression run on a background thread (Arrow releases the GIL), so the next block
+    is computed meanwhile; at most one block waits to be written.
+    """
+
+    def __init__(self, path: str | Path, row_group_size: int = 1 << 18):
+        self.path = Path(path)
+        self.row_group_size = row_group_size
+        self.writer = None
+        self._ctx = None
+        self._pool = None
+        self._pending = None
+
+    def __enter__(self) -> ParquetSink:
+        self._ctx = atomic_path(self.path)
+        self.tmp = self._ctx.__enter__()
+        self._pool = ThreadPoolExecutor(max_workers=1)
+        return self
+
+    def write(self, df: pl.DataFrame) -> None:
+        table = df.to_arrow()
+        self._wait()
+        if self.writer is None:
+            # dictionary pages only for the key columns: on floats they cost time and gain nothing
+            keys = [c for c in ("date", "code") if c in df.columns]
+            self.writer = pq.ParquetWriter(
+                self.tmp, table.schema, compression="zstd", compression_level=3, use_dictionary=keys
+            )
+        self._pending = self._pool.submit(self.writer.write_table, table, row_group_size=self.row_group_size)
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        try:
+            self._wait()
+            self._pool.shutdown()
+            if self.writer is not None:
+                self.writer.close()
+            elif exc_type is None:
+                raise ValueError(f"{self.path}: nothing to write")
+        except BaseException:
+            if self.writer is not None:
+                self.writer.close()
+            self._ctx.__exit__(*sys.exc_info())
+            raise
+        return bool(self._ctx.__exit__(exc_type, exc, tb))
 
 
 @contextmanager

@@ -8,6 +8,10 @@ Public interface::
     feature_families(cfg)                     -> {family: [f_* columns]}
     feature_names(cfg)                        -> all f_* columns, in output order
     family_null_shares(panel, cfg)            -> {family: share of null cells}
+    build_panel(prices, universe, cfg)        -> (panel, metrics) in memory (features.panel)
+    build_panel_file(prices, universe, cfg, path)
+                                              -> metrics; the same panel written to Parquet in
+                                                 bounded memory, by blocks of stocks (features.stream)
 
 Families (``features.families``): kbar, price, rolling, volume (Qlib's Alpha158, 158
 columns with the default windows), relative (market/sector excess returns, beta to
@@ -25,7 +29,12 @@ unbounded; a universe without them is static). Output floats are Float32 by defa
 Speed: per stock, windows are computed with vectorized numpy kernels
 (:mod:`alphagraph.features.rolling`) on chunks of stocks, on a thread pool
 (``n_threads``, ``$ALPHAGRAPH_THREADS``). bench/features.py compares with a pandas
-reference on 800 stocks x 3,000 days.
+reference on 800 stocks x 3,000 days, bench/qlib.py with Qlib's Alpha158 handler.
+
+Memory: the features stage computes one block of stocks at a time (the cross-sectional
+inputs come from a cheap first pass over the whole panel) and writes the panel
+incrementally, so its peak memory follows the block, not the panel
+(:mod:`alphagraph.features.stream`; bench/scale.py measures it).
 """
 
 from alphagraph.features.compute import compute_features

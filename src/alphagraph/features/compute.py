@@ -12,7 +12,9 @@ the rows in the panel's order, in place, and polars wraps the numpy buffers
 without copying. Everything is computed in float64; outputs are Float32 by
 default (the panel's memory halves: 800 stocks x 3,000 days x 191 features is
 1.7 GB). Memory-wise that is the floor: the output columns plus one chunk's
-temporaries per thread.
+temporaries per thread. The features stage calls it on one block of stocks at a time
+(:mod:`alphagraph.features.stream`), with the cross-sectional inputs of the whole
+panel passed in (:class:`CrossSection`), so only one block's columns are in memory.
 """
 
 from __future__ import annotations
@@ -137,17 +139,39 @@ def compute_features(
     the output float type (computation is float64 throughout); ``n_threads``
     defaults to ``$ALPHAGRAPH_THREADS`` or the usable cores (at most 8).
     """
-    return _compute(prices, universe, cfg, dtype, n_threads)
+    names, arrays = _compute(prices, universe, cfg, dtype, n_threads)
+    if names is None:
+        return arrays
+    series = [prices.get_column("date"), prices.get_column("code")]
+    series += [pl.Series(name, arr, dtype=dtype, nan_to_null=True) for name, arr in zip(names, arrays)]
+    del arrays
+    return pl.DataFrame(series)
 
 
-def _compute(prices, universe, cfg, dtype, n_threads) -> pl.DataFrame:
+class CrossSection:
+    """The cross-sectional inputs of a block of stocks, computed on the whole panel first.
+
+    ``date_idx``: every block row's date index in the whole panel; ``mkt_ret``: the
+    market's daily return of every block row's date; ``means``: per relative horizon
+    k, the per-date mean k-row return and the per-(date, sector) one;
+    ``row_sector``: the block rows' sector ids; ``n_dates``/``n_sectors``: sizes.
+    See :mod:`alphagraph.features.stream`.
+    """
+
+    def __init__(self, date_idx, n_dates, mkt_ret, means, row_sector, n_sectors):
+        self.date_idx, self.n_dates, self.mkt_ret = date_idx, n_dates, mkt_ret
+        self.means, self.row_sector, self.n_sectors = means, row_sector, n_sectors
+
+
+def _compute(prices, universe, cfg, dtype, n_threads, xs: CrossSection | None = None):
+    """(names, float arrays in prices' row order, NaN = missing); (None, frame) for no rows."""
     tick = _Timer()
     fams = feature_families(cfg)
     names = [c for cols in fams.values() for c in cols]
     _check_columns(prices)
     n = prices.height
     if n == 0:
-        return prices.select("date", "code").with_columns([pl.lit(None, dtype=dtype).alias(c) for c in names])
+        return None, prices.select("date", "code").with_columns([pl.lit(None, dtype=dtype).alias(c) for c in names])
     np_dtype = np.float64 if dtype == pl.Float64 else np.float32
     windows = sorted(set(int(w) for w in cfg.windows))
     horizons = relative_horizons(cfg)
@@ -158,6 +182,8 @@ def _compute(prices, universe, cfg, dtype, n_threads) -> pl.DataFrame:
     day = prices.get_column("date").cast(pl.Int32).to_numpy().astype(np.int64)
     date_idx = day - day.min()
     n_stocks, n_dates = codes.len(), int(date_idx.max()) + 1
+    if xs is not None:
+        date_idx, n_dates = xs.date_idx, xs.n_dates
     cols = {c: prices.get_column(c).cast(pl.Float64).to_numpy() for c in PRICE_COLUMNS}
     _check_values(cols)
     tick("keys")
@@ -179,7 +205,9 @@ def _compute(prices, universe, cfg, dtype, n_threads) -> pl.DataFrame:
         max_window = max(windows + [RSI_WINDOW, ATR_WINDOW, MACD_SLOW + MACD_SIGNAL, *VOL_REGIME])
         layout = Layout(date_idx, stock, n_stocks, block_size(max_window), CELLS_PER_CHUNK)
         inputs = dict(cols)
-        if "relative" in fams:
+        if "relative" in fams and xs is not None:
+            inputs["mkt_ret"] = xs.mkt_ret
+        elif "relative" in fams:
             close = cols["close"]
             prev = layout.prev
             with np.errstate(invalid="ignore"):
@@ -244,8 +272,11 @@ def _compute(prices, universe, cfg, dtype, n_threads) -> pl.DataFrame:
     workers = _threads(n_threads)
     if "relative" in fams and layout is not None:
         tmp = {f"ret_{k}": assemble(f"ret_{k}") for k in horizons}
-        row_sector = _sector_ids(codes, universe, stock, prices.get_column("date"))
-        relative_post(tmp, horizons, date_idx, n_dates, row_sector, write)
+        if xs is None:
+            row_sector = _sector_ids(codes, universe, stock, prices.get_column("date"))
+            relative_post(tmp, horizons, date_idx, n_dates, row_sector, write)
+        else:
+            relative_post(tmp, horizons, date_idx, n_dates, xs.row_sector, write, xs.means, xs.n_sectors)
         tick("relative_post")
 
     def final(name: str) -> np.ndarray:
@@ -261,13 +292,9 @@ def _compute(prices, universe, cfg, dtype, n_threads) -> pl.DataFrame:
     else:
         arrays = [final(name) for name in names]
     local = None
-    series = [prices.get_column("date"), prices.get_column("code")]
-    series += [pl.Series(name, arr, dtype=dtype, nan_to_null=True) for name, arr in zip(names, arrays)]
-    del arrays
-    out = pl.DataFrame(series)
     tick("assemble")
     tick.report()
-    return out
+    return names, arrays
 
 
 def _sector_ids(codes: pl.Series, universe: pl.DataFrame | None, stock: np.ndarray, dates: pl.Series) -> np.ndarray:

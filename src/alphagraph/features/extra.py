@@ -102,24 +102,40 @@ def cross_section_means(values: np.ndarray, group: np.ndarray, n_groups: int) ->
         return sums / counts
 
 
+def relative_means(
+    r: np.ndarray, date_idx: np.ndarray, n_dates: int, row_sector: np.ndarray, n_sectors: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-date mean of the k-row returns ``r`` and per-(date, sector) mean (None without sectors)."""
+    mkt = cross_section_means(r, date_idx, n_dates)
+    if not n_sectors:
+        return mkt, None
+    has_sector = row_sector >= 0
+    cell = date_idx * n_sectors + np.maximum(row_sector, 0)
+    return mkt, cross_section_means(np.where(has_sector, r, np.nan), cell, n_dates * n_sectors)
+
+
 def relative_post(
     tmp: dict[str, np.ndarray], horizons: list[int], date_idx: np.ndarray, n_dates: int,
     row_sector: np.ndarray, write: Callable[[str, np.ndarray], None],
+    means: dict[int, tuple[np.ndarray, np.ndarray | None]] | None = None, n_sectors: int | None = None,
 ) -> None:
     """Cross-sectional part of the relative family, from the per-row k-row returns.
 
     ``row_sector``: sector id of every row (the stock's sector on that row's date, so a
     stock that changes sector moves between cells), -1 where it has no sector then.
+    ``means``: the per-date and per-(date, sector) means of every horizon when they were
+    computed on a larger panel than these rows (a block of stocks; see
+    :func:`relative_means`), else computed here from the rows.
     """
-    n_sectors = int(row_sector.max()) + 1 if len(row_sector) else 0
+    if n_sectors is None:
+        n_sectors = int(row_sector.max()) + 1 if len(row_sector) else 0
     has_sector = row_sector >= 0
     cell = date_idx * max(n_sectors, 1) + np.maximum(row_sector, 0)
     for k in horizons:
         r = tmp.pop(f"ret_{k}")
-        mkt = cross_section_means(r, date_idx, n_dates)
+        mkt, sec = means[k] if means is not None else relative_means(r, date_idx, n_dates, row_sector, n_sectors)
         write(f"f_mkt_excess_ret_{k}", r - mkt[date_idx])
-        if n_sectors:
-            sec = cross_section_means(np.where(has_sector, r, np.nan), cell, n_dates * n_sectors)
+        if sec is not None:
             sec_row = np.where(has_sector, sec[cell], np.nan)
         else:
             sec_row = np.full(len(r), np.nan)

@@ -22,17 +22,26 @@ def build_panel(prices: pl.DataFrame, universe: pl.DataFrame, cfg: FeaturesConfi
         .join(targets, on=["date", "code"], how="left")
         .sort("date", "code")
     )
-    nulls = panel.select(pl.col(fcols).is_null().mean()).row(0, named=True)
+    nulls = panel.select(pl.col(fcols).null_count()).row(0, named=True)
+    n = panel.height
+    null_share = {c: (nulls[c] / n if n else float("nan")) for c in fcols}
+    ret_null = {h: (panel[f"ret_{h}d"].null_count() / n if n else float("nan")) for h in cfg.horizons}
+    return panel, panel_metrics(n, fcols, null_share, ret_null, cfg)
+
+
+def panel_metrics(
+    rows: int, fcols: list[str], null_share: dict[str, float], ret_null: dict[int, float], cfg: FeaturesConfig
+) -> dict[str, Any]:
+    """``metrics/features.json`` from the per-column null shares (shared with the streamed stage)."""
     families = {fam: cols for fam, cols in feature_families(cfg).items() if cols}
-    metrics = {
-        "rows": panel.height,
+    return {
+        "rows": rows,
         "n_features": len(fcols),
-        "null_share": round(sum(nulls.values()) / max(len(fcols), 1), 6),
+        "null_share": round(sum(null_share.values()) / max(len(fcols), 1), 6),
         **{f"family.{fam}.n_features": len(cols) for fam, cols in families.items()},
         **{
-            f"family.{fam}.null_share": round(sum(nulls[c] for c in cols) / len(cols), 6)
+            f"family.{fam}.null_share": round(sum(null_share[c] for c in cols) / len(cols), 6)
             for fam, cols in families.items()
         },
-        **{f"target.ret_{h}d.null_share": round(float(panel[f"ret_{h}d"].is_null().mean()), 6) for h in cfg.horizons},
+        **{f"target.ret_{h}d.null_share": round(float(ret_null[h]), 6) for h in cfg.horizons},
     }
-    return panel, metrics
