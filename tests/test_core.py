@@ -363,3 +363,63 @@ def test_unknown_neighbour_input_names_the_param(tiny):
     params = core_params(neighbour_inputs=["f_no_such_feature"])
     with pytest.raises(UserError, match="train.neighbour_inputs"):
         core_kwargs(params.train, feature_columns(tiny.panel), tiny.index.relations, 4)
+
+
+# ------------------------------------------------------- memory on a large universe
+
+
+def large_universe(n_stocks=600, n_days=150, n_feats=6, every=10, seed=0):
+    """A random panel (every stock every day) and edges with a snapshot every ``every`` days: no pipeline run."""
+    import datetime as dt
+
+    rng = np.random.default_rng(seed)
+    days = [dt.date(2020, 1, 1) + dt.timedelta(days=i) for i in range(n_days)]
+    codes = [f"S{i:04d}" for i in range(n_stocks)]
+    n = n_stocks * n_days
+    panel = pl.DataFrame({
+        "date": np.repeat(np.array(days, dtype="datetime64[D]"), n_stocks), "code": codes * n_days,
+        **{f"f_{j}": rng.normal(size=n).astype(np.float32) for j in range(n_feats)},
+        "y_1d": rng.normal(size=n).astype(np.float32), "dir_1d": rng.integers(0, 2, n).astype(np.int8),
+        "sig_1d": rng.integers(0, 2, n).astype(np.int8),
+    })
+    snaps = days[::every]
+    m = 3 * n_stocks
+    edges = pl.concat([
+        pl.DataFrame({
+            "snapshot": [s] * m, "relation": ["competitor"] * n_stocks + ["supply_chain"] * (m - n_stocks),
+            "src": [codes[i] for i in rng.integers(0, n_stocks, m)], "dst": [codes[i] for i in rng.integers(0, n_stocks, m)],
+            "weight": rng.uniform(0.1, 1, m).astype(np.float32), "sign": np.ones(m, dtype=np.int8),
+        }) for s in snaps
+    ])
+    return panel, edges
+
+
+@pytest.mark.parametrize("sampling", ["full", "neighbor"])
+def test_a_batch_builds_only_its_own_days_graphs_and_windows(sampling):
+    from alphagraph.train import TRAIN
+    from alphagraph.train.core_data import CoreDayData
+
+    panel, edges = large_universe()
+    index = GraphIndex(edges, panel, relations=["competitor", "supply_chain"])
+    codes = np.full(panel.height, TRAIN, dtype=np.int8)
+    feats = feature_columns(panel)
+    data = CoreDayData(index, panel, codes, feats, [1], seq_len=5, sampling=sampling, fanouts=[4, 2], snapshot_cache=3)
+    days = index.dates[[40, 41, 97]]
+    b = data.batch(days)
+    assert index.mapped_days == 3  # only the batch's days got a graph
+    assert not index._features  # no [rows, features] copy of the panel
+    assert set(data._snap_cache) == {4, 9}  # the batch's snapshots only
+    for lo in range(0, 150, 10):  # batches over every snapshot: the cache stays bounded
+        data.batch(index.dates[lo: lo + 2])
+    assert len(data._snap_cache) == 3 and index.mapped_days == 3 + 30
+    # The windows hold the stocks' rows, read from the panel (here: every stock trades every day).
+    values = panel.select(feats).to_numpy()
+    rows = b.row.numpy()
+    for lag in range(5):
+        past = rows - lag * 600
+        ok = past >= 0
+        np.testing.assert_array_equal(b.x_mask[:, 4 - lag].numpy(), ok)
+        np.testing.assert_array_equal(b.x_seq[ok, 4 - lag].numpy(), values[past[ok]])
+    np.testing.assert_array_equal(b.y_sig[:, 0].numpy(), panel["sig_1d"].to_numpy()[rows])
+    if sampling == "neighbor":
+        assert b.num_nodes == 3 * 600 and torch.bincount(b.edge_index[1], minlength=b.num_nodes).max() <= 4

@@ -157,3 +157,29 @@ def test_default_relation_order_and_built_edges_roundtrip():
     assert g.edge_index.shape[1] == snap.height
     sc = g.edge_type == 2
     assert [g.code[i] for i in g.edge_index[:, sc].flatten().tolist()] == ["S0", "S1"]
+
+
+def test_gather_reads_the_rows_features_would_hold_without_materializing_them():
+    panel = make_panel().with_columns(pl.when(pl.col("f_b") == -2).then(None).otherwise(pl.col("y_1d")).alias("y_1d"))
+    shuffled = panel.sample(fraction=1.0, shuffle=True, seed=3)  # rows not grouped by date: a non-identity order
+    cols = [*FEATS, "y_1d"]
+    for frame in (panel, shuffled):
+        idx = GraphIndex(make_edges(), frame, relations=RELS)
+        pos = np.array([5, 0, 7, 7, 3, frame.height - 1])
+        got, run = idx.gather(pos, cols), idx.gather(np.arange(4, 9), cols)
+        assert not idx._features  # nothing held for the whole panel
+        full = idx.features(cols)
+        torch.testing.assert_close(got, full[torch.from_numpy(pos)], equal_nan=True, rtol=0, atol=0)
+        torch.testing.assert_close(run, full[4:9], equal_nan=True, rtol=0, atol=0)
+        assert torch.isnan(full[:, 2]).sum() == 3  # the nulls (day 2: C is absent), as NaN
+        # A batch's nodes carry their own panel rows' values.
+        batch = idx.batch([D[4], D[2]], FEATS, ["y_1d"], codes=False)
+        assert not hasattr(batch, "code") or batch.code is None
+        want = torch.from_numpy(frame.select(FEATS).to_numpy()[batch.row.numpy()])
+        torch.testing.assert_close(batch.x, want, rtol=0, atol=0)
+
+
+def test_a_batch_maps_only_its_own_days(index):
+    before = index.mapped_days
+    index.batch([D[1], D[4]], FEATS)
+    assert index.mapped_days - before == 2

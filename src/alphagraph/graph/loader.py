@@ -6,6 +6,14 @@ date (row ranges). A day's graph is then a slice of the panel rows plus the
 snapshot's edges mapped to that day's row positions with a vectorized
 ``searchsorted``; many days are mapped in one pass.
 
+Memory: nothing is built for all days at once. A batch maps only its own
+days' edges, and node inputs are gathered from the panel's columns for the
+batch's rows only (:meth:`GraphIndex.gather`), so a batch costs memory in
+proportion to its rows and edges, not to the panel. ``mapped_days`` counts the
+day graphs built so far (a test checks that a batch builds only its own).
+:meth:`GraphIndex.features` still materializes a whole column set, for
+callers that want it.
+
 Days before the first snapshot that has edges get graphs with no edges (the
 edges frame cannot record an empty snapshot, and early days have no history).
 """
@@ -42,11 +50,14 @@ class GraphIndex:
 
     def __init__(self, edges: pl.DataFrame, panel: pl.DataFrame, relations: list[str] | None = None) -> None:
         self.relations: list[str] = _relation_order(edges, relations)
-        codes = pl.concat([panel["code"], edges["src"], edges["dst"]]).unique().sort()
+        # Unique per column first: concatenating the full columns would copy every code string.
+        codes = pl.concat([panel["code"].unique(), edges["src"].unique(), edges["dst"].unique()]).unique().sort()
         self._n_codes = codes.len()
         self._index_panel(panel, codes)
         self._index_edges(edges, codes)
         self._features: dict[tuple[str, ...], torch.Tensor] = {}
+        self._code_str_cache: pl.Series | None = None
+        self.mapped_days = 0  # day graphs built so far (edges mapped), over all batches
 
     # ------------------------------------------------------------- indexing
 
@@ -60,7 +71,14 @@ class GraphIndex:
         self._day_start = np.r_[np.searchsorted(day, self.dates), day.size]
         code_id = panel["code"].cast(pl.Enum(codes)).to_physical().to_numpy().astype(np.int64)
         self._code_id = code_id[self._order]
-        self._code_str = panel["code"].gather(self._order)
+        self._identity_order = bool((self._order == np.arange(self._order.size)).all())
+
+    @property
+    def _code_str(self) -> pl.Series:
+        """Codes in date-grouped row order (built on first use: only graphs with ``code`` need it)."""
+        if self._code_str_cache is None:
+            self._code_str_cache = self._panel["code"] if self._identity_order else self._panel["code"].gather(self._order)
+        return self._code_str_cache
 
     def _index_edges(self, edges: pl.DataFrame, codes: pl.Series) -> None:
         """Edge arrays sorted by (snapshot, relation id, src, dst) with per-snapshot offsets."""
@@ -103,13 +121,42 @@ class GraphIndex:
         return self.snapshots[i].item()
 
     def features(self, cols: Sequence[str]) -> torch.Tensor:
-        """Float32 [rows, F] of ``cols`` in date-grouped row order (cached per column set)."""
+        """Float32 [rows, F] of ``cols`` in date-grouped row order (cached per column set).
+
+        This holds a copy of those columns for every row of the panel; batches
+        do not use it (they :meth:`gather` their own rows). Filled one column
+        at a time, so building it needs no more than the result plus a column.
+        """
         key = tuple(cols)
         if key not in self._features:
-            values = self._panel.select(pl.col(c).cast(pl.Float32) for c in key).to_numpy()
-            values = np.ascontiguousarray(values[self._order], dtype=np.float32)
-            self._features[key] = torch.from_numpy(values.reshape(self._order.size, len(key)))
+            values = np.empty((self._order.size, len(key)), dtype=np.float32)
+            for j, c in enumerate(key):
+                col = self._panel.get_column(c).cast(pl.Float32).to_numpy()
+                values[:, j] = col if self._identity_order else col[self._order]
+            self._features[key] = torch.from_numpy(values)
         return self._features[key]
+
+    def gather(self, positions: np.ndarray, cols: Sequence[str]) -> torch.Tensor:
+        """Float32 [len(positions), F] of ``cols`` at :meth:`features` ``positions`` (nulls as NaN), read from the panel.
+
+        The same values as ``features(cols)[positions]``, without holding the
+        whole matrix: only the requested rows are copied.
+        """
+        positions = np.asarray(positions, dtype=np.int64).reshape(-1)
+        key = tuple(cols)
+        if key in self._features:  # already materialized by a caller: index it
+            return self._features[key][torch.from_numpy(positions)]
+        out = np.empty((positions.size, len(key)), dtype=np.float32)
+        if positions.size and key:
+            rows = positions if self._identity_order else self._order[positions]
+            contiguous = rows.size == rows[-1] - rows[0] + 1 and bool((np.diff(rows) == 1).all())
+            if contiguous:  # a run of days: a zero-copy slice of the panel
+                part = self._panel.select(key).slice(int(rows[0]), rows.size)
+            else:
+                part = self._panel.select(pl.col(c).gather(pl.Series(rows)) for c in key)
+            for j, c in enumerate(key):
+                out[:, j] = part.get_column(c).cast(pl.Float32).to_numpy()
+        return torch.from_numpy(out)
 
     def _day_index(self, dates: Sequence[DateLike] | DateLike) -> np.ndarray:
         """Positions of ``dates`` in the panel's date list (KeyError for unknown dates)."""
@@ -181,15 +228,20 @@ class GraphIndex:
         """One day, all relations merged; edge_attr = (weight, sign, one-hot relation)."""
         return self._homogeneous_days(self._day_index(date), feature_cols, label_cols)[0]
 
-    def batch(self, dates: Sequence[DateLike], feature_cols: Sequence[str], label_cols: Sequence[str] = ()) -> Batch:
-        """Many days as one PyG Batch of homogeneous graphs (edges mapped in one pass)."""
+    def batch(
+        self, dates: Sequence[DateLike], feature_cols: Sequence[str], label_cols: Sequence[str] = (), codes: bool = True
+    ) -> Batch:
+        """Many days as one PyG Batch of homogeneous graphs (edges mapped in one pass).
+
+        ``codes=False`` leaves out ``code`` (python strings per node: slow to build and collate).
+        """
         days = self._day_index(dates)
         if days.size == 0:
             raise ValueError("batch() needs at least one date")
-        return Batch.from_data_list(self._homogeneous_days(days, feature_cols, label_cols))
+        return Batch.from_data_list(self._homogeneous_days(days, feature_cols, label_cols, codes))
 
     def _homogeneous_days(
-        self, days: np.ndarray, feature_cols: Sequence[str], label_cols: Sequence[str]
+        self, days: np.ndarray, feature_cols: Sequence[str], label_cols: Sequence[str], codes: bool = True
     ) -> list[Data]:
         mapped = self._map_edges(days)
         edge = torch.from_numpy(mapped.edge)
@@ -198,22 +250,37 @@ class GraphIndex:
         edge_attr = torch.cat([self._weight[edge, None], self._sign[edge, None], one_hot], dim=1)
         edge_index = torch.from_numpy(np.stack([mapped.src, mapped.dst]))
         bounds = np.r_[0, np.cumsum(mapped.per_day)]
+        # Node inputs of every day of the batch in one read of the panel (only these rows).
+        positions, _, _ = _ranges(self._day_start[days], self._day_start[days + 1])
+        x = self.gather(positions, feature_cols)
+        y = self.gather(positions, label_cols) if label_cols else None
+        node_bounds = np.r_[0, np.cumsum(self._day_start[days + 1] - self._day_start[days])]
         graphs = []
         for b, d in enumerate(days):  # slices of the precomputed tensors only
             lo, hi = self._day_start[d], self._day_start[d + 1]
             part = slice(bounds[b], bounds[b + 1])
+            nodes = slice(node_bounds[b], node_bounds[b + 1])
             data = Data(edge_index=edge_index[:, part], edge_attr=edge_attr[part], edge_type=edge_type[part])
-            self._fill_nodes(data, lo, hi, feature_cols, label_cols)
+            data.x = x[nodes]
+            if y is not None:
+                data.y = y[nodes]
+            self._fill_ids(data, lo, hi, codes)
             data.date = self.dates[d].item()
             graphs.append(data)
         return graphs
 
     def _fill_nodes(self, store, lo: int, hi: int, feature_cols: Sequence[str], label_cols: Sequence[str]) -> None:
         """x, optional y, codes and panel row numbers of one day's nodes."""
-        store.x = self.features(feature_cols)[lo:hi]
+        positions = np.arange(lo, hi)
+        store.x = self.gather(positions, feature_cols)
         if label_cols:
-            store.y = self.features(label_cols)[lo:hi]
-        store.code = self._code_str[lo:hi].to_list()
+            store.y = self.gather(positions, label_cols)
+        self._fill_ids(store, lo, hi, True)
+
+    def _fill_ids(self, store, lo: int, hi: int, codes: bool) -> None:
+        """Codes (optional) and panel row numbers of one day's nodes."""
+        if codes:
+            store.code = self._code_str[lo:hi].to_list()
         store.row = torch.from_numpy(self._order[lo:hi])  # panel row of each node, to write predictions back
         store.num_nodes = int(hi - lo)
 
@@ -224,6 +291,7 @@ class GraphIndex:
 
         Edges whose endpoints do not trade that day are dropped.
         """
+        self.mapped_days += int(days.size)
         snap = self._day_snap[days]
         has = snap >= 0
         first = np.where(has, self._snap_start[np.maximum(snap, 0)], 0)

@@ -23,12 +23,20 @@ node aggregates over at most ``fanouts[k]`` sampled edges at hop k. Nodes
 pulled in only as neighbours get split code NONE. The sample is drawn with a
 generator seeded from ``seed`` and the batch's dates, so a batch is the same
 whenever it is asked for (evaluation is deterministic; training sees a fresh
-sample whenever its day batches change).
+sample whenever its day batches change). The sample is drawn before the
+windows are built, so only the sampled nodes' windows are read.
+
+Memory: a batch reads the windows of its own nodes from the panel (each
+distinct stock-day once), never a [stocks, seq_len, features] array for all
+days; snapshot graphs for PEARL are kept in a small least-recently-used cache
+(``snapshot_cache`` entries), so memory grows with a batch, not with the
+number of days.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,6 +65,7 @@ class CoreDayData(GraphDayData):
         sampling: str = "full",
         fanouts: Sequence[int] = (10, 10),
         seed: int = 0,
+        snapshot_cache: int = 32,
     ) -> None:
         super().__init__(index, panel, codes, feature_cols, horizons, use_edges)
         if seq_len < 1:
@@ -67,7 +76,8 @@ class CoreDayData(GraphDayData):
         sig = [f"sig_{h}d" for h in self.horizons]
         self.sig_cols = sig if all(c in panel.columns for c in sig) else []
         self._grid = torch.from_numpy(index.position_grid())
-        self._snap_cache: dict[int, tuple[torch.Tensor, np.ndarray]] = {}
+        self._snap_cache: OrderedDict[int, tuple[torch.Tensor, np.ndarray]] = OrderedDict()
+        self._snap_cache_size = max(int(snapshot_cache), 1)
 
     def signal_balance(self, split: str = "train") -> ClassBalance | None:
         """Signal / no-signal label counts per horizon over all ``split`` rows (None without sig_* columns).
@@ -92,32 +102,37 @@ class CoreDayData(GraphDayData):
 
     def batch(self, dates: Sequence[Any]) -> Any:
         b = super().batch(dates)
+        if self.sampling == "neighbor" and b.edge_index.size(1) > 0:
+            b = self._sample(b, dates)  # first: windows and PEARL inputs are then built for the sampled nodes only
         pos = self.index.positions(b.row.numpy())
         day, code = self.index.day_and_code(pos)
-        feats = self.index.features(self.feature_cols)
         # Window of the last L panel dates, oldest first: positions on (day - L + 1 .. day, code).
         lag = torch.arange(self.seq_len - 1, -1, -1)
         wday = torch.from_numpy(day)[:, None] - lag[None, :]
         wpos = torch.where(wday >= 0, self._grid[wday.clamp_min(0), torch.from_numpy(code)[:, None]], -1)
         b.x_mask = wpos >= 0
-        b.x_seq = feats[wpos.clamp_min(0)] * b.x_mask[..., None]
+        # Each distinct stock-day of the windows is read from the panel once (windows of a batch overlap).
+        present, where = torch.unique(wpos.clamp_min(0), return_inverse=True)
+        b.x_seq = self.index.gather(present.numpy(), self.feature_cols)[where] * b.x_mask[..., None]
         if self.sig_cols:
-            b.y_sig = self.index.features(self.sig_cols)[torch.from_numpy(pos)]
+            b.y_sig = self.index.gather(pos, self.sig_cols)
         self._add_pearl(b, day, code)
-        if self.sampling == "neighbor" and b.edge_index.size(1) > 0:
-            b = self._sample(b, dates)
         return b
 
     # ------------------------------------------------------------------ PEARL
 
     def _snapshot(self, snap: int) -> tuple[torch.Tensor, np.ndarray]:
-        """(edge_index over local ids, sorted code ids) of a snapshot's graph, cached."""
-        if snap not in self._snap_cache:
-            src, dst, _ = self.index.snapshot_graph(snap)
-            nodes, inverse = np.unique(np.concatenate([src, dst]), return_inverse=True)
-            ei = torch.from_numpy(inverse.reshape(2, -1).astype(np.int64))
-            self._snap_cache[snap] = (ei, nodes)
-        return self._snap_cache[snap]
+        """(edge_index over local ids, sorted code ids) of a snapshot's graph, in a bounded LRU cache."""
+        if snap in self._snap_cache:
+            self._snap_cache.move_to_end(snap)
+            return self._snap_cache[snap]
+        src, dst, _ = self.index.snapshot_graph(snap)
+        nodes, inverse = np.unique(np.concatenate([src, dst]), return_inverse=True)
+        ei = torch.from_numpy(inverse.reshape(2, -1).astype(np.int64))
+        self._snap_cache[snap] = (ei, nodes)
+        while len(self._snap_cache) > self._snap_cache_size:
+            self._snap_cache.popitem(last=False)
+        return ei, nodes
 
     def _add_pearl(self, b: Any, day: np.ndarray, code: np.ndarray) -> None:
         snap = self.index.snapshot_of(day)

@@ -14,6 +14,11 @@ panel row (:func:`split_codes`): the loss uses ``TRAIN`` nodes only (purged
 rows are absent from :func:`alphagraph.split.assign_split`, so they get
 ``NONE`` and never contribute), validation uses ``VAL`` nodes, and predictions
 are written for ``VAL`` and ``TEST`` nodes.
+
+Batches are built on demand, one call per batch of days: node inputs are
+read from the panel for the batch's rows only and only the batch's days get
+their edges mapped, so the memory of a batch grows with its days, not with
+the panel (see :mod:`alphagraph.graph.loader`).
 """
 
 from __future__ import annotations
@@ -168,17 +173,19 @@ class GraphDayData:
         return self._balance(self.dir_cols, split)
 
     def _balance(self, cols: Sequence[str], split: str, given: Sequence[str] | None = None) -> ClassBalance:
-        rows = self.panel.filter(pl.Series(self.codes == SPLIT_CODE[split]))
+        # Only the label columns are filtered: filtering the whole panel would copy every feature of the split's rows.
+        needed = list(dict.fromkeys([*cols, *(given or [])]))
+        rows = self.panel.select(needed).filter(pl.Series(self.codes == SPLIT_CODE[split]))
         return label_balance(rows, cols, given)
 
     def batch(self, dates: Sequence[Any]) -> Any:
-        b = self.index.batch(list(dates), self.feature_cols, self.reg_cols + self.dir_cols)
+        # No ``code`` strings: slow to build, collate and move; ``row`` identifies the node.
+        b = self.index.batch(list(dates), self.feature_cols, self.reg_cols + self.dir_cols, codes=False)
         h = len(self.horizons)
         labels = b.y
         b.y = labels[:, :h]
         b.y_dir = labels[:, h:] if self.dir_cols else None
         b.split = self._codes_t[b.row]
-        del b.code  # python strings: slow to collate and to move; ``row`` identifies the node
         if not self.use_edges:
             b.edge_index = b.edge_index[:, :0]
             b.edge_attr = b.edge_attr[:0]
