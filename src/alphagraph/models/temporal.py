@@ -1,0 +1,361 @@
+"""Temporal baselines without a graph: per-stock sequence models over each stock's last L days.
+
+    x_seq [N, L, F] (mask [N, L]) --(optional FAN window norm)--> Linear --> encoder --> z [N, D]
+    head(z) -> reg [N, H], sig_logit [N, H], dir_logit [N, H]   (and the embedding ``emb``)
+
+Kinds (``TemporalConfig.kind``):
+
+- ``lstm`` / ``gru``: the last hidden state of a (multi-layer) LSTM / GRU.
+- ``alstm``: attention-pooled LSTM as in Qlib's ALSTM: a tanh input layer,
+  an LSTM, an attention over its hidden states (``Linear -> tanh -> Linear``,
+  softmax over the window) and the pooled state concatenated with the last
+  hidden state.
+- ``transformer``: pre-norm self-attention blocks (the core model's
+  :class:`~alphagraph.models.core.TransformerBlock` weights) with sinusoidal
+  or learned positions and a full or causal mask over the window; the window
+  is read out at today's position (the last), after a final LayerNorm.
+
+Days a stock did not trade are masked, never filled in: the recurrent kinds
+step over traded days only (they are moved to the front of the window and
+packed, as in the core model's LSTM encoder), the transformer never attends
+to a masked key. The node's own date is always in its window.
+
+Attention per lag (``alstm`` and ``transformer``): with ``model.record = True``
+a forward pass stores ``model.lag_attention`` [N, L], column j the window's
+day j (oldest first, so lag ``L - 1 - j``), rows summing to 1 over the traded
+days and 0 on masked ones. For ``alstm`` it is the pooling attention; for the
+transformer the last block's attention from today's position, averaged over
+heads (with one block the only path from a past day to the readout).
+:func:`lag_attention_report` averages it over the nodes of some dates.
+
+Data: :class:`~alphagraph.train.core_data.CoreDayData` with ``use_edges=False``
+over a :class:`~alphagraph.graph.loader.GraphIndex` built on an empty edges
+frame (:func:`temporal_index`): the models never need the graph stage. The
+loss is the core model's (:func:`~alphagraph.models.core.core_loss`:
+multi-horizon MSE + soft-Spearman + signal / direction cross-entropies), the
+loop the shared one (:func:`~alphagraph.train.fold.train_fold`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from alphagraph.config import Params
+from alphagraph.graph.build import empty_edges
+from alphagraph.graph.loader import GraphIndex, _DayEdges
+from alphagraph.models.core import AdaptiveWindowNorm, TransformerBlock, core_loss, loop_config, sinusoidal
+from alphagraph.normalize import feature_columns
+from alphagraph.split import Fold
+from alphagraph.train import FoldOutput, MultiHorizonLoss, seed_everything, split_codes, train_fold
+from alphagraph.train.core_data import CoreDayData
+from alphagraph.walkforward import label_reach
+
+KINDS = ("lstm", "gru", "alstm", "transformer")
+POSITIONS = ("sinusoidal", "learned")
+ATTENTION_KINDS = ("alstm", "transformer")
+
+
+@dataclass(frozen=True)
+class TemporalConfig:
+    """A temporal baseline's params group (model + training loop)."""
+
+    kind: Literal["lstm", "gru", "alstm", "transformer"] = "lstm"
+    seq_len: int = 20  # days of history per stock (the panel dates up to and including the node's date)
+    hidden: int = 32
+    layers: int = 1  # recurrent layers / transformer blocks
+    heads: int = 2  # transformer only
+    dropout: float = 0.1
+    positions: Literal["sinusoidal", "learned"] = "sinusoidal"  # transformer only
+    causal: bool = False  # transformer only: each day attends to itself and earlier days
+    window_norm: bool = False  # FAN-style per-feature window normalization first (the core model's)
+    epochs: int = 10
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+    batch_days: int = 8
+    days_per_epoch: int = 256  # training days sampled per epoch (0 = all)
+    patience: int = 3
+    rank_weight: float = 0.5  # weight of (1 - soft Spearman) per date
+    cls_weight: float = 0.2  # weight of the signal and direction cross-entropies
+    select_metric: Literal["rank_ic", "ic", "loss"] = "rank_ic"
+    select_horizon: int = 1
+    select_smoothing: float = 0.0
+    horizon_weights: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.25, 0.25])
+    num_threads: int = 2
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"temporal kind must be one of {KINDS}, got {self.kind!r}")
+        if self.positions not in POSITIONS:
+            raise ValueError(f"temporal positions must be one of {POSITIONS}, got {self.positions!r}")
+        if self.seq_len < 1 or self.hidden < 1 or self.layers < 1:
+            raise ValueError("temporal seq_len, hidden and layers must be >= 1")
+        if self.kind == "transformer" and self.hidden % self.heads:
+            raise ValueError(f"temporal hidden ({self.hidden}) must be divisible by heads ({self.heads})")
+
+
+# ---------------------------------------------------------------------- model
+
+
+class AttentionBlock(TransformerBlock):
+    """:class:`TransformerBlock` with an optional causal mask and the attention of the last query kept."""
+
+    def forward(
+        self, h: torch.Tensor, mask: torch.Tensor, causal: bool = False, record: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        n, length, dim = h.shape
+        q, k, v = self.qkv(self.norm1(h)).view(n, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        score = (q @ k.transpose(-1, -2)) / math.sqrt(dim // self.heads)  # [N, heads, L, L]
+        allowed = mask[:, None, None, :].expand(n, 1, length, length)
+        if causal:
+            allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=h.device).tril()
+        # A query always sees itself: a masked (or, causally, a first traded) day then has a finite row; no
+        # traded day ever attends to a masked one.
+        allowed = allowed | torch.eye(length, dtype=torch.bool, device=h.device)
+        att = score.masked_fill(~allowed, float("-inf")).softmax(-1)
+        last = att[:, :, -1].mean(1).detach() if record else None  # today's query, mean over heads: [N, L]
+        out = F.dropout(att, self.dropout, self.training) @ v
+        h = h + F.dropout(self.out(out.transpose(1, 2).reshape(n, length, dim)), self.dropout, self.training)
+        return h + F.dropout(self.ff(self.norm2(h)), self.dropout, self.training), last
+
+
+class TemporalModel(nn.Module):
+    """A per-stock sequence model over ``x_seq`` / ``x_mask`` with the core model's three heads; see the module docstring."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        n_horizons: int,
+        kind: str = "lstm",
+        seq_len: int = 20,
+        hidden: int = 32,
+        layers: int = 1,
+        heads: int = 2,
+        dropout: float = 0.1,
+        positions: str = "sinusoidal",
+        causal: bool = False,
+        window_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        if kind not in KINDS:
+            raise ValueError(f"temporal kind must be one of {KINDS}, got {kind!r}")
+        self.kind, self.seq_len, self.causal = kind, seq_len, causal
+        self.norm = AdaptiveWindowNorm(in_dim) if window_norm else None
+        self.proj = nn.Sequential(nn.Linear(in_dim, hidden), nn.Tanh()) if kind == "alstm" else nn.Linear(in_dim, hidden)
+        out_dim = hidden
+        if kind == "transformer":
+            if positions == "sinusoidal":
+                self.register_buffer("pos", sinusoidal(seq_len, hidden), persistent=False)
+            elif positions == "learned":
+                self.pos = nn.Parameter(torch.randn(seq_len, hidden) * 0.02)
+            else:
+                raise ValueError(f"temporal positions must be one of {POSITIONS}, got {positions!r}")
+            self.blocks = nn.ModuleList(AttentionBlock(hidden, heads, dropout) for _ in range(layers))
+            self.final_norm = nn.LayerNorm(hidden)
+        else:
+            rnn = nn.GRU if kind == "gru" else nn.LSTM
+            self.rnn = rnn(hidden, hidden, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
+            if kind == "alstm":
+                self.att = nn.Sequential(
+                    nn.Linear(hidden, hidden // 2 or 1), nn.Dropout(dropout), nn.Tanh(), nn.Linear(hidden // 2 or 1, 1, bias=False)
+                )
+                out_dim = 2 * hidden
+        self.head = nn.Sequential(nn.Linear(out_dim, hidden), nn.GELU(), nn.Dropout(dropout))
+        self.reg = nn.Linear(hidden, n_horizons)
+        self.sig = nn.Linear(hidden, n_horizons)
+        self.dir = nn.Linear(hidden, n_horizons)
+        self.record = False
+        self.lag_attention: torch.Tensor | None = None  # [N, L] when recording (attention kinds)
+
+    @classmethod
+    def from_config(cls, cfg: TemporalConfig, in_dim: int, n_horizons: int) -> TemporalModel:
+        return cls(**temporal_kwargs(cfg, in_dim, n_horizons))
+
+    @property
+    def has_attention(self) -> bool:
+        return self.kind in ATTENTION_KINDS
+
+    def forward(self, batch: Any) -> dict[str, torch.Tensor]:
+        z = self.encode(batch.x_seq, batch.x_mask)
+        h = self.head(z)
+        return {"reg": self.reg(h), "sig_logit": self.sig(h), "dir_logit": self.dir(h), "emb": h}
+
+    def encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Window [N, L, F] with mask [N, L] (the last day always traded) -> [N, D]."""
+        if x.size(1) > self.seq_len:
+            raise ValueError(f"window of {x.size(1)} days, the model was built for at most {self.seq_len}")
+        x = x * mask.unsqueeze(-1).to(x.dtype)  # whatever a masked day holds never enters
+        if self.norm is not None:
+            x = self.norm(x, mask)
+        h = self.proj(x)
+        self.lag_attention = None
+        if self.kind == "transformer":
+            return self._transformer(h, mask)
+        return self._recurrent(h, mask)
+
+    def _transformer(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = h + self.pos[-h.size(1):]  # today is always the last position
+        last = None
+        for i, block in enumerate(self.blocks):
+            h, last = block(h, mask, self.causal, self.record and i == len(self.blocks) - 1)
+        if self.record:
+            self.lag_attention = last
+        return self.final_norm(h[:, -1])
+
+    def _recurrent(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # Traded days moved to the front in order, then packed: the RNN steps over real days only.
+        length = h.size(1)
+        order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices
+        packed_in = torch.gather(h, 1, order.unsqueeze(-1).expand_as(h))
+        lengths = mask.sum(1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(packed_in, lengths, batch_first=True, enforce_sorted=False)
+        out, state = self.rnn(packed)
+        h_n = state[0] if isinstance(state, tuple) else state
+        last = h_n[-1]
+        if self.kind != "alstm":
+            return last
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=length)
+        valid = torch.arange(length, device=h.device)[None, :] < lengths.to(h.device)[:, None]
+        w = self.att(out).squeeze(-1).masked_fill(~valid, float("-inf")).softmax(1)  # over packed steps
+        pooled = (w.unsqueeze(-1) * out).sum(1)
+        if self.record:  # back to window positions: packed step p is window day order[:, p]
+            self.lag_attention = torch.zeros_like(w).scatter(1, order, w.masked_fill(~valid, 0.0)).detach()
+        return torch.cat([pooled, last], dim=-1)
+
+
+def temporal_kwargs(cfg: TemporalConfig, in_dim: int, n_horizons: int) -> dict[str, Any]:
+    """Constructor arguments of :class:`TemporalModel` for a config (saved next to checkpoints)."""
+    return {
+        "in_dim": in_dim, "n_horizons": n_horizons, "kind": cfg.kind, "seq_len": cfg.seq_len, "hidden": cfg.hidden,
+        "layers": cfg.layers, "heads": cfg.heads, "dropout": cfg.dropout, "positions": cfg.positions,
+        "causal": cfg.causal, "window_norm": cfg.window_norm,
+    }
+
+
+# ------------------------------------------------------------------ attention
+
+
+@torch.no_grad()
+def lag_attention(model: TemporalModel, batch: Any) -> torch.Tensor:
+    """Attention per window day [N, L] (oldest first) of one batch's nodes; rows sum to 1."""
+    if not model.has_attention:
+        raise ValueError(f"the {model.kind} model has no attention over lags (only {ATTENTION_KINDS} do)")
+    was_training, was_recording = model.training, model.record
+    model.eval()
+    model.record = True
+    try:
+        model.encode(batch.x_seq, batch.x_mask)
+        return model.lag_attention
+    finally:
+        model.record = was_recording
+        model.train(was_training)
+
+
+@torch.no_grad()
+def lag_attention_report(
+    model: TemporalModel, data: CoreDayData, dates: Sequence[Any], batch_days: int = 32, device: torch.device | str = "cpu"
+) -> pl.DataFrame:
+    """Mean attention per lag over the nodes of ``dates`` (lag 0 = the node's date); it sums to 1 over lags."""
+    device = torch.device(device)
+    dates = list(dates)
+    total = torch.zeros(data.seq_len, dtype=torch.float64)
+    n = 0
+    for lo in range(0, len(dates), batch_days):
+        batch = data.batch(dates[lo: lo + batch_days])
+        att = lag_attention(model, batch if device.type == "cpu" else batch.to(device))
+        total[-att.size(1):] += att.double().sum(0).cpu()
+        n += att.size(0)
+    mean = (total / max(n, 1)).flip(0)  # window day j is lag L - 1 - j
+    return pl.DataFrame({"lag": np.arange(data.seq_len, dtype=np.int32), "attention": mean.numpy()})
+
+
+# ------------------------------------------------------------------ training
+
+
+class WindowIndex(GraphIndex):
+    """A :class:`GraphIndex` over a panel and an empty edges frame: day batches, windows and labels only.
+
+    ``GraphIndex`` needs at least one relation name (for the edges' one-hot
+    relation column) and, in ``_map_edges``, at least one snapshot (on an empty
+    edges frame it indexes past its snapshot offsets); so this index names one
+    placeholder relation that has no edge and skips the edge mapping: every day
+    has no edges.
+    """
+
+    def __init__(self, panel: pl.DataFrame) -> None:
+        super().__init__(empty_edges(), panel, relations=["none"])
+
+    def _map_edges(self, days: np.ndarray) -> _DayEdges:
+        self.mapped_days += int(days.size)
+        none = np.zeros(0, dtype=np.int64)
+        return _DayEdges(edge=none, src=none, dst=none, per_day=np.zeros(days.size, dtype=np.int64))
+
+
+def temporal_index(panel: pl.DataFrame) -> WindowIndex:
+    """The index the temporal baselines need: the panel's dates and rows, no graph."""
+    return WindowIndex(panel)
+
+
+def temporal_fold_data(
+    panel: pl.DataFrame, fold: Fold, params: Params, cfg: TemporalConfig, index: GraphIndex | None = None
+) -> CoreDayData:
+    """The fold's day batches (windows ``x_seq`` / ``x_mask``, labels, split codes) without a graph."""
+    codes = split_codes(panel, fold, label_reach(params))
+    return CoreDayData(
+        index if index is not None else temporal_index(panel), panel, codes, feature_columns(panel),
+        params.features.horizons, cfg.seq_len, use_edges=False, seed=params.seed,
+    )
+
+
+def temporal_loss(cfg: TemporalConfig, data: CoreDayData) -> MultiHorizonLoss:
+    """The core model's loss (:func:`~alphagraph.models.core.core_loss`) with this config's weights."""
+    return core_loss(cfg, data)  # reads horizon_weights, cls_weight and rank_weight only
+
+
+def fit_temporal_fold(
+    panel: pl.DataFrame,
+    fold: Fold,
+    params: Params,
+    cfg: TemporalConfig,
+    run_dir: str | Path | None = None,
+    progress: bool | None = None,
+    index: GraphIndex | None = None,
+) -> tuple[FoldOutput, TemporalModel, CoreDayData]:
+    """:func:`train_temporal_fold` that also returns the trained model (best epoch) and the fold's data."""
+    data = temporal_fold_data(panel, fold, params, cfg, index)
+    seed_everything(params.seed * 1000 + fold.fold)
+    model = TemporalModel.from_config(cfg, data.in_dim, len(data.horizons))
+    loop = loop_config(cfg, params.seed, params.device, progress)
+    out = train_fold(model, data, temporal_loss(cfg, data), loop, fold.fold, run_dir)
+    return out, model, data
+
+
+def train_temporal_fold(
+    panel: pl.DataFrame,
+    fold: Fold,
+    params: Params,
+    cfg: TemporalConfig,
+    run_dir: str | Path | None = None,
+    progress: bool | None = None,
+) -> FoldOutput:
+    """Train a temporal baseline on one fold: predictions for its val/test rows (as ``train_core_fold``)."""
+    return fit_temporal_fold(panel, fold, params, cfg, run_dir, progress)[0]
+
+
+__all__ = [
+    "KINDS", "TemporalConfig", "TemporalModel", "AttentionBlock", "WindowIndex", "temporal_kwargs", "lag_attention",
+    "lag_attention_report", "temporal_index", "temporal_fold_data", "temporal_loss", "fit_temporal_fold",
+    "train_temporal_fold",
+]
