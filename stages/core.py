@@ -16,6 +16,7 @@ from alphagraph.models.core import core_index, core_kwargs, train_core_fold
 from alphagraph.normalize import feature_columns
 from alphagraph.resume import StageWork
 from alphagraph.split import load_folds
+from alphagraph.train.fold import collect_folds
 from alphagraph.walkforward import evaluate_and_write, oracle_rank_ic_1d
 
 INPUTS = [paths.NORMALIZED_PANEL, paths.FOLDS, paths.EDGES]
@@ -42,13 +43,7 @@ def main() -> None:
         results = work.run_folds(folds, train_one)
         if not ddp.is_main():
             return
-        preds, curves, train = [], [], {}
-        for fold, out, _ in results:
-            preds.append(out.predictions)
-            curve, entries = out.training_record(fold.fold)
-            curves.append((fold.fold, curve))
-            train |= entries
-        predictions = pl.concat(preds)
+        predictions, curves, train = collect_folds([(fold.fold, out) for fold, out, _ in results])
         relations = pl.concat([frames["relations"] for _, _, frames in results])
         # Interpretability: per relation, the weight and neighbour attention averaged over folds and layers.
         summary = relations.group_by("relation", maintain_order=True).agg(pl.col("weight", "attention").mean())

@@ -3,8 +3,6 @@
 import argparse
 import sys
 
-import polars as pl
-
 from alphagraph import distributed as ddp
 from alphagraph import paths
 from alphagraph.config import load_params
@@ -14,6 +12,7 @@ from alphagraph.log import stage_run
 from alphagraph.models.gat import gat_index, train_gat_fold
 from alphagraph.resume import StageWork
 from alphagraph.split import load_folds
+from alphagraph.train.fold import collect_folds
 from alphagraph.walkforward import evaluate_and_write, oracle_rank_ic_1d
 
 INPUTS = [paths.NORMALIZED_PANEL, paths.FOLDS, paths.EDGES]
@@ -31,13 +30,7 @@ def main() -> None:
         results = work.run_folds(folds, lambda fold, run_dir: (train_gat_fold(panel, index, fold, params, run_dir=run_dir), {}))
         if not ddp.is_main():
             return
-        preds, curves, train = [], [], {}
-        for fold, out, _ in results:
-            preds.append(out.predictions)
-            curve, entries = out.training_record(fold.fold)
-            curves.append((fold.fold, curve))
-            train |= entries
-        predictions = pl.concat(preds)
+        predictions, curves, train = collect_folds([(fold.fold, out) for fold, out, _ in results])
         with atomic_dir(paths.MODELS / "gat") as model_dir:
             work.publish(model_dir)
         metrics = evaluate_and_write("gat", predictions, panel, params, extra={"train": train}, oracle_ic=oracle_rank_ic_1d())

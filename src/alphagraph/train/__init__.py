@@ -9,7 +9,7 @@
 """
 
 from alphagraph.train.data import NONE, TEST, TRAIN, VAL, ClassBalance, DayData, GraphDayData, predictions_frame, split_codes
-from alphagraph.train.fold import FoldOutput, train_fold
+from alphagraph.train.fold import FoldOutput, collect_folds, train_fold
 from alphagraph.train.losses import MultiHorizonLoss, daily_corr, masked_bce, masked_mse
 from alphagraph.train.loop import (
     EarlyStopping,
@@ -27,7 +27,7 @@ from alphagraph.train.loop import (
 
 __all__ = [
     "NONE", "TRAIN", "VAL", "TEST", "ClassBalance", "DayData", "GraphDayData", "predictions_frame", "split_codes",
-    "FoldOutput", "train_fold", "MultiHorizonLoss", "daily_corr", "masked_bce", "masked_mse",
+    "FoldOutput", "collect_folds", "train_fold", "MultiHorizonLoss", "daily_corr", "masked_bce", "masked_mse",
     "EarlyStopping", "FitResult", "LoopConfig", "Prediction", "WarmupCosine", "daily_metrics", "fit", "predict",
     "resolve_device", "seed_everything", "validate",
 ]

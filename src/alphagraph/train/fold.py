@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,16 @@ class FoldOutput:
         }
         log.info("fold %d: best epoch %s of %d (val %s), %.0f s", fold, r.best_epoch, r.epochs_run, r.best_score, r.train_seconds)
         return curve.select("fold", pl.exclude("fold")), entries
+
+
+def collect_folds(outputs: Sequence[tuple[int, FoldOutput]]) -> tuple[pl.DataFrame, list[tuple[int, pl.DataFrame]], dict[str, Any]]:
+    """Every fold's predictions in one frame, each fold's training curve, and the metrics' ``train`` dict."""
+    curves, train = [], {}
+    for k, out in outputs:
+        curve, entries = out.training_record(k)
+        curves.append((k, curve))
+        train |= entries
+    return pl.concat([out.predictions for _, out in outputs]), curves, train
 
 
 def train_fold(
