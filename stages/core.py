@@ -12,14 +12,16 @@ from alphagraph.config import load_params
 from alphagraph.errors import run_main
 from alphagraph.io import atomic_dir, read_parquet, write_csv, write_json
 from alphagraph.log import stage_run
-from alphagraph.models.core import core_index, core_kwargs, train_core_fold
+from alphagraph.importance import fold_maps, stack_folds
+from alphagraph.models.core import core_fold_data, core_index, core_kwargs, train_core_fold
 from alphagraph.normalize import feature_columns
 from alphagraph.resume import StageWork
 from alphagraph.split import load_folds
-from alphagraph.train.fold import collect_folds
+from alphagraph.train.fold import collect_folds, write_training_curves
 from alphagraph.walkforward import evaluate_and_write, oracle_rank_ic_1d
 
 INPUTS = [paths.NORMALIZED_PANEL, paths.FOLDS, paths.EDGES]
+MAPS = ("importance", "attention_lag", "relation_attention", "stock_attention")
 
 
 def main() -> None:
@@ -33,11 +35,14 @@ def main() -> None:
         features = feature_columns(panel)
 
         def train_one(fold, run_dir: Path):
-            out, _, report = train_core_fold(panel, index, fold, params, run_dir=run_dir)
-            if ddp.is_main():  # what the export stage needs to rebuild the model from best.pt
-                kwargs = core_kwargs(params.train, features, index.relations, len(params.features.horizons), params.seed)
-                write_json({"kwargs": kwargs, "features": features, "horizons": params.features.horizons, "fold": fold.fold}, run_dir / "model.json")
-            return out, {"relations": report}
+            out, model, report = train_core_fold(panel, index, fold, params, run_dir=run_dir)
+            if not ddp.is_main():
+                return out, {"relations": report}
+            # what the export stage needs to rebuild the model from best.pt
+            kwargs = core_kwargs(params.train, features, index.relations, len(params.features.horizons), params.seed)
+            write_json({"kwargs": kwargs, "features": features, "horizons": params.features.horizons, "fold": fold.fold}, run_dir / "model.json")
+            maps = fold_maps(model, core_fold_data(panel, index, fold, params), fold.fold, params.seed, next(model.parameters()).device)
+            return out, {"relations": report} | maps
 
         work = StageWork("core", params, INPUTS)
         results = work.run_folds(folds, train_one)
@@ -56,12 +61,14 @@ def main() -> None:
         metrics = evaluate_and_write(
             "core", predictions, panel, params, extra={"train": train, "relations": rel_metrics}, oracle_ic=oracle_rank_ic_1d()
         )
-        for k, curve in curves:  # per-epoch training curves, one file per fold (dvc plots: x=epoch)
-            write_csv(curve, paths.PLOTS / "core" / f"training_fold{k}.csv")
+        write_training_curves("core", curves)
         write_csv(relations.with_columns(pl.col("weight", "attention").round(6)), paths.PLOTS / "core" / "relations.csv")
+        for key in MAPS:  # attention maps and feature importance, the folds stacked
+            if parts := [frames[key] for _, _, frames in results if key in frames]:
+                write_csv(stack_folds(key, parts), paths.PLOTS / "core" / f"{key}.csv")
         work.finish()
         rec.read = [str(p) for p in INPUTS]
-        rec.wrote = ["models/core", "data/predictions/core.parquet", "metrics/core.json", "plots/core"]
+        rec.wrote = ["models/core", "data/predictions/core.parquet", "metrics/core.json", "reports/models/core.json", "plots/core"]
         rec.rows = {"predictions": predictions.height}
         rec.extra = {k: metrics["test"].get(k) for k in ("rank_ic_1d", "rank_ic_5d", "sharpe_1d")}
 

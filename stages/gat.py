@@ -7,12 +7,12 @@ from alphagraph import distributed as ddp
 from alphagraph import paths
 from alphagraph.config import load_params
 from alphagraph.errors import run_main
-from alphagraph.io import atomic_dir, read_parquet, write_csv
+from alphagraph.io import atomic_dir, read_parquet
 from alphagraph.log import stage_run
 from alphagraph.models.gat import gat_index, train_gat_fold
 from alphagraph.resume import StageWork
 from alphagraph.split import load_folds
-from alphagraph.train.fold import collect_folds
+from alphagraph.train.fold import collect_folds, write_training_curves
 from alphagraph.walkforward import evaluate_and_write, oracle_rank_ic_1d
 
 INPUTS = [paths.NORMALIZED_PANEL, paths.FOLDS, paths.EDGES]
@@ -34,11 +34,10 @@ def main() -> None:
         with atomic_dir(paths.MODELS / "gat") as model_dir:
             work.publish(model_dir)
         metrics = evaluate_and_write("gat", predictions, panel, params, extra={"train": train}, oracle_ic=oracle_rank_ic_1d())
-        for k, curve in curves:  # per-epoch training curves, one file per fold (dvc plots: x=epoch)
-            write_csv(curve, paths.PLOTS / "gat" / f"training_fold{k}.csv")
+        write_training_curves("gat", curves)
         work.finish()
         rec.read = [str(p) for p in INPUTS]
-        rec.wrote = ["models/gat", "data/predictions/gat.parquet", "metrics/gat.json", "plots/gat"]
+        rec.wrote = ["models/gat", "data/predictions/gat.parquet", "metrics/gat.json", "reports/models/gat.json", "plots/gat"]
         rec.rows = {"predictions": predictions.height}
         rec.extra = {k: metrics["test"].get(k) for k in ("rank_ic_1d", "rank_ic_5d", "sharpe_1d")}
 

@@ -11,7 +11,7 @@ import polars as pl
 
 from alphagraph import paths
 from alphagraph.config import load_params
-from alphagraph.io import atomic_dir, read_parquet
+from alphagraph.io import atomic_dir, read_parquet, write_csv
 from alphagraph.log import get_logger, stage_run
 from alphagraph.models.lgbm import save_boosters, train_fold
 from alphagraph.split import load_folds
@@ -19,6 +19,7 @@ from alphagraph.walkforward import evaluate_and_write, oracle_rank_ic_1d, split_
 from alphagraph.errors import run_main
 
 MODELS = ("lgbm", "lgbm_graph")
+TOP_FEATURES = 30
 
 
 def main() -> None:
@@ -50,8 +51,12 @@ def main() -> None:
             log_relational_gain(importance, log)
         predictions = pl.concat(preds)
         metrics = evaluate_and_write(name, predictions, panel, params, extra={"train": best} | extra, oracle_ic=oracle_rank_ic_1d())
+        # Gain importance at the first horizon, averaged over folds, as a share of the total (dvc plots).
+        gain = importance.filter(pl.col("horizon") == params.features.horizons[0]).group_by("feature").agg(pl.col("gain").mean())
+        top = gain.with_columns(gain_share=(pl.col("gain") / pl.col("gain").sum()).round(6)).sort("gain", "feature", descending=[True, False])
+        write_csv(top.head(TOP_FEATURES).select("feature", "gain_share"), paths.PLOTS / name / "importance.csv")
         rec.read = read
-        rec.wrote = [f"models/{name}", f"data/predictions/{name}.parquet", f"metrics/{name}.json", f"plots/{name}"]
+        rec.wrote = [f"models/{name}", f"data/predictions/{name}.parquet", f"metrics/{name}.json", f"reports/models/{name}.json", f"plots/{name}"]
         rec.rows = {"predictions": predictions.height}
         rec.extra = {k: metrics["test"].get(k) for k in ("rank_ic_1d", "rank_ic_5d", "sharpe_1d")}
 

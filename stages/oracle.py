@@ -24,8 +24,9 @@ def main() -> None:
             write_parquet(preds, paths.PREDICTIONS / "oracle.parquet")
             for name, frame in series.items():
                 write_csv(frame, paths.PLOTS / "oracle" / f"{name}.csv")
-            write_json({"available": False}, paths.METRICS / "oracle.json")
-            rec.wrote = ["data/predictions/oracle.parquet", "metrics/oracle.json", "plots/oracle"]
+            for path in (paths.METRICS / "oracle.json", paths.DETAIL / "oracle.json"):
+                write_json({"available": False}, path)
+            rec.wrote = ["data/predictions/oracle.parquet", "metrics/oracle.json", "reports/models/oracle.json", "plots/oracle"]
             return
         panel = read_parquet(paths.NORMALIZED_PANEL)
         preds = oracle_predictions(
@@ -33,7 +34,7 @@ def main() -> None:
         )
         metrics = evaluate_and_write("oracle", preds, panel, params, extra={"available": True})
         rec.rows, rec.extra = {"predictions": preds.height}, {"rank_ic_1d": metrics["test"].get("rank_ic_1d")}
-        rec.wrote = ["data/predictions/oracle.parquet", "metrics/oracle.json", "plots/oracle"]
+        rec.wrote = ["data/predictions/oracle.parquet", "metrics/oracle.json", "reports/models/oracle.json", "plots/oracle"]
 
 
 if __name__ == "__main__":

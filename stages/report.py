@@ -1,11 +1,15 @@
-"""report: leaderboard of the model metrics and pairwise RankIC tests -> metrics/summary.json, reports/leaderboard.md."""
+"""report: leaderboard of the model metrics, pairwise RankIC tests and where each model wins
+-> metrics/summary.json, reports/leaderboard.md, plots/report/."""
 
 import argparse
 from pathlib import Path
 
+import polars as pl
+
 from alphagraph import paths
 from alphagraph.config import load_params
-from alphagraph.io import write_json, write_text
+from alphagraph.errors import run_main
+from alphagraph.io import read_parquet, write_csv, write_json, write_text
 from alphagraph.log import get_logger, stage_run
 from alphagraph.report import (
     RANK_IC_FILE,
@@ -17,12 +21,30 @@ from alphagraph.report import (
     summary,
     to_markdown,
 )
-from alphagraph.errors import run_main
+from alphagraph.wins import regime_rank_ic, sector_rank_ic, stock_win_share, volatility_regimes
 
 # Not a DVC out: it shows stage wall times, which would make dvc.lock differ on
 # every rerun. It is committed to git instead.
 LEADERBOARD = Path("reports/leaderboard.md")
 SUMMARY = paths.METRICS / "summary.json"
+WINS = paths.PLOTS / "report"
+WINS_FILES = {"sector": "sector_rank_ic", "regime": "regime_rank_ic", "stocks": "stock_win_share"}
+
+
+def where_models_win(models: list[str], horizon: int) -> dict[str, pl.DataFrame]:
+    """Test RankIC per sector and per volatility regime, and stock win shares, of the models with predictions."""
+    files = {m: f for m in models for f in (paths.PREDICTIONS / f"{m}.parquet", paths.ENSEMBLE / f"{m}.parquet") if f.exists()}
+    if len(files) < 1 or not paths.NORMALIZED_PANEL.exists():
+        return {}
+    predictions = {m: read_parquet(f, columns=["date", "code", "fold", "split", f"pred_{horizon}d"]) for m, f in files.items()}
+    labels = read_parquet(paths.NORMALIZED_PANEL, columns=["date", "code", f"ret_{horizon}d"])
+    sectors = read_parquet(paths.UNIVERSE, columns=["code", "sector", "start", "end"])
+    regimes = volatility_regimes(read_parquet(paths.PRICES, columns=["date", "code", "close"]))
+    return {
+        "sector": sector_rank_ic(predictions, labels, sectors, horizon),
+        "regime": regime_rank_ic(predictions, labels, regimes, horizon),
+        "stocks": stock_win_share(predictions, labels, horizon),
+    }
 
 
 def main() -> None:
@@ -32,7 +54,7 @@ def main() -> None:
     horizons = params.features.horizons
     log = get_logger("report")
     with stage_run("report") as rec:
-        metrics, timings = load_metrics(paths.METRICS)
+        metrics, timings = load_metrics(paths.METRICS, paths.DETAIL)
         board = leaderboard(metrics, horizons, timings)
         if board.is_empty():
             raise FileNotFoundError(f"{paths.METRICS}: no model metrics found (did the model stages run?)")
@@ -42,17 +64,20 @@ def main() -> None:
         if missing := [m for m in models if m not in series]:
             log.warning("no %s for %s: left out of the significance tests", RANK_IC_FILE, ", ".join(missing))
         tests = significance_tests(series, significance_horizons(horizons))
+        wins = where_models_win(models, horizons[0])
+        for name, frame in wins.items():
+            write_csv(frame, WINS / f"{WINS_FILES[name]}.csv")
         result = summary(board, tests)
         write_json(result, SUMMARY)
         LEADERBOARD.parent.mkdir(parents=True, exist_ok=True)
-        write_text(to_markdown(board, horizons, tests=tests), LEADERBOARD)
+        write_text(to_markdown(board, horizons, tests=tests, wins=wins or None), LEADERBOARD)
         log.info("wrote %s and %s: %s; best %s", SUMMARY, LEADERBOARD, ", ".join(models), result["best_model_rank_ic_1d"])
         rec.read = (
-            [str(paths.METRICS / f"{m}.json") for m in models]
+            [str(paths.DETAIL / f"{m}.json") for m in models]
             + [str(paths.PLOTS / m / RANK_IC_FILE) for m in series]
             + [str(paths.METRICS / "timings")]
         )
-        rec.wrote = [str(SUMMARY), str(LEADERBOARD)]
+        rec.wrote = [str(SUMMARY), str(LEADERBOARD), str(WINS)]
         rec.rows = {"models": board.height, "pairs_tested": sum(len(t) for t in tests.values()) // 2}
         rec.extra = {"best_model_rank_ic_1d": result["best_model_rank_ic_1d"]}
 

@@ -36,6 +36,10 @@ TINY_PARAMS: dict[str, Any] = {
     "lgbm": {"min_data_in_leaf": 100, "n_estimators": 60},
     "gat": {"epochs": 2, "hidden": 16, "days_per_epoch": 48},
     "train": {"epochs": 2, "hidden": 16, "layers": 1, "seq_len": 5, "days_per_epoch": 48, "pearl": {"samples": 4, "dim": 8}},
+    "temporal": {"epochs": 2, "hidden": 16, "seq_len": 10, "days_per_epoch": 48},
+    "tgcn": {"epochs": 2, "hidden": 16, "seq_len": 5, "days_per_epoch": 48},
+    # The default runs one zoo model; the tiny run exercises a graph one too.
+    "zoo": {"models": {"transformer": "temporal", "tgcn": "tgcn"}},
 }
 
 

@@ -34,7 +34,7 @@ def run_stage(repo: Path, name: str, nproc: int) -> tuple[dict, str]:
         cwd=repo, env=env, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return json.loads((repo / "metrics" / f"{name}.json").read_text()), proc.stderr
+    return json.loads((repo / "reports" / "models" / f"{name}.json").read_text()), proc.stderr
 
 
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed with gloo")

@@ -16,8 +16,12 @@ REFERENCE = ROOT / "tests/reference/tiny"
 
 pytestmark = pytest.mark.slow
 
-STAGES = ("ingest", "features", "normalize", "split", "graph", "oracle", "lgbm", "lgbm_graph", "gat", "core", "export", "report")
-MODEL_METRICS = ("features", "normalize", "graph", "oracle", "lgbm", "gat", "core", "summary")
+STAGES = (
+    "ingest", "features", "normalize", "split", "graph", "oracle", "lgbm", "lgbm_graph", "gat", "core",
+    "model@transformer", "model@tgcn", "ensemble", "export", "report",
+)
+TIMED = [s.removeprefix("model@") for s in STAGES]  # a zoo stage logs under its model's name
+MODEL_METRICS = ("features", "normalize", "graph", "oracle", "lgbm", "gat", "core", "transformer", "tgcn", "ensemble", "ensemble_equal", "summary")
 
 
 def snapshot(repo) -> dict[str, bytes]:
@@ -34,7 +38,7 @@ def test_repro_runs_and_status_is_clean(tiny_repo):
     assert prices.height == metrics["rows"]
     for name in MODEL_METRICS:
         assert (tiny_repo / f"metrics/{name}.json").exists(), name
-    for stage in STAGES:
+    for stage in TIMED:
         timing = json.loads((tiny_repo / f"metrics/timings/{stage}.json").read_text())[stage]
         assert timing["seconds"] > 0 and timing["peak_rss_mb"] > 0, stage
     assert (tiny_repo / "data/splits/folds.json").exists()
@@ -81,15 +85,64 @@ def test_a_colleague_pulls_the_run_from_a_dvc_remote(tiny_repo, tmp_path):
 
 def test_metrics_show_lists_keys(tiny_repo):
     out = run(["dvc", "metrics", "show", "--json"], tiny_repo).stdout
-    for key in ("stocks", "n_features", "mean_degree", "rank_ic_1d", "sharpe_net_5d", "rank_ic_1d_vs_oracle", "peak_rss_mb"):
+    for key in ("rank_ic_1d", "sharpe_net_5d", "turnover_1d", "rank_ic_1d_vs_oracle", "metrics/transformer.json", "ensemble-lgbm"):
+        assert key in out, key
+    # The data stages' figures and the timings are files, not DVC metrics: shown when asked for.
+    assert "n_features" not in out and "peak_rss_mb" not in out
+    targets = ["metrics/ingest.json", "metrics/features.json", "metrics/graph.json", "metrics/timings/core.json"]
+    out = run(["dvc", "metrics", "show", "--json", *targets], tiny_repo).stdout
+    for key in ("stocks", "n_features", "mean_degree", "peak_rss_mb"):
         assert key in out, key
 
 
-def test_plots_render(tiny_repo):
+def test_exp_show_carries_the_headline_figures_in_under_150_metric_columns(tiny_repo):
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], tiny_repo).stdout)[0]["data"]
+
+    def leaves(tree) -> int:
+        return sum(leaves(v) for v in tree.values()) if isinstance(tree, dict) else 1
+
+    columns = {path: leaves(doc["data"]) for path, doc in shown["metrics"].items()}
+    assert sum(columns.values()) < 150, columns
+    assert set(shown["metrics"]["metrics/tgcn.json"]["data"]["test"]) == {
+        f"{m}_{h}d" for m in ("ic", "rank_ic", "rank_icir", "sharpe", "sharpe_net", "turnover") for h in (1, 5)
+    } | {"rank_ic_1d_vs_oracle"}
+    # Per fold, validation and training detail: a plain file per model, not a DVC metric.
+    detail = json.loads((tiny_repo / "reports/models/tgcn.json").read_text())
+    assert {"fold0", "fold1", "train", "psi"} <= set(detail) and "reports/models/tgcn.json" not in shown["metrics"]
+
+
+def test_plots_render_and_follow_the_number_of_folds(tiny_repo, tmp_path):
+    from alphagraph.train.fold import write_training_curves
+
+    def shown() -> dict:
+        out = json.loads(run(["dvc", "plots", "show", "--json"], tiny_repo).stdout)
+        assert not out.get("errors"), out["errors"]
+        return out["data"]
+
+    plots = shown()
+    for plot in ("daily_rank_ic_1d", "cumulative_long_short_5d", "core_relation_weights", "plots/core/relation_attention.csv",
+                 "plots/transformer/attention_lag.csv", "plots/transformer/importance.csv", "plots/lgbm/importance.csv"):
+        assert plot in plots, plot
+    for model in ("gat", "core", "transformer"):
+        assert sorted(p for p in plots if p.startswith(f"plots/{model}/training/")) == [
+            f"plots/{model}/training/fold{k}.csv" for k in range(2)
+        ]
+    # Four folds' curves (what split.n_splits: 4 writes), then two again: the plots follow the files.
+    curve = pl.read_csv(tiny_repo / "plots/gat/training/fold0.csv")
+    saved = tmp_path / "training"
+    shutil.copytree(tiny_repo / "plots/gat/training", saved)
+    try:
+        os.chdir(tiny_repo)
+        write_training_curves("gat", [(k, curve) for k in range(4)])
+        assert [f"plots/gat/training/fold{k}.csv" for k in range(4)] == sorted(p for p in shown() if p.startswith("plots/gat/training/"))
+        write_training_curves("gat", [(k, curve) for k in range(2)])
+        assert len([p for p in shown() if p.startswith("plots/gat/training/")]) == 2
+    finally:
+        os.chdir(ROOT)
+        shutil.rmtree(tiny_repo / "plots/gat/training")
+        shutil.copytree(saved, tiny_repo / "plots/gat/training")
     run(["dvc", "plots", "show", "-o", "dvc_plots"], tiny_repo)
-    html = (tiny_repo / "dvc_plots/index.html").read_text()
-    for plot in ("rank_ic_1d", "cum_return_5d", "gat_training", "core_training", "core_relation_weights"):
-        assert plot in html, plot
+    assert "attention_lag" in (tiny_repo / "dvc_plots/index.html").read_text()
 
 
 def test_forced_repro_is_byte_identical_and_an_experiment_changes_only_what_it_should(tiny_repo):
@@ -105,7 +158,7 @@ def test_forced_repro_is_byte_identical_and_an_experiment_changes_only_what_it_s
     run(["git", "commit", "-qm", "baseline run", "--allow-empty"], tiny_repo)
     out = run(["dvc", "exp", "run", "-S", "train.lr=5e-4"], tiny_repo).stdout
     ran = {s for s in STAGES if f"Running stage '{s}'" in out}
-    assert ran == {"core", "export", "report"}, out
+    assert ran == {"core", "ensemble", "export", "report"}, out
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], tiny_repo).stdout)
     assert "metrics/core.json" in diff and diff["metrics/core.json"]["test.rank_ic_1d"]["diff"] != 0
     assert "metrics/gat.json" not in diff and "metrics/lgbm.json" not in diff

@@ -295,7 +295,7 @@ def test_lgbm_graph_stage_predicts_every_val_and_test_row(small_pipeline, tmp_pa
         assert got.height == want.height
         assert got.join(want, on=["date", "code", "split"], how="anti").is_empty()
         assert got.select(pl.col("^pred_.*$").is_null().sum()).sum_horizontal().item() == 0
-    metrics = json.loads((paths.METRICS / "lgbm_graph.json").read_text())
+    metrics = json.loads((paths.DETAIL / "lgbm_graph.json").read_text())
     spec = spec_from_params(sp.params)
     assert metrics["relational"]["features"] == len(column_names(spec))
     assert set(metrics["relational"]["coverage"]) == set(spec.relations)

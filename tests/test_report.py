@@ -85,15 +85,13 @@ def test_unavailable_oracle_is_skipped(metrics):
     assert leaderboard(metrics, HORIZONS)["model"].to_list() == ["lgbm", "gat"]
 
 
-def test_summary_is_rounded_excludes_time_and_ignores_timings(metrics):
+def test_summary_holds_only_cross_model_results_and_ignores_timings(metrics):
     metrics["lgbm"]["test"]["rank_ic_1d"] = 0.044512345678
     a = summary(leaderboard(metrics, HORIZONS, TIMINGS))
     b = summary(leaderboard(metrics, HORIZONS, {"lgbm": {"seconds": 1.0}}))
     assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
-    assert set(a) == {"oracle", "lgbm", "gat", "best_model_rank_ic_1d"}
-    assert "stage_seconds" not in a["lgbm"] and "model" not in a["lgbm"]
-    assert a["lgbm"]["rank_ic_1d"] == 0.044512
-    assert a["oracle"]["frac_oracle_1d"] == 1.0
+    # Each model's figures are in its own metrics file: the summary adds only the cross-model results.
+    assert a == {"best_model_rank_ic_1d": "lgbm"}
 
 
 def test_best_model_is_never_the_oracle(metrics):
@@ -151,6 +149,9 @@ def test_load_metrics(tmp_path, metrics):
     loaded, timings = load_metrics(tmp_path)
     assert set(loaded) == {"oracle", "lgbm", "gat", "extra"}
     assert loaded["lgbm"] == metrics["lgbm"]
+    # The detail file, when there, is read instead of the headline file.
+    write(tmp_path / "detail" / "lgbm.json", metrics["gat"])
+    assert load_metrics(tmp_path, tmp_path / "detail")[0]["lgbm"] == metrics["gat"]
     assert timings == {"lgbm": {"seconds": 112.4}, "ingest": {"seconds": 2.0}}
 
 
@@ -184,9 +185,8 @@ def test_stage_writes_summary_and_leaderboard(tmp_path, monkeypatch, metrics):
     assert text.endswith("}\n")
     result = json.loads(text)
     assert result["best_model_rank_ic_1d"] == "lgbm"
-    assert result["lgbm"]["rank_ic_1d"] == 0.04451 and "rank_ic_20d" in result["lgbm"]
     md = (tmp_path / "reports" / "leaderboard.md").read_text()
-    assert "1m 52s" in md and md.endswith("\n")
+    assert "1m 52s" in md and md.endswith("\n") and "0.0445" in md
     assert json.loads((tmp_path / "metrics" / "timings" / "report.json").read_text())["report"]["seconds"] >= 0
     # Atomic writes leave no temporary files behind.
     assert not list(tmp_path.rglob("*.tmp"))
@@ -237,20 +237,21 @@ def series() -> dict[str, pl.DataFrame]:
             "core": daily_rank_ic(0.0175, 4, days=DAYS - 20, start=20)}
 
 
-def test_significance_summary_pairs_once_in_display_order(metrics, series):
+def test_significance_summary_tests_each_model_against_the_baseline(metrics, series):
     tests = significance_tests(series, [1, 5])
     assert set(tests) == {1, 5} and tests[1].height == 4 * 3
     result = summary(leaderboard(metrics, HORIZONS), tests)
     sig = result["significance"]
     assert set(sig) == {"1d", "5d"}
-    # Later model in display order minus the earlier one; each unordered pair once.
-    assert list(sig["1d"]) == ["lgbm-oracle", "gat-oracle", "gat-lgbm", "core-oracle", "core-lgbm", "core-gat"]
-    assert set(sig["1d"]["gat-lgbm"]) == {"diff", "t"}
+    # One t per model against lgbm (the baseline); never the oracle; every pair is in the leaderboard.
+    assert list(sig["1d"]) == ["gat-lgbm", "core-lgbm"]
     d = series["gat"]["rank_ic_1d"].to_numpy() - series["lgbm"]["rank_ic_1d"].to_numpy()
     mean, _, t, _, _ = newey_west_t(d)
-    assert sig["1d"]["gat-lgbm"] == {"diff": round(mean, 6), "t": round(t, 3)}
-    assert sig["1d"]["gat-lgbm"]["t"] < -5
-    assert abs(sig["1d"]["core-lgbm"]["t"]) < 2
+    assert sig["1d"]["gat-lgbm"] == round(t, 3)
+    assert sig["1d"]["gat-lgbm"] < -5
+    assert abs(sig["1d"]["core-lgbm"]) < 2
+    without_lgbm = significance_tests({m: f for m, f in series.items() if m != "lgbm"}, [1])
+    assert list(summary(leaderboard(metrics, HORIZONS), without_lgbm)["significance"]["1d"]) == ["core-gat"]
     assert json.dumps(result, allow_nan=False)  # valid JSON for DVC
     assert "significance" not in summary(leaderboard(metrics, HORIZONS))
 
@@ -329,8 +330,8 @@ def test_stage_writes_significance(tmp_path, monkeypatch, metrics, series):
     text = (tmp_path / "metrics" / "summary.json").read_text()
     sig = json.loads(text)["significance"]
     assert set(sig) == {"1d", "5d"}
-    assert set(sig["1d"]) == {"lgbm-oracle", "gat-oracle", "gat-lgbm"}
-    assert sig["1d"]["gat-lgbm"]["t"] < -5
+    assert set(sig["1d"]) == {"gat-lgbm"}
+    assert sig["1d"]["gat-lgbm"] < -5
     md = (tmp_path / "reports" / "leaderboard.md").read_text()
     assert "## Significance of the differences (Newey-West t)" in md
     assert "| row minus column | oracle | lgbm | gat |" in md

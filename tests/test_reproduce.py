@@ -64,6 +64,10 @@ def test_command_exits_non_zero_with_a_readable_diff(tmp_path, capsys):
     assert "metrics/lgbm.json test.sharpe_1d: reference 6.5, run 6.0, diff -0.5 (must be identical)" in out
 
 
-@pytest.mark.parametrize(("stem", "key", "expected"), [("graph", "edges_total", 0.0), ("core", "train.best_epoch_fold0", None)])
+@pytest.mark.parametrize(
+    ("stem", "key", "expected"),
+    [("graph", "edges_total", 0.0), ("core", "train.best_epoch_fold0", None), ("tgcn", "test.rank_ic_1d", 0.02),
+     ("summary", "significance.1d.core-lgbm", 1.0), ("ensemble", "test.sharpe_1d", 1.0)],
+)
 def test_tolerance_lookup(stem, key, expected):
     assert tolerance(stem, key) == expected

@@ -63,12 +63,12 @@ def reference(repo: Path, name: str) -> dict:
     rc, out = finish(stage(repo, name))
     assert rc == 0, out
     assert not (repo / ".alphagraph").exists(), "the work folder outlives a finished stage"
-    return json.loads((repo / "metrics" / f"{name}.json").read_text())
+    return json.loads((repo / "reports" / "models" / f"{name}.json").read_text())
 
 
 def test_sigkill_mid_fold_resumes_from_the_last_epoch_with_identical_metrics(workspace):
     expected = reference(workspace, "core")
-    (workspace / "metrics" / "core.json").unlink()
+    (workspace / "reports" / "models" / "core.json").unlink()
 
     proc = stage(workspace, "core")
     wait_for(workspace, ".alphagraph/work/core/*/fold1/last.pt", proc)  # fold 0 done, fold 1 after its first epoch
@@ -85,7 +85,7 @@ def test_sigkill_mid_fold_resumes_from_the_last_epoch_with_identical_metrics(wor
     if killed:  # the kill landed before the stage finished (it always should on a tiny config)
         assert "fold 0: finished in an earlier run, reused" in out
         assert re.search(r"fold 1: resumed from \S+last\.pt after epoch [12]", out), out
-    assert json.loads((workspace / "metrics" / "core.json").read_text()) == expected
+    assert json.loads((workspace / "reports" / "models" / "core.json").read_text()) == expected
     assert temporaries(workspace) == []
     assert not (workspace / ".alphagraph").exists()
 
@@ -106,7 +106,7 @@ def test_sigterm_removes_temporaries_keeps_checkpoints_and_the_rerun_matches(wor
     rc, out = finish(stage(workspace, "gat"))
     assert rc == 0, out
     assert "fold 0: resumed from" in out
-    assert json.loads((workspace / "metrics" / "gat.json").read_text()) == expected
+    assert json.loads((workspace / "reports" / "models" / "gat.json").read_text()) == expected
 
 
 def test_changed_params_never_resume_an_older_run(workspace):

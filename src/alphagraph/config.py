@@ -300,6 +300,77 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class LoopParams:
+    """The shared training loop's settings (alphagraph.train.loop.LoopConfig) of a zoo model's group."""
+
+    epochs: int = 10
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+    batch_days: int = 8
+    days_per_epoch: int = 256  # training days sampled per epoch, a fresh seeded draw each epoch (0 = all)
+    patience: int = 3
+    select_metric: Literal["rank_ic", "ic", "loss"] = "rank_ic"  # early stopping / best epoch on val
+    select_horizon: int = 1
+    select_smoothing: float = 0.0
+    num_threads: int = 2
+
+
+@dataclass(frozen=True)
+class TemporalConfig(LoopParams):
+    """The temporal baselines without a graph (alphagraph.models.temporal): lstm, gru, alstm, transformer.
+
+    One group for the four kinds; a zoo entry's name picks the kind.
+    """
+
+    seq_len: int = 20  # days of history per stock (the panel dates up to and including the node's date)
+    hidden: int = 32
+    layers: int = 1  # recurrent layers / transformer blocks
+    heads: int = 2  # transformer only
+    dropout: float = 0.1
+    positions: Literal["sinusoidal", "learned"] = "sinusoidal"  # transformer only
+    causal: bool = False  # transformer only: each day attends to itself and earlier days
+    window_norm: bool = False  # FAN-style per-feature window normalization first (the core model's)
+    rank_weight: float = 0.5  # weight of (1 - soft Spearman) per date
+    cls_weight: float = 0.2  # weight of the signal and direction cross-entropies
+    horizon_weights: list[float] | None = None  # null: train.horizon_weights
+
+
+@dataclass(frozen=True)
+class TGCNConfig(LoopParams):
+    """Hierarchical multi-task T-GCN (alphagraph.models.tgcn): graph convolutions inside GRU gates over the window."""
+
+    seq_len: int = 10
+    hidden: int = 32
+    conv: Literal["gcn", "gat"] = "gcn"  # the graph layer inside the gates
+    heads: int = 2  # conv: gat
+    dropout: float = 0.1
+    lambda_direction: float = 0.5  # weight of the direction loss (rows with signal = 1 only)
+    signal_weight: float = 0.2  # weight of the signal (|move| > threshold) loss
+    rank_weight: float = 0.5
+    horizon_weights: list[float] | None = None  # null: train.horizon_weights
+    relations: list[str] | None = None  # relations merged into the day's graph (null = all of graph.relations)
+
+
+@dataclass(frozen=True)
+class ZooConfig:
+    """The model stages of dvc.yaml's ``model`` foreach: model name -> its module and params group."""
+
+    # name -> module of alphagraph.models (also the params group). Add a line to run a model:
+    # dvc exp run -S '+zoo.models.tgcn=tgcn'
+    models: dict[str, str] = field(default_factory=lambda: {"transformer": "temporal"})
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """The ensemble stage: rank averages of member models' predictions (alphagraph.ensemble)."""
+
+    members: list[str] = field(default_factory=lambda: ["lgbm", "lgbm_graph", "gat", "core"])
+
+
+@dataclass(frozen=True)
 class ExportConfig:
     fold: int = -1  # the fold whose best checkpoint is exported (-1 = the last fold)
     batch_days: int = 32
@@ -335,6 +406,10 @@ class Params:
     lgbm_graph: LgbmGraphConfig = field(default_factory=LgbmGraphConfig)
     gat: GatConfig = field(default_factory=GatConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    zoo: ZooConfig = field(default_factory=ZooConfig)
+    temporal: TemporalConfig = field(default_factory=TemporalConfig)
+    tgcn: TGCNConfig = field(default_factory=TGCNConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
@@ -358,6 +433,11 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 def params_from_dict(raw: Any, source: str = "params") -> Params:
     """Build :class:`Params` from a plain dict (the parsed YAML)."""
     params = _build(Params, raw, prefix="", source=source)
+    # The zoo groups' null horizon weights are the core model's (one list to change with features.horizons).
+    for group in ("temporal", "tgcn"):
+        cfg = getattr(params, group)
+        if cfg.horizon_weights is None:
+            params = dataclasses.replace(params, **{group: dataclasses.replace(cfg, horizon_weights=params.train.horizon_weights)})
     _check(params, source)
     return params
 
@@ -406,6 +486,11 @@ def _coerce(tp: Any, value: Any, key: str, source: str) -> Any:
             raise ConfigError(f"{source}: {key}: expected a list, got {value!r}")
         (item,) = get_args(tp)
         return [_coerce(item, v, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key}: expected a mapping, got {value!r}")
+        key_tp, value_tp = get_args(tp)
+        return {_coerce(key_tp, k, key, source): _coerce(value_tp, v, f"{key}.{k}", source) for k, v in value.items()}
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -484,14 +569,17 @@ def _check(p: Params, source: str) -> None:
         fail("eval.quantile", f"must be in (0, 0.5], got {p.eval.quantile}")
     if p.normalize.clip <= 0:
         fail("normalize.clip", f"must be > 0, got {p.normalize.clip}")
-    for group, weights in (("gat", p.gat.horizon_weights), ("train", p.train.horizon_weights)):
+    groups = (("gat", p.gat), ("train", p.train), ("temporal", p.temporal), ("tgcn", p.tgcn))
+    for group, weights in ((g, cfg.horizon_weights) for g, cfg in groups):
         if len(weights) != len(p.features.horizons):
             fail(
                 f"{group}.horizon_weights",
                 f"has {len(weights)} weights for {len(p.features.horizons)} horizons",
             )
-    if p.train.select_horizon not in p.features.horizons:
-        fail("train.select_horizon", f"{p.train.select_horizon} is not in features.horizons")
+    for group, cfg in groups[1:]:
+        if cfg.select_horizon not in p.features.horizons:
+            fail(f"{group}.select_horizon", f"{cfg.select_horizon} is not in features.horizons")
+    _check_zoo(p, fail)
     _check_relations(p, fail)
     _check_lgbm_graph(p, fail)
     _check_dates(p, fail)
@@ -501,6 +589,31 @@ def _check(p: Params, source: str) -> None:
         fail("data.max_price", f"must be > 0, got {p.data.max_price}")
     if p.normalize.min_stocks < 2:
         fail("normalize.min_stocks", f"a cross-section needs at least 2 stocks, got {p.normalize.min_stocks}")
+
+
+ZOO_MODULES = ("temporal", "tgcn")  # alphagraph.models modules that train zoo models (module = params group)
+MODEL_STAGES = ("lgbm", "lgbm_graph", "gat", "core")
+
+
+def _check_zoo(p: Params, fail: Any) -> None:
+    from alphagraph.models.zoo import KINDS  # the names each zoo module trains; no torch import
+
+    for name, module in p.zoo.models.items():
+        if module not in ZOO_MODULES:
+            fail(f"zoo.models.{name}", f"module must be one of {', '.join(ZOO_MODULES)}, got {module!r}")
+        if name not in KINDS[module]:
+            fail(f"zoo.models.{name}", f"the {module} module trains {', '.join(KINDS[module])}, not {name!r}")
+    known = set(MODEL_STAGES) | set(p.zoo.models)
+    if unknown := [m for m in p.ensemble.members if m not in known]:
+        fail("ensemble.members", f"{unknown} are not model stages ({', '.join(sorted(known))})")
+    if len(p.ensemble.members) < 2:
+        fail("ensemble.members", f"an ensemble needs at least 2 models, got {p.ensemble.members}")
+    if p.tgcn.relations is not None and (bad := sorted(set(p.tgcn.relations) - set(p.graph.relations))):
+        fail("tgcn.relations", f"{bad} are not in graph.relations")
+    if p.temporal.hidden % p.temporal.heads:
+        fail("temporal.hidden", f"{p.temporal.hidden} must be divisible by temporal.heads ({p.temporal.heads})")
+    if p.tgcn.conv == "gat" and p.tgcn.hidden % p.tgcn.heads:
+        fail("tgcn.hidden", f"{p.tgcn.hidden} must be divisible by tgcn.heads ({p.tgcn.heads})")
 
 
 def relation_names() -> tuple[str, ...]:

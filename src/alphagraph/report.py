@@ -119,19 +119,13 @@ def best_model(board: pl.DataFrame, column: str = "rank_ic_1d") -> str | None:
 
 
 def summary(board: pl.DataFrame, tests: Mapping[int, pl.DataFrame] | None = None) -> dict[str, Any]:
-    """``metrics/summary.json``: ``{model: {column: value}}`` rounded to 6 decimals, plus the best model.
+    """``metrics/summary.json``: the best model and, with ``tests`` (:func:`significance_tests`), ``significance``.
 
-    ``stage_seconds`` is left out: this is a DVC metric and must be
-    byte-identical across reruns, which wall time never is. With ``tests``
-    (:func:`significance_tests`) it also carries ``significance``, see
-    :func:`significance_summary`.
+    Each model's figures are its own ``metrics/{model}.json``; this file adds
+    only what needs every model at once, so that ``dvc exp show`` stays narrow
+    (see :func:`significance_summary`).
     """
-    table = board.drop("stage_seconds", strict=False)
-    out: dict[str, Any] = {
-        row.pop("model"): {k: (None if v is None else round(v, 6)) for k, v in row.items()}
-        for row in table.to_dicts()
-    }
-    out["best_model_rank_ic_1d"] = best_model(board)
+    out: dict[str, Any] = {"best_model_rank_ic_1d": best_model(board)}
     if tests is not None:
         out["significance"] = significance_summary(tests)
     return out
@@ -155,26 +149,23 @@ def significance_tests(series: Mapping[str, pl.DataFrame], horizons: Sequence[in
     }
 
 
-def _pairs(test: pl.DataFrame) -> list[dict[str, Any]]:
-    """Each unordered pair once, as the later model in display order minus the earlier one."""
-    models = _order(set(test["a"].to_list()))
-    rank = {m: i for i, m in enumerate(models)}
-    return [r for r in test.iter_rows(named=True) if rank[r["a"]] > rank[r["b"]]]
+def baseline_model(models: Iterable[str]) -> str | None:
+    """The model every other is tested against in the summary: lgbm when present, else the first non-oracle."""
+    ordered = [m for m in _order(models) if m != ORACLE]
+    return "lgbm" if "lgbm" in ordered else (ordered[0] if ordered else None)
 
 
-def significance_summary(tests: Mapping[int, pl.DataFrame]) -> dict[str, dict[str, dict[str, float | None]]]:
-    """``{"1d": {"core-lgbm": {"diff": .., "t": ..}}}``: core minus lgbm, mean daily RankIC and NW t.
-
-    Each pair appears once (the later model in display order first), so the
-    file stays small enough to read in ``dvc exp show``.
+def significance_summary(tests: Mapping[int, pl.DataFrame]) -> dict[str, dict[str, float | None]]:
+    """``{"1d": {"core-lgbm": t}}``: the Newey-West t of each model's mean daily RankIC lead over the
+    baseline (:func:`baseline_model`). The differences are in the headline files and every pair is in
+    the leaderboard; here one number per model keeps ``dvc exp show`` narrow.
     """
-    def rounded(value: float | None, decimals: int) -> float | None:
-        return None if value is None else round(value, decimals)
-
-    return {
-        f"{h}d": {f"{r['a']}-{r['b']}": {"diff": rounded(r["diff"], 6), "t": rounded(r["t"], 3)} for r in _pairs(test)}
-        for h, test in tests.items()
-    }
+    out = {}
+    for h, test in tests.items():
+        base = baseline_model(set(test["a"].to_list())) if test.height else None
+        rows = test.filter(pl.col("b") == base, pl.col("a") != ORACLE) if base else test.clear()
+        out[f"{h}d"] = {f"{r['a']}-{r['b']}": None if r["t"] is None else round(r["t"], 3) for r in rows.iter_rows(named=True)}
+    return out
 
 
 # --------------------------------------------------------------------- markdown
@@ -216,8 +207,12 @@ def to_markdown(
     horizons: Sequence[int],
     show: Sequence[int] = (1, 5),
     tests: Mapping[int, pl.DataFrame] | None = None,
+    wins: Mapping[str, pl.DataFrame] | None = None,
 ) -> str:
     """A Markdown leaderboard of ``board`` (deterministic; ends with a newline).
+
+    With ``wins`` (``{"sector", "regime", "stocks"}`` frames of :mod:`alphagraph.wins`)
+    a section says where each model wins.
 
     The main table shows RankIC / IC / ICIR and gross / net Sharpe for each
     horizon in ``show`` that is also in ``horizons``, then drawdown and turnover
@@ -257,7 +252,7 @@ def to_markdown(
     lines = [
         "# Leaderboard",
         "",
-        "Pooled test folds of the walk-forward split (the `test` dict of `metrics/{model}.json`). "
+        "Pooled test folds of the walk-forward split (the `test` dict of `reports/models/{model}.json`). "
         + (
             "The oracle is the planted expected return, i.e. the ceiling on this synthetic market, not a model."
             if ORACLE in board["model"].to_list()
@@ -289,8 +284,59 @@ def to_markdown(
 
     if tests is not None:
         lines += significance_markdown(tests)
+    if wins is not None:
+        lines += wins_markdown(wins)
 
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+# Sectors shown in the leaderboard (the largest by stocks); every sector is in plots/report/sector_rank_ic.csv.
+SECTORS_SHOWN = 12
+
+
+def wins_markdown(wins: Mapping[str, pl.DataFrame]) -> list[str]:
+    """Lines of the "where each model wins" section: RankIC 1d by regime and by sector, and stock win shares."""
+    lines = ["## Where each model wins (test, 1d)", ""]
+    regime, sector, stocks = wins.get("regime"), wins.get("sector"), wins.get("stocks")
+    if regime is not None and regime.height:
+        models = _order(regime["model"].unique().to_list())
+        cell = {(r["model"], r["regime"]): r for r in regime.iter_rows(named=True)}
+        rows = []
+        for name in ("calm", "turbulent"):
+            days = max((cell[(m, name)]["n_days"] for m in models if (m, name) in cell), default=0)
+            rows.append([f"{name} ({days} days)", *(
+                f"{_fmt(cell[(m, name)]['rank_ic'], 4)} ({_fmt(cell[(m, name)]['t'], 1)})" if (m, name) in cell else DASH
+                for m in models)])
+        lines += [
+            "RankIC (Newey-West t) by market regime: turbulent where the equal-weight market's 20-day realized "
+            "volatility is above its expanding median (known at the date; no look-ahead).", "",
+            *markdown_table(["Regime", *models], ["---"] + ["---:"] * len(models), rows), "",
+        ]
+    if sector is not None and sector.height:
+        contenders = sector.filter(pl.col("model") != ORACLE, pl.col("rank_ic").is_not_null())
+        best = contenders.sort("rank_ic", descending=True).group_by("sector", maintain_order=True).first()
+        won = best.group_by("model").len().sort("len", "model", descending=[True, False])
+        size = sector.group_by("sector").agg(pl.col("mean_stocks").max()).sort("mean_stocks", "sector", descending=[True, False])
+        shown = size.head(SECTORS_SHOWN).join(best, on="sector", how="left", suffix="_best")
+        rows = [[r["sector"], f"{r['mean_stocks']:.0f}", r["model"] or DASH, _fmt(r["rank_ic"], 4), _fmt(r["t"], 1)]
+                for r in shown.iter_rows(named=True)]
+        lines += [
+            f"Within-sector RankIC: the best model per sector ({SECTORS_SHOWN} largest sectors shown of "
+            f"{size.height}; all in `plots/report/sector_rank_ic.csv`). Sectors won: "
+            + ", ".join(f"{r['model']} {r['len']}" for r in won.iter_rows(named=True)) + ".", "",
+            *markdown_table(["Sector", "Stocks", "Best model", "RankIC", "t"], ["---", "---:", "---", "---:", "---:"], rows), "",
+        ]
+    if stocks is not None and stocks.height:
+        models = _order(set(stocks["model_a"].to_list()))
+        share = {(r["model_a"], r["model_b"]): r["share"] for r in stocks.iter_rows(named=True)}
+        rows = [[a, *(DASH if a == b else _pct(share.get((a, b)), 0) for b in models)] for a in models]
+        lines += [
+            "Share of stocks on which the row model ranks the stock better over the test days than the column "
+            "model (per stock: correlation over time of the model's cross-sectional rank of the stock with its "
+            "realized rank).", "",
+            *markdown_table(["row beats column", *models], ["---"] + ["---:"] * len(models), rows), "",
+        ]
+    return lines
 
 
 def _signed(value: float | None, decimals: int) -> str:
@@ -360,8 +406,9 @@ def _is_model_metrics(doc: Mapping[str, Any]) -> bool:
     return isinstance(test, Mapping) and "rank_ic_1d" in test
 
 
-def load_metrics(metrics_dir: Path) -> tuple[dict[str, dict], dict[str, dict]]:
-    """Read ``(metrics, timings)`` from ``metrics_dir``.
+def load_metrics(metrics_dir: Path, detail_dir: Path | None = None) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Read ``(metrics, timings)`` from ``metrics_dir``; a model's figures from ``detail_dir/{model}.json``
+    when that exists (the headline file in ``metrics_dir`` carries only some of them).
 
     ``metrics``: ``{model}.json`` for each known model present, plus any other
     ``*.json`` there whose ``test`` dict has ``rank_ic_1d`` (an ad-hoc model
@@ -375,7 +422,8 @@ def load_metrics(metrics_dir: Path) -> tuple[dict[str, dict], dict[str, dict]]:
         model = path.stem
         if path.name == SUMMARY_FILE:
             continue
-        doc = _read(path)
+        detail = Path(detail_dir) / path.name if detail_dir is not None else None
+        doc = _read(detail if detail is not None and detail.exists() else path)
         if model in MODELS or _is_model_metrics(doc):
             metrics[model] = doc
     timings: dict[str, dict] = {}

@@ -40,6 +40,25 @@ def oracle_rank_ic_1d(path: Path = paths.METRICS / "oracle.json") -> float | Non
     return read_json(path).get("test", {}).get("rank_ic_1d")
 
 
+# Headline figures of a model's metrics JSON (read in `dvc exp show`), at each headline horizon.
+HEADLINE = ("ic", "rank_ic", "rank_icir", "sharpe", "sharpe_net", "turnover")
+HEADLINE_HORIZONS = (1, 5)
+
+
+def headline_horizons(horizons: list[int]) -> list[int]:
+    """The configured horizons among :data:`HEADLINE_HORIZONS`, else the first configured one."""
+    return [h for h in HEADLINE_HORIZONS if h in horizons] or list(horizons[:1])
+
+
+def headline(metrics: dict[str, Any], horizons: list[int]) -> dict[str, Any]:
+    """``metrics/{model}.json``: the pooled test figures of :data:`HEADLINE` at the headline horizons
+    and the share of the oracle's RankIC; everything else stays in the detail file."""
+    test = metrics.get("test", {})
+    keys = [f"{m}_{h}d" for h in headline_horizons(horizons) for m in HEADLINE] + ["rank_ic_1d_vs_oracle"]
+    out: dict[str, Any] = {k: metrics[k] for k in ("available",) if k in metrics}
+    return out | {"test": {k: test[k] for k in keys if k in test}}
+
+
 def evaluate_and_write(
     name: str,
     predictions: pl.DataFrame,
@@ -47,8 +66,13 @@ def evaluate_and_write(
     params: Params,
     extra: dict[str, Any] | None = None,
     oracle_ic: float | None = None,
+    predictions_path: Path | None = None,
 ) -> dict[str, Any]:
-    """Evaluate ``predictions``; write predictions, metrics JSON and plot CSVs for ``name``."""
+    """Evaluate ``predictions``; write predictions, the headline metrics JSON, the detail JSON and plot CSVs.
+
+    ``metrics/{name}.json`` holds :func:`headline`; ``reports/models/{name}.json``
+    every figure (per fold, validation, training). Returns the latter.
+    """
     horizons = params.features.horizons
     metrics, series = evaluate(
         predictions,
@@ -60,11 +84,12 @@ def evaluate_and_write(
     )
     _require_headline(name, metrics, predictions, params)
     metrics |= extra or {}
-    write_parquet(predictions.sort("fold", "date", "code"), paths.PREDICTIONS / f"{name}.parquet")
+    write_parquet(predictions.sort("fold", "date", "code"), predictions_path or paths.PREDICTIONS / f"{name}.parquet")
     plots = paths.PLOTS / name
     write_csv(series["rank_ic"], plots / "rank_ic.csv")
     write_csv(series["cum_return"], plots / "cum_return.csv")
-    write_json(metrics, paths.METRICS / f"{name}.json")
+    write_json(metrics, paths.DETAIL / f"{name}.json")
+    write_json(headline(metrics, params.features.horizons), paths.METRICS / f"{name}.json")
     return metrics
 
 

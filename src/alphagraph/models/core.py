@@ -55,7 +55,7 @@ from torch_geometric.nn.inits import glorot
 from torch_geometric.utils import softmax
 
 from alphagraph import paths
-from alphagraph.config import Params, TrainConfig
+from alphagraph.config import LoopParams, Params, TrainConfig
 from alphagraph.errors import UserError
 from alphagraph.graph.loader import NODE
 from alphagraph.log import get_logger
@@ -125,19 +125,30 @@ class TransformerBlock(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
         self.ff = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * dim, dim))
+        self.last_attention: torch.Tensor | None = None  # [N, L] when a forward pass records (``record=True``)
 
-    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, mask: torch.Tensor, record: bool = False) -> torch.Tensor:
+        """``record``: keep today's (the last) query's attention over the window, mean over heads, in ``last_attention``."""
         n, length, dim = h.shape
         q, k, v = self.qkv(self.norm1(h)).view(n, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
         score = (q @ k.transpose(-1, -2)) / math.sqrt(dim // self.heads)
         score = score.masked_fill(~mask[:, None, None, :], float("-inf"))  # masked days are never attended to
-        att = F.dropout(score.softmax(-1), self.dropout, self.training) @ v
+        prob = score.softmax(-1)
+        self.last_attention = prob[:, :, -1].mean(1).detach() if record else None  # before dropout: [N, L]
+        att = F.dropout(prob, self.dropout, self.training) @ v
         h = h + F.dropout(self.out(att.transpose(1, 2).reshape(n, length, dim)), self.dropout, self.training)
         return h + F.dropout(self.ff(self.norm2(h)), self.dropout, self.training)
 
 
 class TemporalEncoder(nn.Module):
-    """A stock's window [N, L, F] with mask [N, L] -> [N, hidden]; masked days never attended to."""
+    """A stock's window [N, L, F] with mask [N, L] -> [N, hidden]; masked days never attended to.
+
+    With ``record`` on (:meth:`CoreModel.set_record`), the transformer kind keeps
+    ``lag_attention`` [N, L]: the last block's attention from today's position
+    (the last) over the window, mean over heads, window day j oldest first (lag
+    ``L - 1 - j``); rows sum to 1 over traded days, 0 on masked ones. The LSTM
+    kind has no such attention (``lag_attention`` stays None).
+    """
 
     def __init__(
         self, in_dim: int, hidden: int, seq_len: int, kind: str = "transformer", heads: int = 2, layers: int = 1, dropout: float = 0.1
@@ -159,14 +170,19 @@ class TemporalEncoder(nn.Module):
         # The window's contribution starts at zero and grows only as far as it helps the loss.
         self.gate = nn.Parameter(torch.zeros(hidden))
         self.out = nn.LayerNorm(hidden)
+        self.record = False
+        self.lag_attention: torch.Tensor | None = None  # [N, L] when recording (transformer kind)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x_hat = self.norm(x, mask)
         h = self.proj(x_hat)
+        self.lag_attention = None
         if self.kind == "transformer":
             h = h + self.pos[-h.size(1):]
-            for block in self.encoder:
-                h = block(h, mask)
+            for i, block in enumerate(self.encoder):
+                h = block(h, mask, record=self.record and i == len(self.encoder) - 1)
+            if self.record and len(self.encoder):
+                self.lag_attention = self.encoder[-1].last_attention
             valid = mask
             last = h[:, -1]  # the node's own date: always present
         else:
@@ -210,6 +226,7 @@ class RelationAttention(MessagePassing):
         glorot(self.att)
         self.record = False
         self.neighbor_attention: torch.Tensor | None = None  # [N] attention mass on real edges, when recording
+        self.edge_attention: torch.Tensor | None = None  # [E] per input edge, mean over heads, when recording
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor) -> torch.Tensor:
         n, e = x.size(0), edge_index.size(1)
@@ -231,8 +248,10 @@ class RelationAttention(MessagePassing):
         logit = (z * self.att).sum(-1) / self.log_temperature.exp() + is_edge[:, None] * self.edge_bias
         alpha = softmax(logit, index, ptr, size_i)
         if self.record:
-            mass = (alpha.detach().mean(1) * is_edge)
+            per_edge = alpha.detach().mean(1)
+            mass = per_edge * is_edge
             self.neighbor_attention = torch.zeros(size_i, device=alpha.device).index_add_(0, index, mass)
+            self.edge_attention = per_edge[is_edge.bool()]  # the real edges come first, in input order
         alpha = F.dropout(alpha, self.dropout, self.training)
         return xs_j * alpha.unsqueeze(-1)
 
@@ -313,8 +332,9 @@ class CoreModel(nn.Module):
         return cls(**core_kwargs(cfg, features, relations, n_horizons, seed))
 
     def set_record(self, on: bool) -> None:
-        """Record relation weights and neighbour attention on the next forward passes (interpretability)."""
+        """Record relation weights, neighbour attention and lag attention on the next forward passes (interpretability)."""
         self.record = on
+        self.temporal.record = on
         for conv in self.convs:
             for att in conv.convs.values():
                 att.record = on
@@ -438,8 +458,8 @@ def core_index(edges: pl.DataFrame, panel: pl.DataFrame, params: Params) -> Any:
     return model_index(edges, panel, kept or list(wanted), params.graph.relations, "train.relations")
 
 
-def loop_config(cfg: TrainConfig, seed: int, device: str, progress: bool | None = None) -> LoopConfig:
-    """The training-loop settings of the ``train`` params group."""
+def loop_config(cfg: TrainConfig | LoopParams, seed: int, device: str, progress: bool | None = None) -> LoopConfig:
+    """The training-loop settings of the ``train`` params group (or a zoo model's, :class:`LoopParams`)."""
     return LoopConfig(
         epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay, batch_days=cfg.batch_days,
         eval_batch_days=max(cfg.batch_days, 16), days_per_epoch=cfg.days_per_epoch, warmup_epochs=cfg.warmup_epochs,

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,6 +51,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from alphagraph.config import Params
+from alphagraph.config import TemporalConfig as TemporalParams
+from alphagraph.config import TrainConfig
 from alphagraph.graph.build import empty_edges
 from alphagraph.graph.loader import GraphIndex, _DayEdges
 from alphagraph.models.core import AdaptiveWindowNorm, TransformerBlock, core_loss, loop_config, sinusoidal
@@ -66,36 +68,14 @@ ATTENTION_KINDS = ("alstm", "transformer")
 
 
 @dataclass(frozen=True)
-class TemporalConfig:
-    """A temporal baseline's params group (model + training loop)."""
+class TemporalConfig(TemporalParams):
+    """The ``temporal`` params group plus the kind (a zoo entry's name)."""
 
     kind: Literal["lstm", "gru", "alstm", "transformer"] = "lstm"
-    seq_len: int = 20  # days of history per stock (the panel dates up to and including the node's date)
-    hidden: int = 32
-    layers: int = 1  # recurrent layers / transformer blocks
-    heads: int = 2  # transformer only
-    dropout: float = 0.1
-    positions: Literal["sinusoidal", "learned"] = "sinusoidal"  # transformer only
-    causal: bool = False  # transformer only: each day attends to itself and earlier days
-    window_norm: bool = False  # FAN-style per-feature window normalization first (the core model's)
-    epochs: int = 10
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    warmup_epochs: float = 1.0
-    min_lr_ratio: float = 0.05
-    grad_clip: float = 1.0
-    batch_days: int = 8
-    days_per_epoch: int = 256  # training days sampled per epoch (0 = all)
-    patience: int = 3
-    rank_weight: float = 0.5  # weight of (1 - soft Spearman) per date
-    cls_weight: float = 0.2  # weight of the signal and direction cross-entropies
-    select_metric: Literal["rank_ic", "ic", "loss"] = "rank_ic"
-    select_horizon: int = 1
-    select_smoothing: float = 0.0
-    horizon_weights: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.25, 0.25])
-    num_threads: int = 2
 
     def __post_init__(self) -> None:
+        if self.horizon_weights is None:  # as params loading resolves it: the core model's weights
+            object.__setattr__(self, "horizon_weights", TrainConfig().horizon_weights)
         if self.kind not in KINDS:
             raise ValueError(f"temporal kind must be one of {KINDS}, got {self.kind!r}")
         if self.positions not in POSITIONS:
@@ -104,6 +84,10 @@ class TemporalConfig:
             raise ValueError("temporal seq_len, hidden and layers must be >= 1")
         if self.kind == "transformer" and self.hidden % self.heads:
             raise ValueError(f"temporal hidden ({self.hidden}) must be divisible by heads ({self.heads})")
+
+    @classmethod
+    def for_model(cls, name: str, params: Params) -> TemporalConfig:
+        return cls(kind=name, **{f.name: getattr(params.temporal, f.name) for f in fields(TemporalParams)})
 
 
 # ---------------------------------------------------------------------- model
@@ -354,8 +338,25 @@ def train_temporal_fold(
     return fit_temporal_fold(panel, fold, params, cfg, run_dir, progress)[0]
 
 
+def zoo_index(name: str, panel: pl.DataFrame, edges: pl.DataFrame | None, params: Params) -> WindowIndex:
+    """The model stage's index for a temporal kind: no graph."""
+    return temporal_index(panel)
+
+
+def train_zoo_fold(
+    name: str, panel: pl.DataFrame, index: GraphIndex, fold: Fold, params: Params, run_dir: str | Path | None = None
+) -> tuple[FoldOutput, dict[str, pl.DataFrame]]:
+    """The model stage's fold: the ``temporal`` params with kind ``name``, and the fold's
+    interpretability frames (:func:`alphagraph.importance.fold_maps`)."""
+    from alphagraph.importance import fold_maps
+
+    cfg = TemporalConfig.for_model(name, params)
+    out, model, data = fit_temporal_fold(panel, fold, params, cfg, run_dir, index=index)
+    return out, fold_maps(model, data, fold.fold, params.seed, next(model.parameters()).device)
+
+
 __all__ = [
     "KINDS", "TemporalConfig", "TemporalModel", "AttentionBlock", "WindowIndex", "temporal_kwargs", "lag_attention",
     "lag_attention_report", "temporal_index", "temporal_fold_data", "temporal_loss", "fit_temporal_fold",
-    "train_temporal_fold",
+    "train_temporal_fold", "zoo_index", "train_zoo_fold",
 ]

@@ -10,6 +10,8 @@ from typing import Any
 import polars as pl
 import torch
 
+from alphagraph import paths
+from alphagraph.io import write_csv
 from alphagraph.train.data import TEST, VAL, predictions_frame
 from alphagraph.train.loop import FitResult, LossFn, LoopConfig, fit, log, predict, resolve_device
 
@@ -40,6 +42,18 @@ def collect_folds(outputs: Sequence[tuple[int, FoldOutput]]) -> tuple[pl.DataFra
         curves.append((k, curve))
         train |= entries
     return pl.concat([out.predictions for _, out in outputs]), curves, train
+
+
+def write_training_curves(name: str, curves: Sequence[tuple[int, pl.DataFrame]]) -> None:
+    """``plots/{name}/training/fold{k}.csv`` per fold (x = epoch); dvc.yaml plots the folder, so the
+    plots follow ``split.n_splits``. Curves of folds that no longer exist are removed."""
+    folder = paths.PLOTS / name / "training"
+    keep = {f"fold{k}.csv" for k, _ in curves}
+    for stale in folder.glob("fold*.csv") if folder.is_dir() else []:
+        if stale.name not in keep:
+            stale.unlink()
+    for k, curve in curves:
+        write_csv(curve, folder / f"fold{k}.csv")
 
 
 def train_fold(

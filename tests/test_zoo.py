@@ -1,0 +1,60 @@
+"""The model zoo's structure: one module and one params entry per model, checked params, clear errors."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from alphagraph.config import ZOO_MODULES, ConfigError, params_from_dict
+from alphagraph.models.zoo import KINDS, zoo_module
+from tests.conftest import ROOT
+
+
+@pytest.mark.parametrize("module", ZOO_MODULES)
+def test_every_zoo_module_has_the_stage_api_and_trains_its_kinds(module):
+    mod = zoo_module(module)
+    assert callable(mod.zoo_index) and callable(mod.train_zoo_fold)
+    assert (ROOT / "src/alphagraph/models" / f"{module}.py").exists()  # dvc.yaml's per-entry dep
+    with pytest.raises(ValueError):
+        mod.train_zoo_fold("not_a_kind", None, None, None, params_from_dict({}))
+
+
+def test_the_default_zoo_is_valid_and_every_kind_is_one_entry_away():
+    params = params_from_dict(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    assert params.zoo.models and all(name in KINDS[module] for name, module in params.zoo.models.items())
+    for module, names in KINDS.items():
+        for name in names:
+            assert params_from_dict({"zoo": {"models": {name: module}}}).zoo.models == {name: module}
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"zoo": {"models": {"lstm": "recurrent"}}}, "zoo.models.lstm: module must be one of temporal, tgcn"),
+        ({"zoo": {"models": {"tcn": "temporal"}}}, "zoo.models.tcn: the temporal module trains lstm, gru, alstm, transformer"),
+        ({"zoo": {"models": ["lstm"]}}, "zoo.models: expected a mapping"),
+        ({"ensemble": {"members": ["lgbm", "lstm"]}}, "ensemble.members: ['lstm'] are not model stages"),
+        ({"ensemble": {"members": ["lgbm"]}}, "ensemble.members: an ensemble needs at least 2 models"),
+        ({"tgcn": {"relations": ["rolling_correlation", "friends"]}}, "tgcn.relations: ['friends'] are not in graph.relations"),
+        ({"temporal": {"horizon_weights": [1.0]}}, "temporal.horizon_weights: has 1 weights for 4 horizons"),
+    ],
+)
+def test_zoo_params_are_checked_with_the_key_named(override, message):
+    with pytest.raises(ConfigError, match=f"^params: {message}".replace("[", r"\[").replace("]", r"\]")):
+        params_from_dict(override)
+
+
+@pytest.mark.parametrize(("stage", "args", "message"), [
+    ("model", ["--model", "gru"], "error: --model gru: not in zoo.models of params.yaml (transformer)"),
+    ("ensemble", [], "error: ensemble.members: no predictions data/predictions/lgbm.parquet"),
+])
+def test_stages_say_what_is_missing_in_one_line(tmp_path, stage, args, message):
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    proc = subprocess.run([sys.executable, str(ROOT / "stages" / f"{stage}.py"), *args], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "metrics").exists() and not (tmp_path / "data" / "ensemble").exists()
