@@ -56,13 +56,13 @@ def _test_rows(predictions: Mapping[str, pl.DataFrame], labels: pl.DataFrame, ho
         parts.append(test.join(y, on=["date", "code"], how="inner").with_columns(model=pl.lit(name)))
     if not parts:
         raise ValueError("wins: no predictions")
-    rows = pl.concat(parts).select("model", "date", "code", "pred", "ret")
+    rows = pl.concat(parts).select("model", "date", "code", "pred", "ret").sort("model", "date", "code")
     return rows.filter(pl.col("pred").is_finite() & pl.col("ret").is_finite())
 
 
 def _daily_rank_ic(rows: pl.DataFrame, by: list[str], min_stocks: int) -> pl.DataFrame:
     """``*by, date, rank_ic, n``: Spearman of pred with ret per group and date, groups of ``min_stocks``+ only."""
-    out = rows.group_by(*by, "date").agg(rank_ic=pl.corr("pred", "ret", method="spearman"), n=pl.len())
+    out = rows.group_by(*by, "date").agg(rank_ic=pl.corr("pred", "ret", method="spearman"), n=pl.len()).sort(*by, "date")
     # A constant prediction or label has no correlation (NaN): the day is skipped, not zero.
     return out.filter((pl.col("n") >= min_stocks) & pl.col("rank_ic").is_not_nan() & pl.col("rank_ic").is_not_null())
 
@@ -198,14 +198,16 @@ def _stock_accuracy(rows: pl.DataFrame, a: str, b: str) -> pl.DataFrame:
     """
     pa = rows.filter(pl.col("model") == a).select("date", "code", pl.col("pred").alias("pa"), "ret")
     pb = rows.filter(pl.col("model") == b).select("date", "code", pl.col("pred").alias("pb"))
-    both = pa.join(pb, on=["date", "code"], how="inner")
+    # Neither a join's nor a group_by's row order is fixed; sorted, every sum adds in one order
+    # (byte-identical reruns).
+    both = pa.join(pb, on=["date", "code"], how="inner").sort("date", "code")
     n = pl.len().over("date") + 1
     ranked = both.select("code", *(
         (pl.col(c).rank("average").over("date") / n).alias(c) for c in ("pa", "pb", "ret")
     ))
     return ranked.group_by("code").agg(
         acc_a=pl.corr("pa", "ret"), acc_b=pl.corr("pb", "ret"), n=pl.len()
-    )
+    ).sort("code")
 
 
 def stock_win_share(
