@@ -190,3 +190,22 @@ def test_transformer_attends_to_the_planted_lag(kw):
 def test_alstm_attends_to_the_planted_lag():
     att = fit_planted("alstm", lag=3)
     assert int(att.argmax()) == 3
+
+
+@pytest.mark.parametrize("kind", ["lstm", "transformer"])
+def test_the_future_does_not_move_the_past(small, kind):
+    """Features and labels after a date change nothing the model reads for that date or earlier."""
+    cfg = config(kind)
+    dates = small.panel["date"].unique().sort().to_list()
+    cut = dates[150]
+    cols = [c for c in small.panel.columns if c.startswith(("f_", "y_", "ret_"))]
+    moved = small.panel.with_columns(
+        pl.when(pl.col("date") > cut).then(-2 * pl.col(c) + 1).otherwise(pl.col(c)).alias(c) for c in cols
+    )
+    data, moved_data = data_for(small, cfg), temporal_fold_data(moved, small.fold, small.params, cfg)
+    model = model_for(data, cfg).eval()
+    past, future = dates[141:151], dates[151:161]
+    with torch.no_grad():
+        a, b = model(data.batch(past)), model(moved_data.batch(past))
+        assert all(torch.equal(a[k], b[k]) for k in a)
+        assert not torch.equal(model(data.batch(future))["reg"], model(moved_data.batch(future))["reg"])

@@ -215,7 +215,8 @@ def test_learns_the_planted_signal(small):
     assert set(np.unique(cls)) <= {-1, 0, 1} and np.allclose(probs.sum(1), 1.0)
 
 
-@pytest.mark.parametrize("conv", CONVS)
+# Three trainings each: gcn only (the GAT conv's forward is covered above; with it this test is the suite's slowest).
+@pytest.mark.parametrize("conv", ["gcn"])
 def test_same_seed_gives_bit_identical_predictions_and_ignores_the_future(small, conv):
     params = params_for(small, conv=conv, epochs=2, days_per_epoch=16)
     a, extra = train_zoo_fold("tgcn", small.panel, small.index, small.short, params)
