@@ -15,6 +15,7 @@ from alphagraph.log import stage_run
 from alphagraph.importance import fold_maps, stack_folds
 from alphagraph.models.core import core_fold_data, core_index, core_kwargs, train_core_fold
 from alphagraph.normalize import feature_columns
+from alphagraph.pretrain import pretrain_inputs
 from alphagraph.resume import StageWork
 from alphagraph.split import load_folds
 from alphagraph.train.fold import collect_folds, write_training_curves
@@ -44,7 +45,10 @@ def main() -> None:
             maps = fold_maps(model, core_fold_data(panel, index, fold, params), fold.fold, params.seed, next(model.parameters()).device)
             return out, {"relations": report} | maps
 
-        work = StageWork("core", params, INPUTS)
+        # The raw files the training targets / weights read, only when those switches are on.
+        inputs = INPUTS + [paths.UNIVERSE] * (params.train.target == "sector_neutral") + [paths.PRICES] * params.train.regime_weighting
+        inputs += pretrain_inputs(params, folds)  # a changed pretraining restarts the resume folder
+        work = StageWork("core", params, inputs)
         results = work.run_folds(folds, train_one)
         if not ddp.is_main():
             return
@@ -67,7 +71,7 @@ def main() -> None:
             if parts := [frames[key] for _, _, frames in results if key in frames]:
                 write_csv(stack_folds(key, parts), paths.PLOTS / "core" / f"{key}.csv")
         work.finish()
-        rec.read = [str(p) for p in INPUTS]
+        rec.read = [str(p) for p in inputs]
         rec.wrote = ["models/core", "data/predictions/core.parquet", "metrics/core.json", "reports/models/core.json", "plots/core"]
         rec.rows = {"predictions": predictions.height}
         rec.extra = {k: metrics["test"].get(k) for k in ("rank_ic_1d", "rank_ic_5d", "sharpe_1d")}

@@ -1,4 +1,4 @@
-"""split: walk-forward folds over the normalized panel's calendar (data/splits/folds.json)."""
+"""split: folds (split.scheme: walk-forward, rolling or purged k-fold) over the normalized panel's calendar (data/splits/folds.json)."""
 
 import argparse
 
@@ -22,6 +22,8 @@ def main() -> None:
         write_json(folds_to_json(folds, params.split), paths.FOLDS)
         rec.read, rec.wrote = [str(paths.NORMALIZED_PANEL)], [str(paths.FOLDS)]
         rec.extra = {"folds": [{"test": [str(f.test[0]), str(f.test[1])]} for f in folds]}
+        if params.split.scheme != "walk_forward":
+            rec.extra["scheme"] = params.split.scheme
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ REFERENCE = ROOT / "tests/reference/tiny"
 pytestmark = pytest.mark.slow
 
 STAGES = (
-    "ingest", "features", "normalize", "split", "graph", "oracle", "lgbm", "lgbm_graph", "gat", "core",
+    "ingest", "features", "normalize", "split", "graph", "oracle", "lgbm", "lgbm_graph", "gat", "pretrain", "core",
     "model@transformer", "model@tgcn", "ensemble", "export", "report",
 )
 TIMED = [s.removeprefix("model@") for s in STAGES]  # a zoo stage logs under its model's name
@@ -158,7 +158,7 @@ def test_forced_repro_is_byte_identical_and_an_experiment_changes_only_what_it_s
     run(["git", "commit", "-qm", "baseline run", "--allow-empty"], tiny_repo)
     out = run(["dvc", "exp", "run", "-S", "train.lr=5e-4"], tiny_repo).stdout
     ran = {s for s in STAGES if f"Running stage '{s}'" in out}
-    assert ran == {"core", "ensemble", "export", "report"}, out
+    assert ran == {"pretrain", "core", "ensemble", "export", "report"}, out  # pretrain: the core architecture (train) is its param
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], tiny_repo).stdout)
     assert "metrics/core.json" in diff and diff["metrics/core.json"]["test.rank_ic_1d"]["diff"] != 0
     assert "metrics/gat.json" not in diff and "metrics/lgbm.json" not in diff

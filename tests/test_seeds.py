@@ -150,6 +150,10 @@ def exp_show_json(experiments: list[dict]) -> list[dict]:
     # A running experiment already carries metrics: the workspace's, not its own.
     exps.append({"name": "running-1", "executor": {"state": "running", "name": "dvc-task", "local": None},
                  "revs": [{"rev": "r1", "name": "running-1", "data": data(run("running", 0, 0.05, 0.044)), "error": None, "experiments": None}]})
+    # A search trial (alphagraph.search): the workspace's metrics beside its own validation params file.
+    trial = data(run("trial", 0, 0.05, 0.044))
+    trial["params"]["searches/dvclive/params.yaml"] = {"data": {"search": {"study": "s", "trial": 0}}}
+    exps.append({"name": "s-t0", "executor": None, "revs": [{"rev": "t0", "name": "s-t0", "data": trial, "error": None, "experiments": None}]})
     exps.append({"name": "failed-1", "executor": None,
                  "revs": [{"rev": "f1", "name": "failed-1", "data": {}, "error": {"type": "ReproductionError", "msg": "boom"}, "experiments": None}]})
     head = data(run("main", 0, 0.05, 0.044))
@@ -161,7 +165,7 @@ def exp_show_json(experiments: list[dict]) -> list[dict]:
 
 def test_parse_exp_show(experiments):
     parsed, skipped = parse_exp_show(exp_show_json(experiments))
-    assert skipped == ["queued-1", "running-1", "failed-1"]
+    assert skipped == ["queued-1", "running-1", "s-t0", "failed-1"]
     assert [e["name"] for e in parsed] == [e["name"] for e in experiments]
     first = parsed[0]
     assert first["baseline"] == "base" and first["params"] == experiments[0]["params"]
@@ -184,7 +188,7 @@ def test_cli_prints_tables_and_writes_json(tmp_path, experiments, capsys):
     out = tmp_path / "seeds.json"
     main(["--input", str(source), "--compare", "core", "lgbm", "--out", str(out), "--metrics", "rank_ic_1d,sharpe_1d"])
     captured = capsys.readouterr()
-    assert "skipped (queued, running or failed): queued-1, running-1, failed-1" in captured.err
+    assert "skipped (queued, running, failed or search trials): queued-1, running-1, s-t0, failed-1" in captured.err
     lines = captured.out.splitlines()
     assert "| group | model | seeds | rank_ic_1d | sharpe_1d |" in lines
     core = np.mean(CORE_DEFAULT), np.std(CORE_DEFAULT, ddof=1)

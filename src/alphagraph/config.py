@@ -158,6 +158,11 @@ class NormalizeConfig:
 
 @dataclass(frozen=True)
 class SplitConfig:
+    # walk_forward: expanding (or max_train_days rolling) training before val and test;
+    # rolling: walk_forward with a rolling window of max_train_days (required);
+    # purged_kfold: the calendar cut into n_splits test blocks, training on both sides
+    # (purged, embargoed): model assessment, not a tradable backtest (alphagraph.split)
+    scheme: Literal["walk_forward", "rolling", "purged_kfold"] = "walk_forward"
     n_splits: int = 3
     min_train_days: int = 252
     max_train_days: int | None = None
@@ -187,6 +192,8 @@ class GraphConfig:
     rebuild_every: int = 21
     include_negative: bool = True
     residualize_market: bool = True
+    # also remove the sector's leave-one-out mean return (regression) before correlating
+    residualize_sector: bool = False
     sector_weight: float = 0.5
     max_industry_degree: int = 20
     # share of the corr_window days a stock (and a pair) must have returns for
@@ -242,6 +249,9 @@ class GatConfig:
     days_per_epoch: int = 192  # training days sampled per epoch, a fresh seeded draw each epoch (0 = all)
     warmup_epochs: float = 1.0  # linear warmup, then cosine to min_lr_ratio * lr (stepped per optimizer step)
     min_lr_ratio: float = 0.05
+    optimizer: Literal["adamw", "adabelief"] = "adamw"  # adabelief: pytorch-optimizer's, decoupled weight decay
+    restart_epochs: float = 0.0  # > 0: cosine with warm restarts, first cycle this many epochs (0 = one cosine)
+    restart_mult: float = 1.0  # each next cycle restart_mult times longer (>= 1)
     grad_clip: float = 1.0
     dir_weight: float = 0.2  # weight of the class-weighted direction BCE next to the regression MSE
     select_metric: Literal["rank_ic", "ic", "loss"] = "rank_ic"  # early stopping / best epoch on val
@@ -277,12 +287,19 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup_epochs: float = 1.0
     min_lr_ratio: float = 0.05
+    optimizer: Literal["adamw", "adabelief"] = "adamw"  # adabelief: pytorch-optimizer's, decoupled weight decay
+    restart_epochs: float = 0.0  # > 0: cosine with warm restarts, first cycle this many epochs (0 = one cosine)
+    restart_mult: float = 1.0  # each next cycle restart_mult times longer (>= 1)
     grad_clip: float = 1.0
     batch_days: int = 8
     days_per_epoch: int = 256  # training days sampled per epoch, a fresh seeded draw each epoch (0 = all)
     patience: int = 3
     rank_weight: float = 0.5  # weight of (1 - soft Spearman) per date
     cls_weight: float = 0.2  # weight of the signal and direction cross-entropies
+    # Training targets and loss weighting (alphagraph.residual, alphagraph.regimes); evaluation always scores raw returns.
+    target: Literal["raw", "sector_neutral", "beta_neutral"] = "raw"
+    regime_weighting: bool = False  # equal total loss weight per (market vol x correlation) regime of the training dates
+    regime_window: int = 60  # market days of past returns behind a date's regime statistics
     select_metric: Literal["rank_ic", "ic", "loss"] = "rank_ic"
     select_horizon: int = 1
     select_smoothing: float = 0.0
@@ -293,10 +310,38 @@ class TrainConfig:
     # Panel features whose edge-weighted sum and mean over each relation's neighbours enter the
     # node embedding directly ([] = off); they must be feature columns of the panel.
     neighbour_inputs: list[str] = field(default_factory=list)
+    # Architecture refinements (issue 20; the defaults are the model as before):
+    # window_norm: gated = per-feature learned-gate instance norm, fan = frequency adaptive
+    # normalization (top fan_top_k rFFT components out of the window), none = raw window.
+    window_norm: Literal["gated", "fan", "none"] = "gated"
+    fan_top_k: int = 3  # at most (valid days) // 2 per window: one frequency always stays
+    stochastic_depth: float = 0.0  # p: graph layer l of L (and temporal block l) dropped per node w.p. l / L * p
+    edge_features: list[Literal["vol_similarity"]] = field(default_factory=list)  # beyond (weight, sign)
+    vol_similarity_scale: float = 1.0  # s of exp(-|vol_i - vol_j| / s), vol = normalized f_rvol_20
     sampling: Literal["full", "neighbor"] = "full"
     fanouts: list[int] = field(default_factory=lambda: [10, 10])  # per hop, -1 = all (sampling: neighbor)
     num_threads: int = 2
+    # Start each fold from the pretrain stage's encoder (models/pretrain/fold{k}.pt; pretrain.objective
+    # must not be none) instead of a random initialization; the heads start random either way.
+    init_from: Literal["none", "pretrain"] = "none"
     pearl: PearlConfig = field(default_factory=PearlConfig)
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Self-supervised pretraining of the core model's encoder (alphagraph.pretrain, stage pretrain)."""
+
+    # none | masked (predict the labels of masked nodes from their neighbours) | contrastive
+    # (InfoNCE: a stock at t and t + offset_days against the day's other stocks) | both (the sum)
+    objective: Literal["none", "masked", "contrastive", "both"] = "none"
+    epochs: int = 5
+    lr: float = 1e-3
+    days_per_epoch: int = 128  # anchor days sampled per epoch, a fresh seeded draw each epoch (0 = all)
+    batch_days: int = 8
+    mask_share: float = 0.15  # share of a day's nodes whose own embedding is replaced by the mask token
+    temperature: float = 0.1  # InfoNCE temperature
+    offset_days: int = 5  # trading days between the two views of a stock (contrastive)
+    num_threads: int = 2
 
 
 @dataclass(frozen=True)
@@ -308,6 +353,9 @@ class LoopParams:
     weight_decay: float = 1e-4
     warmup_epochs: float = 1.0
     min_lr_ratio: float = 0.05
+    optimizer: Literal["adamw", "adabelief"] = "adamw"  # adabelief: pytorch-optimizer's, decoupled weight decay
+    restart_epochs: float = 0.0  # > 0: cosine with warm restarts, first cycle this many epochs (0 = one cosine)
+    restart_mult: float = 1.0  # each next cycle restart_mult times longer (>= 1)
     grad_clip: float = 1.0
     batch_days: int = 8
     days_per_epoch: int = 256  # training days sampled per epoch, a fresh seeded draw each epoch (0 = all)
@@ -332,7 +380,7 @@ class TemporalConfig(LoopParams):
     dropout: float = 0.1
     positions: Literal["sinusoidal", "learned"] = "sinusoidal"  # transformer only
     causal: bool = False  # transformer only: each day attends to itself and earlier days
-    window_norm: bool = False  # FAN-style per-feature window normalization first (the core model's)
+    window_norm: bool = False  # the core model's gated window normalization first (train.window_norm: gated)
     rank_weight: float = 0.5  # weight of (1 - soft Spearman) per date
     cls_weight: float = 0.2  # weight of the signal and direction cross-entropies
     horizon_weights: list[float] | None = None  # null: train.horizon_weights
@@ -381,6 +429,7 @@ class EvalConfig:
     quantile: float = 0.1
     cost_bps: float = 10.0
     psi_bins: int = 10
+    psi_alert: float = 0.25  # val-vs-test PSI of a prediction above this: a warning and psi_alert_{h}d = 1
 
 
 @dataclass(frozen=True)
@@ -406,6 +455,7 @@ class Params:
     lgbm_graph: LgbmGraphConfig = field(default_factory=LgbmGraphConfig)
     gat: GatConfig = field(default_factory=GatConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     zoo: ZooConfig = field(default_factory=ZooConfig)
     temporal: TemporalConfig = field(default_factory=TemporalConfig)
     tgcn: TGCNConfig = field(default_factory=TGCNConfig)
@@ -567,6 +617,8 @@ def _check(p: Params, source: str) -> None:
         )
     if not 0 < p.eval.quantile <= 0.5:
         fail("eval.quantile", f"must be in (0, 0.5], got {p.eval.quantile}")
+    if p.eval.psi_alert <= 0:
+        fail("eval.psi_alert", f"must be > 0 (0.1: moderate, 0.25: large shift), got {p.eval.psi_alert}")
     if p.normalize.clip <= 0:
         fail("normalize.clip", f"must be > 0, got {p.normalize.clip}")
     groups = (("gat", p.gat), ("train", p.train), ("temporal", p.temporal), ("tgcn", p.tgcn))
@@ -579,9 +631,18 @@ def _check(p: Params, source: str) -> None:
     for group, cfg in groups[1:]:
         if cfg.select_horizon not in p.features.horizons:
             fail(f"{group}.select_horizon", f"{cfg.select_horizon} is not in features.horizons")
+    for group, cfg in groups:
+        if cfg.restart_epochs < 0:
+            fail(f"{group}.restart_epochs", f"must be >= 0 (0 = one cosine, no restarts), got {cfg.restart_epochs}")
+        if cfg.restart_mult < 1:
+            fail(f"{group}.restart_mult", f"must be >= 1 (each cycle at least as long as the previous), got {cfg.restart_mult}")
+    _check_pretrain(p, fail)
+    if p.train.regime_window < 2:
+        fail("train.regime_window", f"a volatility and a correlation need at least 2 returns, got {p.train.regime_window}")
     _check_zoo(p, fail)
     _check_relations(p, fail)
     _check_lgbm_graph(p, fail)
+    _check_core_refinements(p, fail)
     _check_dates(p, fail)
     if not 0 <= p.data.min_code_match <= 1:
         fail("data.min_code_match", f"must be in [0, 1], got {p.data.min_code_match}")
@@ -593,6 +654,24 @@ def _check(p: Params, source: str) -> None:
 
 ZOO_MODULES = ("temporal", "tgcn")  # alphagraph.models modules that train zoo models (module = params group)
 MODEL_STAGES = ("lgbm", "lgbm_graph", "gat", "core")
+
+
+def _check_pretrain(p: Params, fail: Any) -> None:
+    pre = p.pretrain
+    if pre.epochs < 1 or pre.batch_days < 1:
+        fail("pretrain.epochs", f"epochs and batch_days must be >= 1, got {pre.epochs} and {pre.batch_days}")
+    if pre.lr <= 0:
+        fail("pretrain.lr", f"must be > 0, got {pre.lr}")
+    if pre.temperature <= 0:
+        fail("pretrain.temperature", f"must be > 0, got {pre.temperature}")
+    if pre.days_per_epoch < 0 or pre.num_threads < 0:
+        fail("pretrain.days_per_epoch", "days_per_epoch and num_threads must be >= 0 (0 = all days / torch's threads)")
+    if not 0 < pre.mask_share < 1:
+        fail("pretrain.mask_share", f"must be in (0, 1), got {pre.mask_share}")
+    if pre.offset_days < 1:
+        fail("pretrain.offset_days", f"must be >= 1, got {pre.offset_days}")
+    if p.train.init_from == "pretrain" and pre.objective == "none":
+        fail("train.init_from", "pretrain needs a pretrained encoder: set pretrain.objective to masked, contrastive or both")
 
 
 def _check_zoo(p: Params, fail: Any) -> None:
@@ -664,6 +743,19 @@ def _check_lgbm_graph(p: Params, fail: Any) -> None:
             )
 
 
+def _check_core_refinements(p: Params, fail: Any) -> None:
+    """The core model's architecture switches (window_norm, stochastic_depth, edge_features)."""
+    t = p.train
+    if t.fan_top_k < 1:
+        fail("train.fan_top_k", f"must be >= 1, got {t.fan_top_k}")
+    if not 0 <= t.stochastic_depth < 1:
+        fail("train.stochastic_depth", f"must be in [0, 1), got {t.stochastic_depth}")
+    if len(set(t.edge_features)) != len(t.edge_features):
+        fail("train.edge_features", f"has duplicates: {t.edge_features}")
+    if not t.vol_similarity_scale > 0:
+        fail("train.vol_similarity_scale", f"must be > 0, got {t.vol_similarity_scale}")
+
+
 def _check_dates(p: Params, fail: Any) -> None:
     import datetime as dt
 
@@ -678,6 +770,12 @@ def _check_dates(p: Params, fail: Any) -> None:
             fail(key, f"expected an ISO date YYYY-MM-DD, got {value!r}")
     if "data.start" in parsed and "data.end" in parsed and parsed["data.start"] > parsed["data.end"]:
         fail("data.end", f"{p.data.end} is before data.start {p.data.start}")
+    if p.split.scheme != "walk_forward" and p.split.val_start is not None:
+        fail("split.scheme", f"{p.split.scheme} cannot be combined with a fixed split (split.val_start / test_start)")
+    if p.split.scheme == "rolling" and p.split.max_train_days is None:
+        fail("split.max_train_days", "split.scheme rolling needs a training window length (max_train_days), got null")
+    if p.split.scheme == "purged_kfold" and p.split.n_splits < 2:
+        fail("split.n_splits", f"split.scheme purged_kfold needs at least 2 folds, got {p.split.n_splits}")
     if (p.split.val_start is None) != (p.split.test_start is None):
         fail("split.val_start", "set both split.val_start and split.test_start (a fixed split), or neither")
     if "split.val_start" in parsed and parsed["split.val_start"] >= parsed["split.test_start"]:

@@ -44,7 +44,7 @@ from alphagraph.config import Params
 from alphagraph.errors import UserError
 from alphagraph.evaluate import daily_ic, next_day_returns
 from alphagraph.models.core import CoreModel
-from alphagraph.split import Fold
+from alphagraph.split import Fold, in_train
 from alphagraph.train.core_data import CoreDayData
 from alphagraph.train.loop import CheckpointError, load_checkpoint
 
@@ -93,7 +93,7 @@ def date_split(fold: Fold) -> pl.Expr:
     """train / val / test / none from the date alone (no purge: that depends on the stock's future rows)."""
     d = pl.col("date")
     return (
-        pl.when(d.is_between(*fold.train)).then(pl.lit("train"))
+        pl.when(in_train(fold)).then(pl.lit("train"))
         .when(d.is_between(*fold.val)).then(pl.lit("val"))
         .when(d.is_between(*fold.test)).then(pl.lit("test"))
         .otherwise(pl.lit("none"))
@@ -101,7 +101,12 @@ def date_split(fold: Fold) -> pl.Expr:
 
 
 def in_sample_expr(fold: Fold) -> pl.Expr:
-    """True before the fold's test window: the model trained, early-stopped or saw returns on those dates."""
+    """True before the fold's test window: the model trained, early-stopped or saw returns on those dates.
+
+    A purged k-fold model also trained after its test window: every date outside it is in-sample.
+    """
+    if fold.trains_after_test:
+        return ~pl.col("date").is_between(*fold.test)
     return pl.col("date") < pl.lit(fold.test[0])
 
 
@@ -274,7 +279,8 @@ def schema(frame: pl.DataFrame, params: Params, fold: Fold, checkpoint: Path) ->
         "usage": {
             "reward": "ret_1d (the future: never an observation)",
             "model_columns": observation_columns(frame.columns, "model"),
-            "fit_on": "model columns: rows with in_sample == false only (dates >= the fold's first test date);"
+            "fit_on": "model columns: rows with in_sample == false only ("
+                      + ("the fold's test window" if fold.trains_after_test else "dates >= the fold's first test date") + ");"
                       + (" walk-forward oos_* columns: every row where oos_fold is not null" if has_oos else ""),
             "never_trust": "model columns on rows with in_sample == true: the model was fitted or selected there",
             "oos_columns": observation_columns(frame.columns, "oos"),
@@ -282,7 +288,9 @@ def schema(frame: pl.DataFrame, params: Params, fold: Fold, checkpoint: Path) ->
                           " embeddings are not exported: each fold model has its own space. An earlier export.fold"
                           " gives embeddings that are out-of-sample from its test window onwards",
         },
-        "in_sample": {"rule": "date < first test date of the fold", "first_out_of_sample_date": str(fold.test[0])},
+        "in_sample": {"rule": "date < first test date of the fold", "first_out_of_sample_date": str(fold.test[0])}
+        | ({"rule": "date outside the fold's test window (purged k-fold: trained on both sides)",
+            "last_out_of_sample_date": str(fold.test[1])} if fold.trains_after_test else {}),
         "embedding_size": sum(c.startswith("emb_") for c in frame.columns),
         "horizons": list(params.features.horizons),
         "rows": frame.height,

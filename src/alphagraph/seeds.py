@@ -132,7 +132,13 @@ def parse_exp_show(doc: Any, baselines: bool = False) -> tuple[list[dict[str, An
             if state not in (None, "success") or head.get("error") or not isinstance(data, Mapping) or not data.get("metrics"):
                 skipped.append(name)
                 continue
-            out.append(_record(data, name, str(head.get("rev")), base))
+            rec = _record(data, name, str(head.get("rev")), base)
+            # A search trial (alphagraph.search) logs validation figures only; the metrics files it
+            # carries are the workspace's, not its own.
+            if any(k.endswith(":search.study") for k in rec["params"]):
+                skipped.append(name)
+                continue
+            out.append(rec)
     return out, skipped
 
 
@@ -403,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ignore = (*IGNORED, *args.ignore)
     experiments, skipped = parse_exp_show(_load(args), baselines=args.baselines)
     if skipped:
-        print(f"skipped (queued, running or failed): {', '.join(skipped)}", file=sys.stderr)
+        print(f"skipped (queued, running, failed or search trials): {', '.join(skipped)}", file=sys.stderr)
     if not experiments:
         where = args.input or ("any commit" if args.all_commits else "HEAD (-A: all commits)")
         raise UserError(

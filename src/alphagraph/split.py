@@ -1,13 +1,33 @@
-"""Walk-forward folds over the trading calendar, with embargo and label purging.
+"""Folds over the trading calendar, with embargo and label purging (``split.scheme``).
 
-Fold k's test window is the k-th of ``n_splits`` contiguous windows that end
-on the last trading day. Its validation window ends ``embargo_days`` trading
-days before the test window starts, and the training window (expanding, or
-rolling with ``max_train_days``) ends ``embargo_days`` before validation. An
-embargo >= max(horizon) + label_delay keeps every label window of a training
-row inside the days before validation; rows whose own label window is longer
-(a suspended stock's next h trading days span more calendar days) are purged
-by :func:`assign_split`.
+``walk_forward`` (default): fold k's test window is the k-th of ``n_splits``
+contiguous windows that end on the last trading day. Its validation window
+ends ``embargo_days`` trading days before the test window starts, and the
+training window (expanding, or rolling with ``max_train_days``) ends
+``embargo_days`` before validation. An embargo >= max(horizon) + label_delay
+keeps every label window of a training row inside the days before
+validation; rows whose own label window is longer (a suspended stock's next
+h trading days span more calendar days) are purged by :func:`assign_split`.
+``rolling`` is the same with the rolling window made explicit
+(``max_train_days`` required).
+
+``purged_kfold`` (Lopez de Prado's purged k-fold with embargo): the whole
+calendar is cut into ``n_splits`` contiguous test blocks of (nearly) equal
+length (``test_days`` is not used). Validation is the ``val_days`` block
+ending ``embargo_days`` before the test block, or, where the calendar has no
+room for it (the first block), the one starting ``embargo_days`` after it.
+Training is every other day (:attr:`Fold.train_ranges`, on both sides of the
+held-out span) except ``embargo_days`` after each held-out block (the
+embargo: rows right after a block share its market days), and
+:func:`assign_split` purges every training row whose label window
+``[date, label_end]`` overlaps the validation or test window, or a label
+window of the same stock's rows there. Models are then trained on data dated
+AFTER their test block: the folds assess a model (less noisy than one
+walk-forward path, every day tested once), they are NOT a tradable backtest,
+and a model's input windows (seq_len days of features) may reach into a
+held-out block. Everything downstream goes through :func:`assign_split` (and
+:func:`in_train`), so it runs unchanged; the RL export's ``in_sample`` rule
+widens to every date outside the exported fold's test block.
 """
 
 from __future__ import annotations
@@ -28,20 +48,50 @@ class SplitError(UserError):
     """The data cannot hold the requested folds."""
 
 
+DateRange = tuple[dt.date, dt.date]
+
+
 @dataclass(frozen=True)
 class Fold:
-    """Inclusive date ranges of one walk-forward fold."""
+    """Inclusive date ranges of one fold.
+
+    ``train_ranges`` is set by purged k-fold only: the training ranges on both
+    sides of the held-out span; ``train`` is then their envelope (first to last
+    training day, which contains val and test). Code that asks whether a date
+    is a training date uses :attr:`ranges` / :func:`in_train`.
+    """
 
     fold: int
-    train: tuple[dt.date, dt.date]
-    val: tuple[dt.date, dt.date]
-    test: tuple[dt.date, dt.date]
+    train: DateRange
+    val: DateRange
+    test: DateRange
+    train_ranges: tuple[DateRange, ...] | None = None
+
+    @property
+    def ranges(self) -> tuple[DateRange, ...]:
+        """The training date ranges (one for walk-forward folds)."""
+        return self.train_ranges if self.train_ranges is not None else (self.train,)
+
+    @property
+    def trains_after_test(self) -> bool:
+        """True when the model trains on dates after its test window (purged k-fold)."""
+        return self.ranges[-1][1] > self.test[1]
+
+
+def in_train(fold: Fold) -> pl.Expr:
+    """``date`` lies in one of the fold's training ranges (by date alone, before purging)."""
+    d = pl.col("date")
+    return pl.any_horizontal(*(d.is_between(*r) for r in fold.ranges))
 
 
 def make_folds(calendar: list[dt.date], cfg: SplitConfig) -> list[Fold]:
     """Folds over a sorted calendar of unique trading days."""
     if cfg.val_start is not None and cfg.test_start is not None:
         return [fixed_fold(calendar, cfg)]
+    if cfg.scheme == "purged_kfold":
+        return purged_kfold(calendar, cfg)
+    if cfg.scheme == "rolling" and cfg.max_train_days is None:
+        raise SplitError("split: scheme rolling needs split.max_train_days (the rolling training window), got null")
     n = len(calendar)
     e, v, t = cfg.embargo_days, cfg.val_days, cfg.test_days
     if min(v, t, cfg.n_splits, cfg.min_train_days) < 1:
@@ -73,6 +123,45 @@ def make_folds(calendar: list[dt.date], cfg: SplitConfig) -> list[Fold]:
     return folds
 
 
+def purged_kfold(calendar: list[dt.date], cfg: SplitConfig) -> list[Fold]:
+    """Purged k-fold with embargo over the whole calendar (module docstring); the purge is :func:`assign_split`'s."""
+    n, k, e, v = len(calendar), cfg.n_splits, cfg.embargo_days, cfg.val_days
+    if k < 2 or min(v, cfg.min_train_days) < 1:
+        raise SplitError("split: purged_kfold needs n_splits >= 2 and min_train_days, val_days >= 1")
+    cuts = [i * n // k for i in range(k + 1)]  # block sizes differ by at most one day
+    folds = []
+    for i in range(k):
+        ts, te = cuts[i], cuts[i + 1] - 1
+        if ts - e - v >= 0:  # validation before the test block, as in walk-forward
+            vs, ve, lo, hi = ts - e - v, ts - e - 1, ts - e - v, te
+        elif te + e + v <= n - 1:  # no room before (the first block): after it, past the embargo
+            vs, ve, lo, hi = te + e + 1, te + e + v, ts, te + e + v
+        else:
+            raise SplitError(
+                f"split: purged_kfold test block {i} ({te - ts + 1} of {n} trading days) leaves no room for"
+                f" val_days {v} + embargo_days {e} on either side; lower split.val_days or split.n_splits"
+            )
+        spans = [(0, lo - 1), (hi + e + 1, n - 1)]
+        spans = [(a, b) for a, b in spans if a <= b]
+        days = sum(b - a + 1 for a, b in spans)
+        if days < cfg.min_train_days:
+            raise SplitError(
+                f"split: purged_kfold fold {i} keeps {days} training days (calendar {n} minus test {te - ts + 1},"
+                f" val {v} and embargoes), below split.min_train_days {cfg.min_train_days}"
+            )
+        ranges = tuple((calendar[a], calendar[b]) for a, b in spans)
+        folds.append(
+            Fold(
+                fold=i,
+                train=(ranges[0][0], ranges[-1][1]),
+                val=(calendar[vs], calendar[ve]),
+                test=(calendar[ts], calendar[te]),
+                train_ranges=ranges,
+            )
+        )
+    return folds
+
+
 def fixed_fold(calendar: list[dt.date], cfg: SplitConfig) -> Fold:
     """One fold at fixed dates (a published protocol): train before ``val_start``, val, then test.
 
@@ -99,15 +188,16 @@ def fixed_fold(calendar: list[dt.date], cfg: SplitConfig) -> Fold:
 def folds_to_json(folds: list[Fold], cfg: SplitConfig) -> dict[str, Any]:
     """The ``folds.json`` document: ISO dates, inclusive ranges, the embargo used."""
 
-    def iso(rng: tuple[dt.date, dt.date]) -> list[str]:
+    def iso(rng: DateRange) -> list[str]:
         return [rng[0].isoformat(), rng[1].isoformat()]
 
-    return {
-        "embargo_days": cfg.embargo_days,
-        "folds": [
-            {"fold": f.fold, "train": iso(f.train), "val": iso(f.val), "test": iso(f.test)} for f in folds
-        ],
-    }
+    def fold_doc(f: Fold) -> dict[str, Any]:
+        doc = {"fold": f.fold, "train": iso(f.train), "val": iso(f.val), "test": iso(f.test)}
+        # Purged k-fold only (walk-forward files stay as they were): "train" is then the envelope.
+        return doc | ({"train_ranges": [iso(r) for r in f.train_ranges]} if f.train_ranges is not None else {})
+
+    scheme = {"scheme": cfg.scheme} if cfg.scheme != "walk_forward" else {}
+    return {"embargo_days": cfg.embargo_days, **scheme, "folds": [fold_doc(f) for f in folds]}
 
 
 def load_folds(path: str | Path) -> list[Fold]:
@@ -117,7 +207,10 @@ def load_folds(path: str | Path) -> list[Fold]:
     def rng(pair: list[str]) -> tuple[dt.date, dt.date]:
         return dt.date.fromisoformat(pair[0]), dt.date.fromisoformat(pair[1])
 
-    return [Fold(f["fold"], rng(f["train"]), rng(f["val"]), rng(f["test"])) for f in doc["folds"]]
+    def ranges(f: dict[str, Any]) -> tuple[DateRange, ...] | None:
+        return tuple(rng(r) for r in f["train_ranges"]) if "train_ranges" in f else None
+
+    return [Fold(f["fold"], rng(f["train"]), rng(f["val"]), rng(f["test"]), ranges(f)) for f in doc["folds"]]
 
 
 def label_end(reach: int) -> pl.Expr:
@@ -131,8 +224,11 @@ def assign_split(panel: pl.DataFrame, fold: Fold, reach: int) -> pl.DataFrame:
     ``reach`` = max(horizons) + label_delay. A train row whose label window
     ends on or after the first validation day, or a val row whose window
     reaches the test window, is purged; a row with no label end (end of the
-    stock's data) keeps its place, its labels are null anyway.
+    stock's data) keeps its place, its labels are null anyway. Purged k-fold
+    folds (``train_ranges``) go through :func:`_assign_purged`.
     """
+    if fold.train_ranges is not None:
+        return _assign_purged(panel, fold, reach)
     end = label_end(reach)
     d = pl.col("date")
     split = (
@@ -146,3 +242,34 @@ def assign_split(panel: pl.DataFrame, fold: Fold, reach: int) -> pl.DataFrame:
     )
     return panel.with_columns(split=split).filter(pl.col("split").is_not_null())
 
+
+
+def _assign_purged(panel: pl.DataFrame, fold: Fold, reach: int) -> pl.DataFrame:
+    """:func:`assign_split` for a fold with training on both sides of its held-out windows.
+
+    A row's label window is ``[date, label_end]``; with no label end (fewer than
+    ``reach`` rows left) it runs to the stock's last row, whose shorter labels
+    may still be set. For stock c a held-out window spans from its first day to
+    the later of its last day and the last label end of c's rows in it. A train
+    row is purged when its label window overlaps the val or test span; a val row
+    when its label window overlaps the test span.
+    """
+    d, end = pl.col("date"), pl.col("__label_end")
+    framed = panel.with_columns(label_end(reach).alias("__label_end"))
+    framed = framed.with_columns(end.fill_null(d.max().over("code")))  # window expressions do not nest
+
+    def overlaps(window: DateRange) -> pl.Expr:
+        # max_horizontal skips the null of a stock with no row in the window
+        span_end = pl.max_horizontal(pl.lit(window[1]), end.filter(d.is_between(*window)).max().over("code"))
+        return (d <= span_end) & (end >= pl.lit(window[0]))
+
+    split = (
+        pl.when(in_train(fold) & ~overlaps(fold.val) & ~overlaps(fold.test))
+        .then(pl.lit("train"))
+        .when(d.is_between(*fold.val) & ~overlaps(fold.test))
+        .then(pl.lit("val"))
+        .when(d.is_between(*fold.test))
+        .then(pl.lit("test"))
+        .otherwise(None)
+    )
+    return framed.with_columns(split=split).filter(pl.col("split").is_not_null()).drop("__label_end")

@@ -81,6 +81,7 @@ def evaluate_and_write(
         params.eval,
         label_delay=params.features.label_delay,
         oracle_rank_ic_1d=oracle_ic,
+        name=name,
     )
     _require_headline(name, metrics, predictions, params)
     metrics |= extra or {}

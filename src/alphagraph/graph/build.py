@@ -15,6 +15,12 @@ ones) use only the side rows valid on s (``start``/``end``, see
 to every snapshot: ``point_in_time.<relation>`` in the metrics is false and a
 warning says so, since today's sector map or supply chain on past snapshots is
 look-ahead.
+
+With ``graph.residualize_sector`` the rolling correlation also reads the
+universe: each stock's returns are residualized on its sector's leave-one-out
+mean return (after the market, when ``graph.residualize_market``), the
+sector being the one valid on the snapshot date; the same point-in-time rule
+and warning then apply to ``rolling_correlation``.
 """
 
 from __future__ import annotations
@@ -29,8 +35,16 @@ import numpy as np
 import polars as pl
 
 from alphagraph.config import ConfigError, GraphConfig
-from alphagraph.graph.correlation import correlation_top_k, min_observations, residualize
-from alphagraph.graph.static import has_validity_dates, sector_industry_edges, table_edges
+from alphagraph.errors import UserError
+from alphagraph.graph.correlation import correlation_top_k, min_observations, residualize, sector_mean_loo
+from alphagraph.graph.static import (
+    VALIDITY,
+    has_validity_dates,
+    rows_valid_on_snapshots,
+    sector_industry_edges,
+    table_edges,
+    with_validity,
+)
 from alphagraph.log import get_logger
 
 CORRELATION = "rolling_correlation"
@@ -85,6 +99,8 @@ def build_edges(
     edges = sort_edges(pl.concat(parts) if parts else empty_edges())
     built = [r for r in dict.fromkeys(cfg.relations) if r not in skipped]
     point_in_time = {r: has_validity_dates(_side_table(r, universe, relations)) for r in built if r != CORRELATION}
+    if cfg.residualize_sector and CORRELATION in built:  # the correlation then reads the universe's sectors
+        point_in_time[CORRELATION] = has_validity_dates(universe)
     static = [r for r, pit in point_in_time.items() if not pit]
     if static:
         log.warning(
@@ -125,7 +141,8 @@ def _relation_edges(
     if rel == CORRELATION:
         if mkt.calendar.size == 0:
             return empty_edges(), "no prices"
-        frame = correlation_edges(mkt, snaps, cfg)
+        sectors = snapshot_sectors(mkt, snaps, universe) if cfg.residualize_sector else None
+        frame = correlation_edges(mkt, snaps, cfg, sectors)
         if frame.height == 0:
             get_logger("graph").warning(
                 "rolling_correlation: no stock has %.0f%% of a %d-day window of returns on any snapshot",
@@ -238,13 +255,17 @@ def trading_frame(mkt: Market, snaps: np.ndarray) -> pl.DataFrame:
 # ---------------------------------------------------------- correlation edges
 
 
-def correlation_edges(mkt: Market, snaps: np.ndarray, cfg: GraphConfig) -> pl.DataFrame:
-    """Top-k rolling-correlation edges for every snapshot (src=neighbour -> dst=stock)."""
+def correlation_edges(mkt: Market, snaps: np.ndarray, cfg: GraphConfig, sectors: np.ndarray | None = None) -> pl.DataFrame:
+    """Top-k rolling-correlation edges for every snapshot (src=neighbour -> dst=stock).
+
+    ``sectors`` [snapshots, codes] (:func:`snapshot_sectors`): residualize on the sector too.
+    """
     min_obs = min_observations(cfg.corr_window, cfg.corr_min_obs)
     snap_ix, src, dst, rho = [], [], [], []
     with blas_threads(cfg.blas_threads):
-        for i in snaps:  # loop over snapshots; each one is a few matrix products
-            cols, x = snapshot_window(mkt, int(i), cfg, min_obs)
+        for s, i in enumerate(snaps):  # loop over snapshots; each one is a few matrix products
+            sector = None if sectors is None else sectors[s]
+            cols, x = snapshot_window(mkt, int(i), cfg, min_obs, sector)
             if cols.size < 2:
                 continue
             e = correlation_top_k(x, min_obs, cfg.top_k, cfg.include_negative)
@@ -284,14 +305,22 @@ def blas_threads(n: int) -> Iterator[None]:
         yield
 
 
-def snapshot_window(mkt: Market, i: int, cfg: GraphConfig, min_obs: int) -> tuple[np.ndarray, np.ndarray]:
+def snapshot_window(
+    mkt: Market, i: int, cfg: GraphConfig, min_obs: int, sector: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Eligible columns at calendar position ``i`` and their [W, n] window of returns.
 
     The window is the last ``corr_window`` calendar days up to and including
     day i (fewer at the start of the calendar). A stock is eligible when it
     trades on day i, has at least ``min_obs`` returns in the window, and its
     returns are not constant. Residualized on the market when configured.
-    Only data dated <= day i is read.
+    With ``sector`` (a sector id per code, -1 = none) also on the sector: the
+    OLS slope on the leave-one-out equal-weight mean return of the stock's
+    sector (over every stock of the sector with a return that day), that mean
+    itself residualized on the market first when the returns are, so the two
+    steps are the joint regression on market and sector (Frisch-Waugh). A day
+    without a sector peer contributes a sector return of 0; a stock without a
+    sector keeps its returns. Only data dated <= day i is read.
     """
     lo = max(0, i - cfg.corr_window + 1)
     window = mkt.returns[lo : i + 1]
@@ -304,7 +333,33 @@ def snapshot_window(mkt: Market, i: int, cfg: GraphConfig, min_obs: int) -> tupl
     x = window[:, cols]
     if cfg.residualize_market:
         x = residualize(x, mkt.market[lo : i + 1])
+    if sector is not None:
+        f = sector_mean_loo(window, sector)[:, cols]
+        if cfg.residualize_market:
+            f = residualize(f, mkt.market[lo : i + 1])
+        x = residualize(x, np.where(np.isfinite(f), f, 0.0))
     return cols, x
+
+
+def snapshot_sectors(mkt: Market, snaps: np.ndarray, universe: pl.DataFrame) -> np.ndarray:
+    """Int64 [snapshots, codes]: each code's sector id (dense rank of the name) valid on each snapshot; -1 = none.
+
+    The universe row valid on the snapshot date (``start``/``end``) counts, as
+    for the sector_industry edges: a sector change dated d reaches no earlier snapshot.
+    """
+    if {"code", "sector"} - set(universe.columns):
+        raise UserError("graph.residualize_sector: the universe has no code/sector columns; set it to false")
+    table = with_validity(universe.select("code", "sector", *(c for c in VALIDITY if c in universe.columns)))
+    table = table.drop_nulls(["code", "sector"]).with_columns(
+        pl.col("code").cast(pl.Utf8), (pl.col("sector").cast(pl.Utf8).rank("dense").cast(pl.Int64) - 1).alias("_sector")
+    )
+    grid = pl.DataFrame(
+        {"snapshot": pl.Series(mkt.calendar[snaps], dtype=pl.Date), "_s": np.arange(snaps.size, dtype=np.int64)}
+    ).join(pl.DataFrame({"code": mkt.codes, "_c": np.arange(mkt.codes.len(), dtype=np.int64)}), how="cross")
+    rows = rows_valid_on_snapshots(grid, table)
+    out = np.full((snaps.size, mkt.codes.len()), -1, dtype=np.int64)
+    out[rows["_s"].to_numpy(), rows["_c"].to_numpy()] = rows["_sector"].to_numpy()
+    return out
 
 
 # -------------------------------------------------------------------- metrics

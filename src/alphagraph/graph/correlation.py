@@ -29,12 +29,14 @@ def min_observations(window: int, share: float) -> int:
 def residualize(x: np.ndarray, market: np.ndarray) -> np.ndarray:
     """Remove each column's OLS market beta (with intercept) over its observed days.
 
-    ``x`` is [W, n] with NaN for missing days; ``market`` is [W]. A day with no
-    market return is treated as missing. The intercept is dropped: correlation
-    over any subset of days is shift-invariant, so only the slope matters.
+    ``x`` is [W, n] with NaN for missing days; ``market`` is [W], or [W, n] for
+    a factor per column (a stock's sector). A day with no market return is
+    treated as missing. The intercept is dropped: correlation over any subset
+    of days is shift-invariant, so only the slope matters.
     """
-    obs = np.isfinite(x) & np.isfinite(market)[:, None]
-    mk = np.where(obs, market[:, None], 0.0)
+    factor = market[:, None] if market.ndim == 1 else market
+    obs = np.isfinite(x) & np.isfinite(factor)
+    mk = np.where(obs, factor, 0.0)
     xv = np.where(obs, x, 0.0)
     count = obs.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -44,7 +46,40 @@ def residualize(x: np.ndarray, market: np.ndarray) -> np.ndarray:
         cov = (m_dev * np.where(obs, xv - x_mean, 0.0)).sum(axis=0)
         var = (m_dev * m_dev).sum(axis=0)
         beta = np.where(var > 0, cov / var, 0.0)
-    return np.where(obs, x - beta * market[:, None], np.nan)
+    return np.where(obs, x - beta * factor, np.nan)
+
+
+def sector_mean_loo(x: np.ndarray, sector: np.ndarray) -> np.ndarray:
+    """Leave-one-out equal-weight sector mean of ``x`` [W, n] (NaN = missing) per day and column.
+
+    ``sector`` [n] holds a sector id >= 0 per column (-1: none). Column j's
+    value on day d is the mean of the other columns of its sector with a value
+    that day (NaN when there is none, or j has no sector). Sums run over each
+    (day, sector)'s values in column order, skipping missing ones, so the
+    result does not depend on absent columns (as the market return).
+    """
+    w, n = x.shape
+    out = np.full((w, n), np.nan)
+    cols = np.flatnonzero(sector >= 0)
+    if cols.size == 0 or w == 0:
+        return out
+    cols = cols[np.argsort(sector[cols], kind="stable")]  # grouped by sector, column order within
+    xs, sec = x[:, cols], sector[cols]
+    n_sec = int(sec.max()) + 1
+    finite = np.isfinite(xs)
+    key = (np.arange(w)[:, None] * n_sec + sec[None, :])[finite]  # (day, sector), non-decreasing
+    total = np.zeros(w * n_sec)
+    count = np.zeros(w * n_sec)
+    if key.size:
+        starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+        total[key[starts]] = np.add.reduceat(xs[finite], starts)
+        count[key[starts]] = np.diff(np.r_[starts, key.size])
+    cell = np.arange(w)[:, None] * n_sec + sec[None, :]
+    own = np.where(finite, xs, 0.0)
+    others = count[cell] - finite
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[:, cols] = np.where(others > 0, (total[cell] - own) / others, np.nan)
+    return out
 
 
 @dataclass(frozen=True)

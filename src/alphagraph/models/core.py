@@ -1,6 +1,6 @@
 """The core relation-aware graph transformer.
 
-    x_seq [N, L, F] --adaptive window norm (FAN)--> temporal encoder (transformer | LSTM, attention pooling)
+    x_seq [N, L, F] --window norm (gated | FAN | none)--> temporal encoder (transformer | LSTM, attention pooling)
           --> e = LayerNorm(GELU(W x_t) + tanh(g) * window summary)   (gate g starts at 0)
           + P [per relation: sum_j w_ji x_j[S], sum_j w_ji x_j[S] / sum_j |w_ji|]   (neighbour inputs S)
     e + PEARL(snapshot graph) --> h
@@ -22,6 +22,23 @@ none``, ``train.neighbour_inputs: []``, ``train.relation_weighting: false`` (pla
 outputs), ``train.relations`` (a subset of relation types),
 ``train.use_edges: false`` (self-loops only), ``train.layers: 0``.
 
+Refinements, all off by default (the model is then exactly the one above):
+
+- ``train.window_norm``: ``gated`` (:class:`AdaptiveWindowNorm`, per-feature
+  instance normalization with learned gates; not FAN), ``fan``
+  (:class:`~alphagraph.models.fan.FrequencyAdaptiveNorm`: the window's top
+  ``train.fan_top_k`` rFFT components removed, their forecast added to the
+  gated window summary) or ``none``.
+- ``train.stochastic_depth`` p (Huang et al. 2016, per sample as in DropPath):
+  in training, graph layer l of L (1-based) skips its residual branch for a
+  node with probability ``l / L * p``, and so does transformer block l of the
+  temporal encoder (both branches of the block, ``l / temporal_layers * p``);
+  survivors are scaled by ``1 / (1 - p_l)``, so evaluation is the plain model.
+- ``train.edge_features: [vol_similarity]``: the relation attention's edge
+  features become (weight, sign, ``exp(-|v_i - v_j| / s)``), v the
+  cross-sectionally normalized ``f_rvol_20`` of today's node inputs, s
+  ``train.vol_similarity_scale``.
+
 Relation attention (:class:`RelationAttention`): for an edge j -> i of
 relation r, ``logit = a_r . LeakyReLU(W_r x_j + V_r x_i + U_r e_ji) / T_r + b_r``,
 softmax over i's incoming edges of r and i's self-loop (its own learned edge
@@ -41,7 +58,7 @@ the weights sum to 1 per node. Relations can be dropped at inference
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +76,7 @@ from alphagraph.config import LoopParams, Params, TrainConfig
 from alphagraph.errors import UserError
 from alphagraph.graph.loader import NODE
 from alphagraph.log import get_logger
+from alphagraph.models.fan import FrequencyAdaptiveNorm
 from alphagraph.models.pearl import PEARL
 from alphagraph.normalize import feature_columns
 from alphagraph.split import Fold
@@ -68,18 +86,22 @@ from alphagraph.train.loop import resolve_device
 from alphagraph.walkforward import label_reach
 
 TEMPORAL = ("transformer", "lstm")
+WINDOW_NORMS = ("gated", "fan", "none")
+EDGE_FEATURES = ("vol_similarity",)
+VOL_COLUMN = "f_rvol_20"  # the volatility of train.edge_features: vol_similarity (a normalized panel feature)
 
 
 # ------------------------------------------------------------------ temporal
 
 
 class AdaptiveWindowNorm(nn.Module):
-    """FAN-style instance normalization of a window with learned per-feature gates.
+    """Instance normalization of a window with learned per-feature gates (``train.window_norm: gated``).
 
     ``x_hat = (x - a * mean) / (b * std + 1 - b)`` over the window's valid days,
     ``a = sigmoid(alpha_f)``, ``b = sigmoid(beta_f)``: each feature learns how
-    much of its level and scale to remove. The level itself is not lost: the
-    encoder also sees today's un-normalized features.
+    much of its level and scale to remove (a learned RevIN; not FAN, which
+    removes dominant frequencies: :mod:`alphagraph.models.fan`). The level
+    itself is not lost: the encoder also sees today's un-normalized features.
     """
 
     def __init__(self, n_features: int, eps: float = 1e-5) -> None:
@@ -108,19 +130,32 @@ def sinusoidal(length: int, dim: int) -> torch.Tensor:
     return pe
 
 
+def path_mask(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Stochastic depth's per-sample factor [N, 1, ...]: 0 with probability ``p``, else ``1 / (1 - p)``."""
+    shape = (x.size(0),) + (1,) * (x.dim() - 1)
+    return torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1 - p) / (1 - p)
+
+
+def depth_schedule(layers: int, p: float) -> list[float]:
+    """Drop probability of layer l = 1 .. layers: ``l / layers * p`` (the deepest drops most)."""
+    return [(i + 1) / layers * p for i in range(layers)]
+
+
 class TransformerBlock(nn.Module):
     """Pre-norm self-attention + feed-forward block with a key padding mask.
 
     The same computation as ``nn.TransformerEncoderLayer(norm_first=True)``
     with GELU, written out; ``bench/temporal.py`` measures it on par with that
     layer at 20-day windows and about 20 % slower at 5 days (not faster).
+    ``drop_path``: in training, both residual branches are skipped for a sample
+    (row) with that probability (stochastic depth), survivors scaled up.
     """
 
-    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+    def __init__(self, dim: int, heads: int, dropout: float, drop_path: float = 0.0) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"train.hidden ({dim}) must be divisible by train.heads ({heads})")
-        self.heads, self.dropout = heads, dropout
+        self.heads, self.dropout, self.drop_path = heads, dropout, drop_path
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
@@ -136,7 +171,12 @@ class TransformerBlock(nn.Module):
         prob = score.softmax(-1)
         self.last_attention = prob[:, :, -1].mean(1).detach() if record else None  # before dropout: [N, L]
         att = F.dropout(prob, self.dropout, self.training) @ v
-        h = h + F.dropout(self.out(att.transpose(1, 2).reshape(n, length, dim)), self.dropout, self.training)
+        branch = F.dropout(self.out(att.transpose(1, 2).reshape(n, length, dim)), self.dropout, self.training)
+        if self.training and self.drop_path > 0:  # no draw at all when off
+            keep = path_mask(h, self.drop_path)
+            h = h + branch * keep
+            return h + F.dropout(self.ff(self.norm2(h)), self.dropout, self.training) * keep
+        h = h + branch
         return h + F.dropout(self.ff(self.norm2(h)), self.dropout, self.training)
 
 
@@ -148,20 +188,35 @@ class TemporalEncoder(nn.Module):
     (the last) over the window, mean over heads, window day j oldest first (lag
     ``L - 1 - j``); rows sum to 1 over traded days, 0 on masked ones. The LSTM
     kind has no such attention (``lag_attention`` stays None).
+
+    ``window_norm``: ``gated`` (:class:`AdaptiveWindowNorm`), ``fan``
+    (:class:`~alphagraph.models.fan.FrequencyAdaptiveNorm`, whose forecast of
+    the removed dominant part joins the gated window summary) or ``none``.
+    ``drop_path``: stochastic depth of the transformer blocks, block l of
+    ``layers`` dropped with probability ``l / layers * drop_path`` (the LSTM has
+    no residual branches: unused there).
     """
 
     def __init__(
-        self, in_dim: int, hidden: int, seq_len: int, kind: str = "transformer", heads: int = 2, layers: int = 1, dropout: float = 0.1
+        self, in_dim: int, hidden: int, seq_len: int, kind: str = "transformer", heads: int = 2, layers: int = 1, dropout: float = 0.1,
+        window_norm: str = "gated", fan_top_k: int = 3, drop_path: float = 0.0,
     ) -> None:
         super().__init__()
         if kind not in TEMPORAL:
             raise ValueError(f"train.temporal must be one of {TEMPORAL}, got {kind!r}")
+        if window_norm not in WINDOW_NORMS:
+            raise ValueError(f"train.window_norm must be one of {WINDOW_NORMS}, got {window_norm!r}")
         self.kind = kind
-        self.norm = AdaptiveWindowNorm(in_dim)
+        self.norm: nn.Module | None = None
+        if window_norm == "gated":
+            self.norm = AdaptiveWindowNorm(in_dim)
+        elif window_norm == "fan":
+            self.norm = FrequencyAdaptiveNorm(in_dim, seq_len, hidden, fan_top_k)
         self.proj = nn.Linear(in_dim, hidden)
         if kind == "transformer":
             self.register_buffer("pos", sinusoidal(seq_len, hidden), persistent=False)
-            self.encoder = nn.ModuleList(TransformerBlock(hidden, heads, dropout) for _ in range(layers))
+            drops = depth_schedule(layers, drop_path)
+            self.encoder = nn.ModuleList(TransformerBlock(hidden, heads, dropout, drops[i]) for i in range(layers))
         else:
             self.encoder = nn.LSTM(hidden, hidden, num_layers=layers, batch_first=True)
         self.score = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1, bias=False))
@@ -174,7 +229,13 @@ class TemporalEncoder(nn.Module):
         self.lag_attention: torch.Tensor | None = None  # [N, L] when recording (transformer kind)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x_hat = self.norm(x, mask)
+        back = None  # FAN: the dominant part's forecast, embedded
+        if isinstance(self.norm, FrequencyAdaptiveNorm):
+            x_hat, back = self.norm(x, mask)
+        elif self.norm is not None:
+            x_hat = self.norm(x, mask)
+        else:
+            x_hat = torch.where(mask[..., None], x, torch.zeros((), dtype=x.dtype, device=x.device))
         h = self.proj(x_hat)
         self.lag_attention = None
         if self.kind == "transformer":
@@ -189,7 +250,8 @@ class TemporalEncoder(nn.Module):
             h, valid, last = self._lstm(h, mask)
         s = self.score(h).squeeze(-1).masked_fill(~valid, float("-inf"))
         ctx = (torch.softmax(s, dim=1).unsqueeze(-1) * h).sum(1)
-        window = torch.tanh(self.gate) * F.gelu(self.summary(torch.cat([ctx, last], dim=-1)))
+        summary = F.gelu(self.summary(torch.cat([ctx, last], dim=-1)))
+        window = torch.tanh(self.gate) * (summary if back is None else summary + back)
         return self.out(F.gelu(self.now(x[:, -1])) + window)
 
     def _lstm(self, h: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -301,21 +363,39 @@ class CoreModel(nn.Module):
         pearl: dict[str, Any] | None = None,
         edge_dim: int = 2,
         neighbour_inputs: Sequence[int] | None = None,
+        window_norm: str = "gated",
+        fan_top_k: int = 3,
+        stochastic_depth: float = 0.0,
+        edge_features: Sequence[str] = (),
+        vol_index: int | None = None,
+        vol_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if not relations and layers > 0:
             raise ValueError("the core model needs at least one relation type (train.relations) when train.layers > 0")
+        if not 0 <= stochastic_depth < 1:
+            raise ValueError(f"train.stochastic_depth must be in [0, 1), got {stochastic_depth}")
+        if unknown := sorted(set(edge_features) - set(EDGE_FEATURES)):
+            raise ValueError(f"train.edge_features: unknown {unknown}; known: {', '.join(EDGE_FEATURES)}")
+        if "vol_similarity" in edge_features and vol_index is None:
+            raise ValueError("train.edge_features: vol_similarity needs vol_index (the volatility column of the inputs)")
         self.relations = list(relations)
         self.edge_dim, self.dropout = edge_dim, dropout
-        self.temporal = TemporalEncoder(in_dim, hidden, seq_len, temporal, heads, temporal_layers, dropout)
+        # edge_dim columns of batch.edge_attr (weight, sign), then the computed edge features
+        self.edge_features, self.vol_index, self.vol_scale = list(edge_features), vol_index, vol_scale
+        self.layer_drop = depth_schedule(layers, stochastic_depth)  # per graph layer; all 0 when off
+        self.temporal = TemporalEncoder(
+            in_dim, hidden, seq_len, temporal, heads, temporal_layers, dropout, window_norm, fan_top_k, stochastic_depth
+        )
         self.neighbour_inputs = list(neighbour_inputs or [])
         n_in = 2 * len(self.relations) * len(self.neighbour_inputs)
         self.neighbour_proj = nn.Linear(n_in, hidden) if n_in else None
         self.pearl = PEARL(hidden, **pearl) if pearl else None
         if self.pearl is not None:
             self.pearl_missing = nn.Parameter(torch.zeros(hidden))  # a code with no edge in the snapshot
+        att_edge_dim = edge_dim + len(self.edge_features)
         self.convs = nn.ModuleList(
-            HeteroConv({(NODE, r, NODE): RelationAttention(hidden, heads, edge_dim, dropout) for r in self.relations}, aggr=None)
+            HeteroConv({(NODE, r, NODE): RelationAttention(hidden, heads, att_edge_dim, dropout) for r in self.relations}, aggr=None)
             for _ in range(layers)
         )
         self.weightings = nn.ModuleList(RelationWeighting(len(self.relations), hidden, relation_weighting) for _ in range(layers))
@@ -364,11 +444,12 @@ class CoreModel(nn.Module):
         h = e
         if self.pearl is not None:
             h = h + self.positional(batch, e.size(0), e.device)
+        att_attr = self.edge_inputs(batch, edge_attr) if self.edge_features else edge_attr
         ei_dict, ea_dict = {}, {}
         for r, name in enumerate(self.relations):
             sel = batch.edge_type == r  # an empty [2, 0] tensor when absent: HeteroConv would skip the key
             ei_dict[(NODE, name, NODE)] = batch.edge_index[:, sel]
-            ea_dict[(NODE, name, NODE)] = edge_attr[sel]
+            ea_dict[(NODE, name, NODE)] = att_attr[sel]
         keep = None
         if drop_relations:
             unknown = sorted(set(drop_relations) - set(self.relations))
@@ -378,15 +459,33 @@ class CoreModel(nn.Module):
             if not keep.any():
                 raise ValueError("drop_relations: cannot drop every relation")
         self.relation_weights = []
-        for conv, weighting, norm in zip(self.convs, self.weightings, self.norms):
+        for conv, weighting, norm, drop in zip(self.convs, self.weightings, self.norms, self.layer_drop):
             per_rel = conv({NODE: h}, ei_dict, edge_attr_dict=ea_dict)[NODE]  # [N, R, D]
             msg, w = weighting(per_rel, keep)
             if self.record:
                 self.relation_weights.append(w.detach())
-            h = norm(h + F.dropout(F.gelu(msg), self.dropout, self.training))
+            branch = F.dropout(F.gelu(msg), self.dropout, self.training)
+            if self.training and drop > 0:  # stochastic depth, per node; no draw at all when off
+                branch = branch * path_mask(branch, drop)
+            h = norm(h + branch)
         z = self.head(torch.cat([h, e], dim=-1))
         return {"reg": self.reg(z), "sig_logit": self.sig(z), "dir_logit": self.dir(z), "emb": z}
 
+
+    def edge_inputs(self, batch: Any, edge_attr: torch.Tensor) -> torch.Tensor:
+        """[E, edge_dim + len(edge_features)]: (weight, sign) and the computed edge features.
+
+        ``vol_similarity`` = exp(-|v_src - v_dst| / s) with v the node's
+        volatility input of today (cross-sectionally normalized, dated <= the
+        node's date like every input: no look-ahead).
+        """
+        src, dst = batch.edge_index
+        cols = [edge_attr]
+        for name in self.edge_features:
+            if name == "vol_similarity":
+                v = batch.x_seq[:, -1, self.vol_index].to(edge_attr.dtype)
+                cols.append(torch.exp(-(v[src] - v[dst]).abs() / self.vol_scale)[:, None])
+        return torch.cat(cols, dim=1)
 
     def neighbour_sums(self, x: torch.Tensor, batch: Any, edge_attr: torch.Tensor, drop: Sequence[str] = ()) -> torch.Tensor:
         """[N, 2 R F]: per relation, the signed-weight sum and weighted mean of the in-neighbours' ``x`` [N, F]."""
@@ -404,18 +503,35 @@ class CoreModel(nn.Module):
 def core_kwargs(
     cfg: TrainConfig, features: Sequence[str], relations: Sequence[str], n_horizons: int, seed: int = 0
 ) -> dict[str, Any]:
-    """Constructor arguments of :class:`CoreModel` for a params group (saved next to checkpoints)."""
+    """Constructor arguments of :class:`CoreModel` for a params group (saved next to checkpoints).
+
+    The refinement switches enter only when on, so the default ``model.json`` is what it always was.
+    """
     missing = [n for n in cfg.neighbour_inputs if n not in features]
     if missing:
         raise UserError(f"train.neighbour_inputs: {missing} are not feature columns of the panel (e.g. {list(features[:3])})")
     p = cfg.pearl
     pearl = None if p.mode == "none" else {"mode": p.mode, "samples": p.samples, "k": p.k, "layers": p.layers, "hidden": p.dim, "eval_seed": seed}
-    return {
+    kwargs = {
         "in_dim": len(features), "relations": list(relations), "n_horizons": n_horizons, "seq_len": cfg.seq_len,
         "temporal": cfg.temporal, "temporal_layers": cfg.temporal_layers, "hidden": cfg.hidden, "heads": cfg.heads,
         "layers": cfg.layers, "dropout": cfg.dropout, "relation_weighting": cfg.relation_weighting, "pearl": pearl,
         "neighbour_inputs": [list(features).index(n) for n in cfg.neighbour_inputs],
     }
+    if cfg.window_norm != "gated":
+        kwargs |= {"window_norm": cfg.window_norm} | ({"fan_top_k": cfg.fan_top_k} if cfg.window_norm == "fan" else {})
+    if cfg.stochastic_depth > 0:
+        kwargs["stochastic_depth"] = cfg.stochastic_depth
+    if cfg.edge_features:
+        kwargs |= {"edge_features": list(cfg.edge_features), "vol_scale": cfg.vol_similarity_scale}
+        if "vol_similarity" in cfg.edge_features:
+            if VOL_COLUMN not in features:
+                raise UserError(
+                    f"train.edge_features: vol_similarity needs the feature column {VOL_COLUMN} in the panel"
+                    " (features.windows must include 20 and features.families the technical family)"
+                )
+            kwargs["vol_index"] = list(features).index(VOL_COLUMN)
+    return kwargs
 
 
 # ----------------------------------------------------------- hierarchical heads
@@ -465,16 +581,46 @@ def loop_config(cfg: TrainConfig | LoopParams, seed: int, device: str, progress:
         eval_batch_days=max(cfg.batch_days, 16), days_per_epoch=cfg.days_per_epoch, warmup_epochs=cfg.warmup_epochs,
         min_lr_ratio=cfg.min_lr_ratio, grad_clip=cfg.grad_clip, patience=cfg.patience, select_metric=cfg.select_metric,
         select_horizon=cfg.select_horizon, select_smoothing=cfg.select_smoothing, seed=seed, device=device,
-        num_threads=cfg.num_threads, progress=progress,
+        num_threads=cfg.num_threads, progress=progress, optimizer=cfg.optimizer, restart_epochs=cfg.restart_epochs,
+        restart_mult=cfg.restart_mult,
     )
 
 
-def core_fold_data(panel: pl.DataFrame, index: Any, fold: Fold, params: Params) -> CoreDayData:
+def core_fold_data(
+    panel: pl.DataFrame,
+    index: Any,
+    fold: Fold,
+    params: Params,
+    universe: pl.DataFrame | None = None,
+    prices: pl.DataFrame | None = None,
+) -> CoreDayData:
+    """The fold's day batches; with ``train.target`` / ``train.regime_weighting`` on, residual loss targets / date weights.
+
+    ``universe`` (sector_neutral) and ``prices`` (regime weighting) are read from
+    ``data/raw`` when needed and not given.
+    """
+    from alphagraph.io import read_parquet
+    from alphagraph.regimes import row_weights
+    from alphagraph.residual import residual_targets
+    from alphagraph.train.data import dates_with
+
     cfg = params.train
     codes = split_codes(panel, fold, label_reach(params))
+    horizons = params.features.horizons
+    targets = weights = None
+    if cfg.target != "raw":
+        if cfg.target == "sector_neutral" and universe is None:
+            universe = read_parquet(paths.UNIVERSE)
+        targets = residual_targets(panel, cfg.target, horizons, universe)
+    if cfg.regime_weighting:
+        train_dates = dates_with(panel["date"].to_numpy().astype("datetime64[D]"), codes, "train")
+        if prices is None:
+            prices = read_parquet(paths.PRICES, columns=["date", "code", "close"])
+        weights = row_weights(panel, prices, train_dates, cfg.regime_window)
     return CoreDayData(
-        index, panel, codes, feature_columns(panel), params.features.horizons, cfg.seq_len,
+        index, panel, codes, feature_columns(panel), horizons, cfg.seq_len,
         use_edges=cfg.use_edges, sampling=cfg.sampling, fanouts=cfg.fanouts, seed=params.seed,
+        targets=targets, row_weights=weights,
     )
 
 
@@ -530,13 +676,21 @@ def train_core_fold(
     params: Params,
     run_dir: str | Path | None = None,
     progress: bool | None = None,
+    on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+    pretrain_dir: str | Path = paths.MODELS / "pretrain",
 ) -> tuple[FoldOutput, CoreModel, pl.DataFrame]:
-    """Train the core model on one fold: predictions for its val/test rows, the model, its relation report."""
+    """Train the core model on one fold: predictions for its val/test rows, the model, its relation report.
+
+    ``on_epoch_end`` gets each epoch's history record (the hyperparameter search prunes through it)."""
     cfg = params.train
     data = core_fold_data(panel, index, fold, params)
     seed_everything(params.seed * 1000 + fold.fold)
     model = CoreModel.from_config(cfg, feature_columns(panel), index.relations, len(data.horizons), seed=params.seed)
+    if cfg.init_from == "pretrain":  # the pretrain stage's encoder; draws no random number, the run goes on as before
+        from alphagraph.pretrain import load_pretrained  # here: alphagraph.pretrain imports this module
+
+        load_pretrained(model, core_kwargs(cfg, feature_columns(panel), index.relations, len(data.horizons), params.seed), fold.fold, pretrain_dir)
     loop = loop_config(cfg, params.seed, params.device, progress)
-    out = train_fold(model, data, core_loss(cfg, data), loop, fold.fold, run_dir)
+    out = train_fold(model, data, core_loss(cfg, data), loop, fold.fold, run_dir, on_epoch_end=on_epoch_end)
     report = relation_report(model, data, data.dates("test"), loop.eval_batch_days, resolve_device(loop.device))
     return out, model, report.with_columns(fold=pl.lit(fold.fold, dtype=pl.Int32)).select("fold", pl.exclude("fold"))

@@ -1,6 +1,6 @@
 """Temporal baselines without a graph: per-stock sequence models over each stock's last L days.
 
-    x_seq [N, L, F] (mask [N, L]) --(optional FAN window norm)--> Linear --> encoder --> z [N, D]
+    x_seq [N, L, F] (mask [N, L]) --(optional gated window norm)--> Linear --> encoder --> z [N, D]
     head(z) -> reg [N, H], sig_logit [N, H], dir_logit [N, H]   (and the embedding ``emb``)
 
 Kinds (``TemporalConfig.kind``):

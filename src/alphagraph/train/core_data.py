@@ -9,6 +9,11 @@ batch carries
   first; days the stock did not trade (suspended, not yet listed) are masked
   and zero, never filled in. Only dates <= the node's date are read.
 - ``y_sig`` [N, H]: the signal labels (``sig_{h}d``), NaN where null.
+- ``y_loss`` [N, H], only with ``targets`` (``train.target`` other than raw,
+  :mod:`alphagraph.residual`): what the regression and rank losses train on
+  instead of ``y``; ``y`` stays the raw label for every metric.
+- ``loss_weight`` [N], only with ``row_weights`` (``train.regime_weighting``,
+  :mod:`alphagraph.regimes`): each node's loss weight (its date's).
 - PEARL inputs, once per distinct snapshot of the batch (the days of a
   snapshot share its graph, so its positional encodings are computed once):
   ``pearl_edge_index`` (the snapshots' undirected graphs over the codes that
@@ -66,7 +71,10 @@ class CoreDayData(GraphDayData):
         fanouts: Sequence[int] = (10, 10),
         seed: int = 0,
         snapshot_cache: int = 32,
+        targets: np.ndarray | None = None,
+        row_weights: np.ndarray | None = None,
     ) -> None:
+        """``targets`` [panel rows, H] and ``row_weights`` [panel rows]: per-row loss targets and weights (None = off)."""
         super().__init__(index, panel, codes, feature_cols, horizons, use_edges)
         if seq_len < 1:
             raise ValueError(f"train.seq_len must be >= 1, got {seq_len}")
@@ -78,6 +86,11 @@ class CoreDayData(GraphDayData):
         self._grid = torch.from_numpy(index.position_grid())
         self._snap_cache: OrderedDict[int, tuple[torch.Tensor, np.ndarray]] = OrderedDict()
         self._snap_cache_size = max(int(snapshot_cache), 1)
+        for name, arr, shape in (("targets", targets, (panel.height, len(self.horizons))), ("row_weights", row_weights, (panel.height,))):
+            if arr is not None and arr.shape != shape:
+                raise ValueError(f"{name}: shape {arr.shape}, expected {shape} (panel rows{', horizons' if len(shape) > 1 else ''})")
+        self._targets = None if targets is None else torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32))
+        self._row_weights = None if row_weights is None else torch.from_numpy(np.ascontiguousarray(row_weights, dtype=np.float32))
 
     def signal_balance(self, split: str = "train") -> ClassBalance | None:
         """Signal / no-signal label counts per horizon over all ``split`` rows (None without sig_* columns).
@@ -116,6 +129,10 @@ class CoreDayData(GraphDayData):
         b.x_seq = self.index.gather(present.numpy(), self.feature_cols)[where] * b.x_mask[..., None]
         if self.sig_cols:
             b.y_sig = self.index.gather(pos, self.sig_cols)
+        if self._targets is not None:  # after sampling: b.row holds the kept nodes
+            b.y_loss = self._targets[b.row]
+        if self._row_weights is not None:
+            b.loss_weight = self._row_weights[b.row]
         self._add_pearl(b, day, code)
         return b
 

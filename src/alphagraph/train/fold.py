@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,22 @@ from alphagraph import paths
 from alphagraph.io import write_csv
 from alphagraph.train.data import TEST, VAL, predictions_frame
 from alphagraph.train.loop import FitResult, LossFn, LoopConfig, fit, log, predict, resolve_device
+
+
+EpochCallback = Callable[[dict[str, Any]], None]
+# The epoch callback of model trainers that do not take one (the GAT's, the zoo's): the
+# hyperparameter search (alphagraph.search) prunes through it.
+_EPOCH_CALLBACK: ContextVar[EpochCallback | None] = ContextVar("epoch_callback", default=None)
+
+
+@contextmanager
+def epoch_callback(fn: EpochCallback | None) -> Iterator[None]:
+    """Within the block, every :func:`train_fold` without its own ``on_epoch_end`` calls ``fn``."""
+    token = _EPOCH_CALLBACK.set(fn)
+    try:
+        yield
+    finally:
+        _EPOCH_CALLBACK.reset(token)
 
 
 @dataclass
@@ -64,6 +82,7 @@ def train_fold(
     fold: int,
     run_dir: str | Path | None = None,
     resume: bool = True,
+    on_epoch_end: EpochCallback | None = None,
 ) -> FoldOutput:
     """:func:`fit`, then predictions for every VAL and TEST row of the fold.
 
@@ -71,8 +90,11 @@ def train_fold(
     ``panel`` (the frame its rows index) and ``codes`` (its split codes), as
     :class:`~alphagraph.train.data.GraphDayData` does. Every stock of every
     val/test date gets a prediction, including rows whose labels are null.
+    ``on_epoch_end`` (else the one of an enclosing :func:`epoch_callback`) gets
+    each epoch's history record; an exception it raises stops the fold.
     """
-    result = fit(model, data, loss_fn, cfg, run_dir=run_dir, resume=resume, desc=f"fold {fold}")
+    callback = on_epoch_end if on_epoch_end is not None else _EPOCH_CALLBACK.get()
+    result = fit(model, data, loss_fn, cfg, run_dir=run_dir, resume=resume, on_epoch_end=callback, desc=f"fold {fold}")
     dates = data.dates("val", "test")
     with torch.no_grad():
         pred = predict(model, data, dates, (VAL, TEST), cfg.eval_batch_days, resolve_device(cfg.device))

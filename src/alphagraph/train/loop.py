@@ -22,9 +22,13 @@ What :func:`fit` does
   ``torch.Generator`` seeded from ``(seed, epoch)`` alone (optionally only the
   first ``days_per_epoch`` of that order), in mini-batches of ``batch_days``
   days. Every node of a day is in the graph; only TRAIN nodes enter the loss.
-- AdamW; learning rate: linear warmup over ``warmup_epochs`` epochs' worth of
+- AdamW (``optimizer: adabelief``: AdaBelief from the maintained
+  ``pytorch-optimizer`` package, decoupled weight decay as AdamW's);
+  learning rate: linear warmup over ``warmup_epochs`` epochs' worth of
   optimizer steps, then cosine decay to ``min_lr_ratio * lr`` at the last step
-  of ``epochs``. The scheduler is stepped once per optimizer step.
+  of ``epochs`` (``restart_epochs > 0``: cosine annealing with warm restarts
+  instead, :class:`WarmupCosineRestarts`). The scheduler is stepped once per
+  optimizer step.
 - Gradient clipping by global norm (``grad_clip``; 0 = off).
 - After each epoch: validation over all VAL nodes of the VAL dates; the
   monitored value is ``select_metric`` (``rank_ic`` / ``ic``: mean daily
@@ -83,6 +87,7 @@ from alphagraph.log import get_logger
 from alphagraph.train.data import TEST, TRAIN, VAL, DayData
 
 SELECT_METRICS = ("rank_ic", "ic", "loss")
+OPTIMIZERS = ("adamw", "adabelief")
 LossFn = Callable[[dict[str, torch.Tensor], Any, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
 log = get_logger("train")
 
@@ -99,6 +104,11 @@ class LoopConfig:
     days_per_epoch: int = 0  # 0 = every training day each epoch
     warmup_epochs: float = 1.0
     min_lr_ratio: float = 0.05
+    optimizer: str = "adamw"  # adamw | adabelief
+    # > 0: after the warmup, cosine annealing with warm restarts; the first cycle lasts
+    # restart_epochs epochs' worth of steps, each next one restart_mult times longer
+    restart_epochs: float = 0.0
+    restart_mult: float = 1.0
     grad_clip: float = 1.0
     patience: int = 6  # 0 = never stop early
     min_delta: float = 0.0
@@ -120,6 +130,10 @@ class LoopConfig:
             raise ValueError(f"select_smoothing must be in [0, 1), got {self.select_smoothing}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.restart_epochs < 0 or self.restart_mult < 1:
+            raise ValueError(f"restart_epochs must be >= 0 and restart_mult >= 1, got {self.restart_epochs}, {self.restart_mult}")
 
 
 @dataclass
@@ -165,6 +179,53 @@ class WarmupCosine:
         span = max(self.total_steps - self.warmup_steps, 1)
         progress = min((step - self.warmup_steps) / span, 1.0)
         return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class WarmupCosineRestarts:
+    """LR multiplier per optimizer step: linear warmup, then cosine annealing with warm restarts (SGDR).
+
+    After the warmup, cycle i (0-based) lasts ``cycle_steps * mult**i`` steps; at
+    position p of a cycle of length T the multiplier is
+    ``min_ratio + (1 - min_ratio) * (1 + cos(pi * p / T)) / 2``: 1 at each restart,
+    never below ``min_ratio`` (the LR floor).
+    """
+
+    def __init__(self, warmup_steps: int, cycle_steps: int, mult: float, min_ratio: float) -> None:
+        self.warmup_steps, self.cycle_steps, self.mult, self.min_ratio = warmup_steps, max(cycle_steps, 1), mult, min_ratio
+
+    def cycle(self, step: int) -> tuple[float, float]:
+        """(position in the cycle, cycle length) of post-warmup step ``step``."""
+        if self.mult == 1:
+            return float(step % self.cycle_steps), float(self.cycle_steps)
+        # Walk the cycles (geometric growth: few of them); cumulative sums, not t0 (m^i - 1) / (m - 1),
+        # whose rounding can put a restart one step late.
+        start, length = 0.0, float(self.cycle_steps)
+        while step >= start + length:
+            start, length = start + length, length * self.mult
+        return step - start, length
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        pos, length = self.cycle(step - self.warmup_steps)
+        return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * pos / length))
+
+
+def make_optimizer(model: torch.nn.Module, cfg: LoopConfig) -> torch.optim.Optimizer:
+    """AdamW, or AdaBelief (``pytorch-optimizer``) with the same decoupled weight decay (``p -= lr * wd * p``)."""
+    if cfg.optimizer == "adabelief":
+        from pytorch_optimizer import AdaBelief  # imported only when asked for: the default run does not need it
+
+        return AdaBelief(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, weight_decouple=True, fixed_decay=False)
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def make_schedule(cfg: LoopConfig, steps_per_epoch: int) -> WarmupCosine | WarmupCosineRestarts:
+    """The LR multiplier of ``cfg``: warmup + one cosine, or warmup + cosine with warm restarts."""
+    warmup = round(cfg.warmup_epochs * steps_per_epoch)
+    if cfg.restart_epochs > 0:
+        return WarmupCosineRestarts(warmup, round(cfg.restart_epochs * steps_per_epoch), cfg.restart_mult, cfg.min_lr_ratio)
+    return WarmupCosine(warmup, cfg.epochs * steps_per_epoch, cfg.min_lr_ratio)
 
 
 @dataclass
@@ -318,10 +379,16 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Any
 
 
 _RESUME_IGNORED = ("progress", "device", "num_threads")
+# Fields added later: left out of the key at their default, so checkpoints written before them
+# still resume and a default run's checkpoint is byte-identical to before.
+_KEY_DEFAULTS = {"optimizer": "adamw", "restart_epochs": 0.0, "restart_mult": 1.0}
 
 
 def _config_key(cfg: LoopConfig) -> dict[str, Any]:
-    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _RESUME_IGNORED}
+    return {
+        k: v for k, v in dataclasses.asdict(cfg).items()
+        if k not in _RESUME_IGNORED and not (k in _KEY_DEFAULTS and v == _KEY_DEFAULTS[k])
+    }
 
 
 # --------------------------------------------------------------- inference
@@ -457,11 +524,8 @@ def fit(
         net = model if world == 1 else torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
         )
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        warmup = round(cfg.warmup_epochs * steps_per_epoch)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, WarmupCosine(warmup, cfg.epochs * steps_per_epoch, cfg.min_lr_ratio)
-        )
+        optimizer = make_optimizer(model, cfg)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, make_schedule(cfg, steps_per_epoch))
         stopper = EarlyStopping(cfg.patience, mode, cfg.min_delta, cfg.select_smoothing)
         history: list[dict[str, Any]] = []
         start_epoch, elapsed, finished = 0, 0.0, False

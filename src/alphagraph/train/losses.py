@@ -16,6 +16,19 @@ Spearman (``rank="soft"``: soft ranks of the predictions against the exact
 ranks of the labels, :func:`soft_rank_corr`). With hierarchical heads
 (``out["sig_logit"]`` and ``batch.y_sig``), the signal head is trained on all
 nodes and the direction head only where the signal label is 1.
+
+Optional per-node batch attributes (set by :class:`~alphagraph.train.core_data.CoreDayData`
+when a switch is on; absent, the loss is exactly the formula above):
+
+- ``batch.y_loss`` [N, H]: the MSE and daily-corr terms train on it instead of
+  ``batch.y`` (residual targets, :mod:`alphagraph.residual`); the classification
+  terms keep ``y_dir`` / ``y_sig``.
+- ``batch.loss_weight`` [N]: every term weighs node i's loss by ``w_i`` (a date's
+  regime weight, :mod:`alphagraph.regimes`, the same for all nodes of a day):
+  ``MSE_h = sum_i w_i (p_i - y_i)^2 / n_h``, the BCEs alike, and the rank term
+  ``sum_d w_d (1 - corr_d,h) / n_days,h``. Normalized by counts, not by the sum of
+  weights, so a batch of heavily weighted days moves the model more (weights
+  average 1 over the training dates).
 """
 
 from __future__ import annotations
@@ -35,23 +48,34 @@ def _valid(mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return mask[:, None] & torch.isfinite(target)
 
 
-def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-horizon mean squared error over valid entries, and the per-horizon counts."""
+def masked_mse(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-horizon mean squared error over valid entries (each weighted by ``weight`` [N] when given), and the counts."""
     valid = _valid(mask, target)
     diff = torch.where(valid, pred - torch.nan_to_num(target), torch.zeros_like(pred))
     count = valid.sum(0)
-    return diff.pow(2).sum(0) / count.clamp_min(1), count
+    sq = diff.pow(2)
+    if weight is not None:
+        sq = sq * weight[:, None]
+    return sq.sum(0) / count.clamp_min(1), count
 
 
 def masked_bce(
-    logit: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, pos_weight: torch.Tensor | None = None
+    logit: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor,
+    pos_weight: torch.Tensor | None = None,
+    weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-horizon class-weighted binary cross-entropy over valid entries, and the counts."""
+    """Per-horizon class-weighted binary cross-entropy over valid entries (node weights ``weight`` [N]), and the counts."""
     valid = _valid(mask, target)
     loss = F.binary_cross_entropy_with_logits(
         logit, torch.nan_to_num(target).clamp(0, 1), pos_weight=pos_weight, reduction="none"
     )
     loss = torch.where(valid, loss, torch.zeros_like(loss))
+    if weight is not None:
+        loss = loss * weight[:, None]
     count = valid.sum(0)
     return loss.sum(0) / count.clamp_min(1), count
 
@@ -65,6 +89,14 @@ def daily_corr(
     fewer than ``min_nodes`` valid nodes are skipped; a horizon with no usable
     day gives 0.
     """
+    corr, use = daily_corr_days(pred, target, mask, day, n_days, min_nodes)
+    return (corr * use).sum(0) / use.sum(0).clamp_min(1)
+
+
+def daily_corr_days(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, day: torch.Tensor, n_days: int, min_nodes: int = 3
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """[n_days, H] Pearson correlation per day and horizon, and [n_days, H] 1/0 whether the day counts (:func:`daily_corr`)."""
     valid = _valid(mask, target).to(pred.dtype)
     y = torch.nan_to_num(target) * valid
     p = pred * valid
@@ -81,8 +113,7 @@ def daily_corr(
     cov = per_day(dp * dy)
     var = per_day(dp * dp) * per_day(dy * dy)
     corr = cov / torch.sqrt(var + 1e-12)
-    use = (n >= min_nodes).to(pred.dtype)
-    return (corr * use).sum(0) / use.sum(0).clamp_min(1)
+    return corr, (n >= min_nodes).to(pred.dtype)
 
 
 def soft_rank_corr(
@@ -95,6 +126,14 @@ def soft_rank_corr(
     labels are ranked exactly. ``day`` must be sorted (PyG batches are).
     O(n^2) per day: a few hundred stocks a day is cheap.
     """
+    corr, use = soft_rank_corr_days(pred, target, mask, day, tau, min_nodes)
+    return (corr * use).sum(0) / use.sum(0).clamp_min(1)
+
+
+def soft_rank_corr_days(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, day: torch.Tensor, tau: float = 0.1, min_nodes: int = 3
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """[D, H] soft Spearman correlation per day (D = ``day.max() + 1``) and [D, H] 1/0 whether the day counts."""
     from torch_geometric.utils import to_dense_batch
 
     valid = _valid(mask, target)
@@ -114,8 +153,7 @@ def soft_rank_corr(
     a = (soft - (soft * vf).sum(1, keepdim=True) / n.clamp_min(1)) * vf
     b = (exact - (exact * vf).sum(1, keepdim=True) / n.clamp_min(1)) * vf
     corr = (a * b).sum(1) / torch.sqrt((a * a).sum(1) * (b * b).sum(1) + 1e-12)  # [D, H]
-    use = (n.squeeze(1) >= min_nodes).to(pred.dtype)
-    return (corr * use).sum(0) / use.sum(0).clamp_min(1)
+    return corr, (n.squeeze(1) >= min_nodes).to(pred.dtype)
 
 
 class MultiHorizonLoss:
@@ -168,9 +206,12 @@ class MultiHorizonLoss:
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """(total loss, parts as floats) over the nodes in ``mask``."""
         pred = out[self.reg_key].float()
-        y = batch.y.to(pred.device, torch.float32)
+        y_loss = getattr(batch, "y_loss", None)  # residual targets, when train.target is not raw
+        y = (batch.y if y_loss is None else y_loss).to(pred.device, torch.float32)
+        node_w = getattr(batch, "loss_weight", None)  # regime weights, when on
+        node_w = None if node_w is None else node_w.to(pred.device, torch.float32)
         w = self.weights.to(pred.device)
-        mse, _ = masked_mse(pred, y, mask)
+        mse, _ = masked_mse(pred, y, mask, node_w)
         total = (w * mse).sum()
         parts = {"mse": float(total.detach())}
         y_dir = getattr(batch, "y_dir", None)
@@ -179,7 +220,7 @@ class MultiHorizonLoss:
         if hierarchical:
             y_sig = y_sig.to(pred.device, torch.float32)
             pw = None if self.sig_pos_weight is None else self.sig_pos_weight.to(pred.device)
-            sig, _ = masked_bce(out["sig_logit"].float(), y_sig, mask, pw)
+            sig, _ = masked_bce(out["sig_logit"].float(), y_sig, mask, pw, node_w)
             sig = (w * sig).sum()
             total = total + self.sig_weight * sig
             parts["sig_bce"] = float(sig.detach())
@@ -188,17 +229,35 @@ class MultiHorizonLoss:
             y_dir = y_dir.to(pred.device, torch.float32)
             if hierarchical:  # direction is learned only where there is a signal
                 y_dir = torch.where(y_sig == 1, y_dir, torch.full_like(y_dir, float("nan")))
-            bce, _ = masked_bce(out[self.dir_key].float(), y_dir, mask, pw)
+            bce, _ = masked_bce(out[self.dir_key].float(), y_dir, mask, pw, node_w)
             bce = (w * bce).sum()
             total = total + self.dir_weight * bce
             parts["bce"] = float(bce.detach())
         if self.rank_weight > 0:
-            if self.rank == "soft":
-                corr = soft_rank_corr(pred, y, mask, batch.batch)
+            if node_w is not None:
+                rank = (w * self._weighted_rank(pred, y, mask, batch, node_w)).sum()
             else:
-                corr = daily_corr(pred, y, mask, batch.batch, int(batch.num_graphs))
-            rank = (w * (1 - corr)).sum()
+                if self.rank == "soft":
+                    corr = soft_rank_corr(pred, y, mask, batch.batch)
+                else:
+                    corr = daily_corr(pred, y, mask, batch.batch, int(batch.num_graphs))
+                rank = (w * (1 - corr)).sum()
             total = total + self.rank_weight * rank
             parts["corr"] = float(1 - rank.detach())
         parts["loss"] = float(total.detach())
         return total, parts
+
+    def _weighted_rank(
+        self, pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, batch: Any, node_w: torch.Tensor
+    ) -> torch.Tensor:
+        """[H]: ``sum_d w_d (1 - corr_d) / n_days`` over the days that count, ``w_d`` the day's node weight."""
+        day = batch.batch.to(pred.device)
+        if self.rank == "soft":
+            corr, use = soft_rank_corr_days(pred, y, mask, day)
+        else:
+            corr, use = daily_corr_days(pred, y, mask, day, int(batch.num_graphs))
+        # All nodes of a day share its weight: read it at the day's first node (``day`` is sorted; a day
+        # without nodes reads a neighbour's weight, but does not count: ``use`` is 0 there).
+        first = torch.searchsorted(day, torch.arange(corr.size(0), device=day.device)).clamp_max(day.numel() - 1)
+        w_day = node_w[first]
+        return (w_day[:, None] * use * (1 - corr)).sum(0) / use.sum(0).clamp_min(1)

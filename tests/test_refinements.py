@@ -1,0 +1,40 @@
+"""The refinement study's bookkeeping: params of a run and the plan's success criterion."""
+
+import pytest
+
+from alphagraph.errors import UserError
+from alphagraph.config import Params, to_dict
+from alphagraph.refinements import CATALOG, judge, to_markdown, variant_params
+
+
+def _rec(name, seed, ic, ic5=0.02, ic1=0.02, cpu=100.0):
+    return {"refinement": name, "seed": seed, "val_rank_ic_1d": ic, "val_rank_ic_5d": ic5, "val_ic_1d": ic1,
+            "test_rank_ic_1d": ic, "cpu_seconds": cpu}
+
+
+def test_every_refinement_is_a_valid_params_change_and_the_budget_applies_to_all():
+    base = to_dict(Params())
+    for name in CATALOG:
+        tree = variant_params(base, {"train.epochs": 3}, name, seed=2)
+        assert tree["train"]["epochs"] == 3 and tree["seed"] == 2
+        for key, value in CATALOG[name].items():
+            group, leaf = key.split(".")
+            assert tree[group][leaf] == value
+    assert variant_params(base, {}, "baseline", 0)["train"] == base["train"]
+    with pytest.raises(UserError, match="trian"):
+        variant_params(base, {"trian.epochs": 3}, "baseline", 0)
+
+
+def test_the_criterion_needs_five_percent_no_guard_worse_and_at_most_ten_percent_more_time():
+    records = [_rec("baseline", s, 0.020 + 0.001 * s) for s in range(3)]
+    records += [_rec("fan", s, 0.0215 + 0.001 * s) for s in range(3)]  # +7 %: pass
+    records += [_rec("adabelief", s, 0.0205 + 0.001 * s) for s in range(3)]  # +2 %: fail
+    records += [_rec("stochastic_depth", s, 0.0215 + 0.001 * s, cpu=120.0) for s in range(3)]  # slow
+    records += [_rec("regime_weighting", s, 0.0215 + 0.001 * s, ic5=0.01 + 0.001 * s) for s in range(3)]  # guard
+    rows = {r["refinement"]: r for r in judge(records)}
+    assert rows["fan"]["verdict"] == "pass" and rows["fan"]["gain"] == pytest.approx(0.0015 / 0.021)
+    assert rows["adabelief"]["verdict"].startswith("fail: gain")
+    assert "time x1.20" in rows["stochastic_depth"]["verdict"]
+    assert "val_rank_ic_5d worse" in rows["regime_weighting"]["verdict"]
+    table = to_markdown(list(rows.values()), "t")
+    assert table.count("\n| ") == 1 + 5 and "pass" in table  # header and rows
