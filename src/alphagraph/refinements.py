@@ -54,7 +54,7 @@ CATALOG: dict[str, dict[str, Any]] = {
     "sector_neutral": {"train.target": "sector_neutral"},
     "beta_neutral": {"train.target": "beta_neutral"},
     "adabelief": {"train.optimizer": "adabelief"},
-    "warm_restarts": {"train.restart_epochs": 1.0, "train.restart_mult": 2.0},
+    "warm_restarts": {"train.restart_epochs": 0.5, "train.restart_mult": 2.0},  # restarts inside a short budget
     "stochastic_depth": {"train.stochastic_depth": 0.2},
     "fan": {"train.window_norm": "fan"},
     "vol_similarity": {"train.edge_features": ["vol_similarity"]},
