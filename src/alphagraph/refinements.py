@@ -199,6 +199,11 @@ def _paired(on: Mapping[int, Mapping[str, float]], off: Mapping[int, Mapping[str
     return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
 
 
+def _worse(diff: float, se: float) -> bool:
+    """A guard metric is worse when it falls by more than one paired standard error (any fall with one seed)."""
+    return diff < -se if np.isfinite(se) else diff < 0
+
+
 def judge(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One row per refinement: means over seeds, paired differences, the verdict of the criterion."""
     by: dict[str, dict[int, Mapping[str, Any]]] = {}
@@ -218,7 +223,7 @@ def judge(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             d, se = _paired(on, off, TARGET)
             row |= {"gain": d / abs(base_mean) if base_mean else float("nan"), "diff": d, "diff_se": se}
             row["test_diff"] = _paired(on, off, "test_rank_ic_1d")[0]
-            worse = [g for g in GUARDS if (lambda m, s: m < -s if np.isfinite(s) else m < 0)(*_paired(on, off, g))]
+            worse = [g for g in GUARDS if _worse(*_paired(on, off, g))]
             time_ratio = mean["cpu_seconds"] / float(np.mean([off[s]["cpu_seconds"] for s in seeds]))
             row["time_ratio"] = time_ratio
             reasons = ([f"gain {row['gain']:+.1%} < +5%"] if not row["gain"] >= MIN_GAIN else []) + \
