@@ -1,5 +1,5 @@
-"""report: leaderboard of the model metrics, pairwise RankIC tests and where each model wins
--> metrics/summary.json, reports/leaderboard.md, plots/report/."""
+"""report: leaderboard of the model metrics, pairwise RankIC tests, where each model wins and the
+visual report -> metrics/summary.json, reports/leaderboard.md, reports/index.html, plots/report/."""
 
 import argparse
 from pathlib import Path
@@ -9,23 +9,28 @@ import polars as pl
 from alphagraph import paths
 from alphagraph.config import load_params
 from alphagraph.errors import run_main
-from alphagraph.io import read_parquet, write_csv, write_json, write_text
+from alphagraph.io import read_json, read_parquet, write_csv, write_json, write_text
 from alphagraph.log import get_logger, stage_run
 from alphagraph.report import (
     RANK_IC_FILE,
+    backtest_description,
     leaderboard,
     load_metrics,
     load_rank_ic,
+    run_facts,
     significance_horizons,
     significance_tests,
     summary,
     to_markdown,
 )
+from alphagraph.report_page import render_report
+from alphagraph.split import load_folds
 from alphagraph.wins import regime_rank_ic, sector_rank_ic, stock_win_share, volatility_regimes
 
 # Not a DVC out: it shows stage wall times, which would make dvc.lock differ on
 # every rerun. It is committed to git instead.
 LEADERBOARD = Path("reports/leaderboard.md")
+PAGE = Path("reports/index.html")  # a DVC out: no wall times on it, so it is the same bytes for the same run
 SUMMARY = paths.METRICS / "summary.json"
 WINS = paths.PLOTS / "report"
 WINS_FILES = {"sector": "sector_rank_ic", "regime": "regime_rank_ic", "stocks": "stock_win_share"}
@@ -70,14 +75,20 @@ def main() -> None:
         result = summary(board, tests)
         write_json(result, SUMMARY)
         LEADERBOARD.parent.mkdir(parents=True, exist_ok=True)
-        write_text(to_markdown(board, horizons, tests=tests, wins=wins or None), LEADERBOARD)
-        log.info("wrote %s and %s: %s; best %s", SUMMARY, LEADERBOARD, ", ".join(models), result["best_model_rank_ic_1d"])
+        ingest = read_json(paths.METRICS / "ingest.json") if (paths.METRICS / "ingest.json").exists() else {}
+        folds = load_folds(paths.FOLDS) if paths.FOLDS.exists() else []
+        note = backtest_description(params, ingest.get("benchmark", "equal_weight"))
+        write_text(to_markdown(board, horizons, tests=tests, wins=wins or None, backtest=note), LEADERBOARD)
+        page = render_report(Path("."), board, horizons, run_facts(params, ingest, folds, note), psi_alert=params.eval.psi_alert)
+        write_text(page, PAGE)
+        log.info("wrote %s, %s and %s (%.1f MB): %s; best %s", SUMMARY, LEADERBOARD, PAGE, len(page) / 1e6,
+                 ", ".join(models), result["best_model_rank_ic_1d"])
         rec.read = (
             [str(paths.DETAIL / f"{m}.json") for m in models]
             + [str(paths.PLOTS / m / RANK_IC_FILE) for m in series]
             + [str(paths.METRICS / "timings")]
         )
-        rec.wrote = [str(SUMMARY), str(LEADERBOARD), str(WINS)]
+        rec.wrote = [str(SUMMARY), str(LEADERBOARD), str(PAGE), str(WINS)]
         rec.rows = {"models": board.height, "pairs_tested": sum(len(t) for t in tests.values()) // 2}
         rec.extra = {"best_model_rank_ic_1d": result["best_model_rank_ic_1d"]}
 

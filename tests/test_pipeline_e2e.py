@@ -3,6 +3,7 @@
 import difflib
 import json
 import os
+import re
 import shutil
 import time
 
@@ -25,8 +26,8 @@ MODEL_METRICS = ("features", "normalize", "graph", "oracle", "lgbm", "gat", "cor
 
 
 def snapshot(repo) -> dict[str, bytes]:
-    """dvc.lock and every metrics file except the timings (wall time is never reproducible)."""
-    files = {"dvc.lock": (repo / "dvc.lock").read_bytes()}
+    """dvc.lock, the visual report and every metrics file except the timings (wall time is never reproducible)."""
+    files = {"dvc.lock": (repo / "dvc.lock").read_bytes(), "index.html": (repo / "reports/index.html").read_bytes()}
     files |= {p.name: p.read_bytes() for p in sorted((repo / "metrics").glob("*.json"))}
     return files
 
@@ -95,17 +96,18 @@ def test_metrics_show_lists_keys(tiny_repo):
         assert key in out, key
 
 
-def test_exp_show_carries_the_headline_figures_in_under_150_metric_columns(tiny_repo):
+def test_exp_show_carries_the_headline_figures_in_under_160_metric_columns(tiny_repo):
     shown = json.loads(run(["dvc", "exp", "show", "--json"], tiny_repo).stdout)[0]["data"]
 
     def leaves(tree) -> int:
         return sum(leaves(v) for v in tree.values()) if isinstance(tree, dict) else 1
 
     columns = {path: leaves(doc["data"]) for path, doc in shown["metrics"].items()}
-    assert sum(columns.values()) < 150, columns
+    # 15 figures per model (9 in the tiny run) and 15 of the summary: the top-k pair took it from 132 to 150.
+    assert sum(columns.values()) < 160, columns
     assert set(shown["metrics"]["metrics/tgcn.json"]["data"]["test"]) == {
         f"{m}_{h}d" for m in ("ic", "rank_ic", "rank_icir", "sharpe", "sharpe_net", "turnover") for h in (1, 5)
-    } | {"rank_ic_1d_vs_oracle"}
+    } | {"rank_ic_1d_vs_oracle", "topk_excess_return_1d", "topk_information_ratio_1d"}
     # Per fold, validation and training detail: a plain file per model, not a DVC metric.
     detail = json.loads((tiny_repo / "reports/models/tgcn.json").read_text())
     assert {"fold0", "fold1", "train", "psi"} <= set(detail) and "reports/models/tgcn.json" not in shown["metrics"]
@@ -135,6 +137,10 @@ def test_plots_render_and_follow_the_number_of_folds(tiny_repo, tmp_path):
         os.chdir(tiny_repo)
         write_training_curves("gat", [(k, curve) for k in range(4)])
         assert [f"plots/gat/training/fold{k}.csv" for k in range(4)] == sorted(p for p in shown() if p.startswith("plots/gat/training/"))
+        # The page follows the folds too: four validation curves in the GAT's figure.
+        page = four_fold_page(tiny_repo)
+        gat = page.split('data-model="gat"')[1].split("</section>")[0]
+        assert all(f"fold {k}" in gat for k in range(4))
         write_training_curves("gat", [(k, curve) for k in range(2)])
         assert len([p for p in shown() if p.startswith("plots/gat/training/")]) == 2
     finally:
@@ -143,6 +149,43 @@ def test_plots_render_and_follow_the_number_of_folds(tiny_repo, tmp_path):
         shutil.copytree(saved, tiny_repo / "plots/gat/training")
     run(["dvc", "plots", "show", "-o", "dvc_plots"], tiny_repo)
     assert "attention_lag" in (tiny_repo / "dvc_plots/index.html").read_text()
+
+
+def four_fold_page(repo) -> str:
+    from alphagraph.config import load_params
+    from alphagraph.report import leaderboard, load_metrics
+    from alphagraph.report_page import render_report
+
+    params = load_params(repo / "params.yaml")
+    board = leaderboard(load_metrics(repo / "metrics", repo / "reports/models")[0], params.features.horizons)
+    return render_report(repo, board, params.features.horizons, {"folds": "4"})
+
+
+def page_models(page: str) -> list[str]:
+    return re.findall(r'<section id="model-[^"]+" class="model" data-model="([^"]+)"', page)
+
+
+def test_the_visual_report_shows_every_model_and_opens_in_a_browser(tiny_repo):
+    page = (tiny_repo / "reports/index.html").read_text()
+    board = json.loads((tiny_repo / "metrics/summary.json").read_text())
+    assert board["best_model_rank_ic_1d"] in page_models(page)
+    assert page_models(page) == ["oracle", "lgbm", "lgbm_graph", "gat", "core", "ensemble", "ensemble_equal", "tgcn", "transformer"]
+    assert "http://" not in page.replace("http://www.w3.org", "") and "https://" not in page  # self-contained
+    for key in ("fig-ov-topk", "fig-ov-decay", "fig-core-relw", "fig-core-lag"):
+        assert key in page, key
+    topk = pl.read_csv(tiny_repo / "plots/core/topk.csv")
+    assert topk.height > 0 and {"benchmark", "excess_1d", "cum_excess_1d", "turnover_1d"} <= set(topk.columns)
+    check = browser_check(tiny_repo / "reports/index.html")
+    assert check.ok and check.figures == page.count("<figure"), check.errors
+
+
+def browser_check(path):
+    from alphagraph.browser_check import BrowserUnavailable, check_page
+
+    try:
+        return check_page(path)
+    except BrowserUnavailable as exc:
+        pytest.skip(f"no headless browser here: {exc}")
 
 
 def test_forced_repro_is_byte_identical_and_an_experiment_changes_only_what_it_should(tiny_repo):

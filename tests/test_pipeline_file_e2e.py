@@ -32,6 +32,7 @@ FILE_PARAMS = deep_merge(
             "universe_path": "inputs/universe.csv",
             "relations_path": "inputs/relations.csv",
             "start": "2015-01-01",
+            "benchmark_path": "inputs/index.csv",
         }
     },
 )
@@ -59,6 +60,11 @@ def write_user_files(repo) -> None:
         )
         # decades of history before data.start, with a broken row that must never be read
         pl.concat([junk, frame]).write_csv(folder / f"NASDAQ_{code}_30Y.csv")
+    # An index of the whole market (equal-weight daily returns, compounded), as levels.
+    daily = prices.sort("code", "date").with_columns(r=pl.col("close") / pl.col("close").shift(1).over("code") - 1)
+    daily = daily.group_by("date").agg(pl.col("r").mean()).sort("date")
+    index = daily.select(pl.col("date").dt.strftime("%Y-%m-%d").alias("Date"), Close=100 * (1 + pl.col("r").fill_null(0)).cum_prod())
+    index.write_csv(repo / "inputs/index.csv")
     codes = sorted(set(prices["code"].to_list()) - {LEFT_OUT})
     (repo / "inputs/tickers.csv").write_text("\n".join([*codes, "NOTLISTED"]) + "\n")
     market.universe.select("code", "sector", "industry").write_csv(repo / "inputs/universe.csv")
@@ -89,12 +95,29 @@ def test_whole_dag_runs_on_a_file_source(file_repo):
     assert (prices["open"] > 0).all()
     assert json.loads((file_repo / "metrics/oracle.json").read_text()) == {"available": False}
     assert pl.read_parquet(file_repo / "data/predictions/oracle.parquet").height == 0
+    assert ingest["benchmark"] == "inputs/index.csv"
+    bench = pl.read_parquet(file_repo / "data/raw/benchmark.parquet")
+    assert bench["return"].drop_nulls().abs().max() < 0.2 and bench.height >= prices["date"].n_unique()
     for model in ("lgbm", "gat", "core"):
         test = json.loads((file_repo / f"metrics/{model}.json").read_text())["test"]
         assert test["rank_ic_1d"] is not None and test["sharpe_1d"] is not None, model
+        detail = json.loads((file_repo / f"reports/models/{model}.json").read_text())["test"]
+        assert test["topk_information_ratio_1d"] is not None and detail["topk_max_drawdown_1d"] <= 0, model
     board = (file_repo / "reports/leaderboard.md").read_text()
     assert "no ceiling" in board.lower() and "| core |" in board and "| oracle" not in board
     assert pl.read_parquet(file_repo / "data/export/rl_features.parquet").height > 0
+
+
+def test_the_visual_report_renders_without_an_oracle(file_repo):
+    from tests.test_pipeline_e2e import browser_check, page_models
+
+    page = (file_repo / "reports/index.html").read_text()
+    models = page_models(page)
+    assert {"lgbm", "gat", "core"} <= set(models) and "oracle" not in models
+    assert "oracle (ceiling)" not in page
+    assert "inputs/index.csv" in page  # the benchmark of the top-k backtest is named
+    check = browser_check(file_repo / "reports/index.html")
+    assert check.ok and check.figures == page.count("<figure"), check.errors
 
 
 def test_point_in_time_relations_reach_the_graph(file_repo):

@@ -272,9 +272,9 @@ def load_stage(name: str):
 
 def test_lgbm_graph_stage_predicts_every_val_and_test_row(small_pipeline, tmp_path, monkeypatch):
     from alphagraph import paths
+    from alphagraph.data.benchmark import equal_weight_benchmark
     from alphagraph.io import write_json, write_parquet
     from alphagraph.split import assign_split, folds_to_json
-
 
     sp = small_pipeline
     monkeypatch.chdir(tmp_path)
@@ -282,6 +282,7 @@ def test_lgbm_graph_stage_predicts_every_val_and_test_row(small_pipeline, tmp_pa
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(overrides))
     write_parquet(sp.panel, paths.NORMALIZED_PANEL)
     write_parquet(sp.prices, paths.PRICES)
+    write_parquet(equal_weight_benchmark(sp.prices), paths.BENCHMARK)
     write_parquet(sp.edges, paths.EDGES)
     write_json(folds_to_json(sp.folds, sp.params.split), paths.FOLDS)
     monkeypatch.setattr(sys, "argv", ["lgbm.py", "--model", "lgbm_graph"])

@@ -14,6 +14,7 @@ import pytest
 from alphagraph.report import (
     MODELS,
     ReportError,
+    backtest_note,
     format_seconds,
     leaderboard,
     load_metrics,
@@ -61,7 +62,8 @@ def test_rows_follow_display_order_and_skip_missing_models(metrics):
     assert board["model"].to_list() == ["oracle", "lgbm", "gat", "alpha", "zeta"]
     assert MODELS == ("oracle", "lgbm", "lgbm_graph", "gat", "core")
     expected = ["model"] + [f"{m}_{h}d" for h in HORIZONS for m in ("rank_ic", "ic", "icir", "sharpe", "sharpe_net", "max_drawdown", "turnover")]
-    assert board.columns == expected + ["frac_oracle_1d", "stage_seconds"]
+    topk = ["topk_excess_return_1d", "topk_information_ratio_1d", "topk_max_drawdown_1d", "topk_turnover_1d"]
+    assert board.columns == expected + topk + ["frac_oracle_1d", "stage_seconds"]
 
 
 def test_values_nulls_and_oracle_fraction(metrics):
@@ -124,6 +126,20 @@ def test_markdown_table(metrics):
     no_time = to_markdown(leaderboard(metrics, [1, 5]), [1, 5])
     assert no_time.splitlines()[6].rstrip().endswith("| — |")
     assert "## RankIC by horizon" not in no_time
+
+
+def test_markdown_topk_table_only_with_backtest_figures(metrics):
+    assert "Top-k dropout" not in to_markdown(leaderboard(metrics, HORIZONS), HORIZONS)
+    metrics["lgbm"]["test"] |= {"topk_excess_return_1d": 0.0901, "topk_information_ratio_1d": 1.0164,
+                                "topk_max_drawdown_1d": -0.1038, "topk_turnover_1d": 0.18}
+    note = backtest_note(50, 5, 0.0005, 0.0015, 5, "equal_weight")
+    md = to_markdown(leaderboard(metrics, HORIZONS), HORIZONS, backtest=note)
+    section = md.split("## Top-k dropout backtest (1d predictions")[1]
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    assert rows[0].startswith("| Model | Excess return") and len(rows) == 4  # header and three models
+    assert "| lgbm | 9.0% | 1.02 | -10.4% | 18.0% |" in rows
+    assert "| gat | — | — | — | — |" in rows
+    assert "top 50, n_drop 5, open cost 0.05%, close cost 0.15%, minimum cost 5" in section
 
 
 @pytest.mark.parametrize(

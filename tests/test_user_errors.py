@@ -96,7 +96,8 @@ def test_null_headline_metrics_stop_the_stage(tmp_path, monkeypatch):
     panel = _panel(4, 6)
     preds = panel.select("date", "code", pl.lit(0, dtype=pl.Int32).alias("fold"), pl.lit("test").alias("split"),
                          pl.col("f_x").alias("pred_1d"))
-    monkeypatch.setattr(walkforward, "realized_returns", lambda p, h: p.select("date", "code", "ret_1d", pl.col("ret_1d").alias("r_next")))
+    monkeypatch.setattr(walkforward, "market_data", lambda: (None, None))
+    monkeypatch.setattr(walkforward, "realized_returns", lambda p, h, prices: p.select("date", "code", "ret_1d", pl.col("ret_1d").alias("r_next")))
     with pytest.raises(UserError, match=r"test\.sharpe_1d.*eval\.quantile"):
         walkforward.evaluate_and_write("lgbm", preds, panel, params)
     assert not (tmp_path / "metrics").exists() and not (tmp_path / "data").exists()

@@ -112,6 +112,9 @@ class DataConfig:
     # (``NASDAQ_(.+)_30Y`` for ``NASDAQ_AAPL_30Y.csv``); null = the whole stem
     code_pattern: str | None = None
     tickers_path: str | None = None  # one code per line: restricts the universe (null = every code)
+    # the top-k backtest's benchmark: a file of an index (date + close, or date + return);
+    # null = the equal-weight universe (every stock's close-to-close return, averaged per day)
+    benchmark_path: str | None = None
     start: str | None = None  # ISO date: rows before it are not read (null = from the first row)
     end: str | None = None  # ISO date, inclusive (null = to the last row)
     # adj_close: scale open/high/low/close by adj_close / close and volume inversely
@@ -425,11 +428,27 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class BacktestConfig:
+    """Qlib's TopkDropoutStrategy and exchange, with Qlib's defaults (alphagraph.backtest)."""
+
+    topk: int = 50  # stocks held
+    n_drop: int = 5  # at most this many of the held stocks are swapped each day
+    open_cost: float = 0.0005  # buy cost, a fraction of the traded value
+    close_cost: float = 0.0015  # sell cost
+    min_cost: float = 5.0  # per trade, in the account's currency
+    account: float = 100_000_000.0  # starting cash (min_cost is relative to it)
+    risk_degree: float = 0.95  # share of the cash spent on each day's buys
+    # |close / previous close - 1| at or above it: the stock cannot be traded that day (null: no limit)
+    limit_threshold: float | None = None
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     quantile: float = 0.1
     cost_bps: float = 10.0
     psi_bins: int = 10
     psi_alert: float = 0.25  # val-vs-test PSI of a prediction above this: a warning and psi_alert_{h}d = 1
+    backtest: BacktestConfig = field(default_factory=BacktestConfig)
 
 
 @dataclass(frozen=True)
@@ -619,6 +638,7 @@ def _check(p: Params, source: str) -> None:
         fail("eval.quantile", f"must be in (0, 0.5], got {p.eval.quantile}")
     if p.eval.psi_alert <= 0:
         fail("eval.psi_alert", f"must be > 0 (0.1: moderate, 0.25: large shift), got {p.eval.psi_alert}")
+    _check_backtest(p.eval.backtest, fail)
     if p.normalize.clip <= 0:
         fail("normalize.clip", f"must be > 0, got {p.normalize.clip}")
     groups = (("gat", p.gat), ("train", p.train), ("temporal", p.temporal), ("tgcn", p.tgcn))
@@ -654,6 +674,20 @@ def _check(p: Params, source: str) -> None:
 
 ZOO_MODULES = ("temporal", "tgcn")  # alphagraph.models modules that train zoo models (module = params group)
 MODEL_STAGES = ("lgbm", "lgbm_graph", "gat", "core")
+
+
+def _check_backtest(bt: BacktestConfig, fail: Any) -> None:
+    if bt.topk < 1 or bt.n_drop < 0:
+        fail("eval.backtest.topk", f"topk must be >= 1 and n_drop >= 0, got {bt.topk} and {bt.n_drop}")
+    for key in ("open_cost", "close_cost", "min_cost"):
+        if getattr(bt, key) < 0:
+            fail(f"eval.backtest.{key}", f"must be >= 0, got {getattr(bt, key)}")
+    if bt.account <= 0:
+        fail("eval.backtest.account", f"must be > 0, got {bt.account}")
+    if not 0 < bt.risk_degree <= 1:
+        fail("eval.backtest.risk_degree", f"must be in (0, 1], got {bt.risk_degree}")
+    if bt.limit_threshold is not None and bt.limit_threshold <= 0:
+        fail("eval.backtest.limit_threshold", f"must be > 0 or null, got {bt.limit_threshold}")
 
 
 def _check_pretrain(p: Params, fail: Any) -> None:

@@ -40,6 +40,15 @@ Rigor figures (detail reports only; the headline metrics are unchanged):
 - ``psi.psi_alert_{h}d``: 1 when the val-vs-test PSI of ``pred_{h}d`` exceeds
   ``eval.psi_alert`` (also a warning in the log), else 0; null when PSI is.
 
+Top-k dropout backtest (:mod:`alphagraph.backtest`, Qlib's strategy and
+defaults, ``eval.backtest``) when a :class:`~alphagraph.backtest.Market` is
+given: one account over the pooled test windows per horizon, trading on
+``pred_{h}d``. ``topk_excess_return_{h}d`` (annualized excess over the
+benchmark after costs), ``topk_information_ratio_{h}d``,
+``topk_max_drawdown_{h}d`` (Qlib's sign, <= 0), ``topk_turnover_{h}d``; the
+detail adds the gross excess, the portfolio's return, the annualized cost and
+the mean number held; per fold, the same figures over that fold's trading days.
+
 A metric that is undefined (one class absent, no predicted signal) is null.
 """
 
@@ -51,6 +60,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from alphagraph.backtest import Market, topk_dropout, topk_stats
 from alphagraph.config import EvalConfig
 from alphagraph.log import get_logger
 
@@ -306,14 +316,17 @@ def evaluate(
     label_delay: int = 0,
     oracle_rank_ic_1d: float | None = None,
     name: str = "predictions",
+    market: Market | None = None,
 ) -> tuple[dict[str, Any], dict[str, pl.DataFrame]]:
     """Metrics dict (``test``, ``fold{k}``, ``psi`` groups) and plot series.
 
-    ``name`` (the model) names the PSI alerts in the log.
+    ``name`` (the model) names the PSI alerts in the log. ``market``: run the
+    top-k backtest (module docstring).
 
     Plot series over the pooled test windows, one column per horizon:
-    ``rank_ic`` (date, rank_ic_{h}d) and ``cum_return`` (date, cum_return_{h}d,
-    the cumulative sum of the daily long-short P&L).
+    ``rank_ic`` (date, rank_ic_{h}d), ``cum_return`` (date, cum_return_{h}d,
+    the cumulative sum of the daily long-short P&L) and, with ``market``,
+    ``topk`` (date, benchmark, excess_{h}d, cum_excess_{h}d, turnover_{h}d).
     """
     frame = predictions.join(realized, on=["date", "code"], how="left")
     test = frame.filter(pl.col("split") == "test")
@@ -339,13 +352,59 @@ def evaluate(
             for h in horizons
         }
         metrics["psi"] |= psi_alerts(metrics["psi"], horizons, cfg.psi_alert, name)
+    topk_series = None
+    if market is not None:
+        by_fold, topk_series = topk_backtests(test, horizons, cfg, market, label_delay, name)
+        for group, figures in by_fold.items():
+            metrics.setdefault(group, {}).update(figures)
     series = {
         "rank_ic": _wide({h: s.select("date", pl.col("rank_ic").alias(f"rank_ic_{h}d")) for h, s in ic_series.items()}),
         "cum_return": _wide(
             {h: s.select("date", pl.col("pnl").cum_sum().alias(f"cum_return_{h}d")) for h, s in pnl_series.items()}
         ),
     }
+    if topk_series is not None:
+        series["topk"] = topk_series
     return _clean(metrics), series
+
+
+def topk_backtests(
+    test: pl.DataFrame, horizons: list[int], cfg: EvalConfig, market: Market, label_delay: int, name: str
+) -> tuple[dict[str, dict[str, float]], pl.DataFrame]:
+    """Top-k dropout figures (``test`` and ``fold{k}`` groups) and the daily series, per horizon."""
+    bt = cfg.backtest
+    width = test.group_by("date").len()["len"].median() or 0
+    if width < bt.topk + bt.n_drop:
+        log.warning(
+            "%s: the test cross-section has a median of %d stocks for a top-%d book (n_drop %d): it holds most of"
+            " the universe, so its excess return says little (eval.backtest.topk)", name, width, bt.topk, bt.n_drop,
+        )
+    folds = test.select(pl.col("date").alias("signal_date"), "fold").unique("signal_date").sort("signal_date")
+    out: dict[str, dict[str, float]] = {"test": {}}
+    parts = []
+    for h in horizons:
+        scores = test.select("date", "code", pl.col(f"pred_{h}d").cast(pl.Float64).alias("score"))
+        daily = topk_dropout(scores, market, bt, label_delay, source=name).daily
+        out["test"] |= {f"topk_{k}_{h}d": v for k, v in topk_stats(daily).items()}
+        daily = daily.join(folds, on="signal_date", how="left").with_columns(pl.col("fold").forward_fill())
+        for (fold,), part in daily.group_by("fold", maintain_order=True):
+            if fold is not None:
+                out.setdefault(f"fold{fold}", {}).update({f"topk_{k}_{h}d": v for k, v in topk_stats(part).items()})
+        parts.append(daily)
+        out["test"]["topk_benchmark_return"] = float(daily["benchmark"].mean() * TRADING_DAYS)
+    series = parts[0].select("date", "benchmark")
+    for h, daily in zip(horizons, parts):
+        series = series.join(
+            daily.select(
+                "date",
+                pl.col("excess").alias(f"excess_{h}d"),
+                pl.col("excess").cum_sum().alias(f"cum_excess_{h}d"),
+                pl.col("turnover").alias(f"turnover_{h}d"),
+            ),
+            on="date",
+            how="left",
+        )
+    return out, series
 
 
 def psi_alerts(values: dict[str, float], horizons: list[int], threshold: float, name: str) -> dict[str, int | None]:

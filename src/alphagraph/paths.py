@@ -8,6 +8,7 @@ UNIVERSE = RAW / "universe.parquet"
 RELATIONS = RAW / "relations.parquet"
 RELATIONS_TRUE = RAW / "relations_true.parquet"  # synthetic market only: the links behind the planted signal
 ORACLE = RAW / "oracle.parquet"
+BENCHMARK = RAW / "benchmark.parquet"  # the top-k backtest's benchmark: date, return
 FEATURES_PANEL = Path("data/features/panel.parquet")
 NORMALIZED_PANEL = Path("data/normalized/panel.parquet")
 FOLDS = Path("data/splits/folds.json")

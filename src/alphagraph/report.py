@@ -24,7 +24,9 @@ from typing import Any
 
 import polars as pl
 
+from alphagraph.config import Params
 from alphagraph.significance import pairwise_rank_ic_tests
+from alphagraph.split import Fold
 
 # Display order. The oracle is the planted expected return judged by the same
 # evaluator: the ceiling on the synthetic market, not a model that competes.
@@ -38,6 +40,9 @@ RANK_IC_FILE = "rank_ic.csv"
 
 # Test-dict metrics reported per horizon, in column order.
 PER_HORIZON = ("rank_ic", "ic", "icir", "sharpe", "sharpe_net", "max_drawdown", "turnover")
+
+# Top-k dropout backtest figures (Qlib's table) on the board, at the first headline horizon.
+TOPK = ("topk_excess_return", "topk_information_ratio", "topk_max_drawdown", "topk_turnover")
 
 # Written by the report stage itself; never an input to it.
 SUMMARY_FILE = "summary.json"
@@ -65,9 +70,15 @@ def _order(names: Iterable[str]) -> list[str]:
     return [m for m in MODELS if m in names] + sorted(names - set(MODELS))
 
 
+def topk_horizon(horizons: Sequence[int]) -> int:
+    """The horizon of the top-k figures in ``metrics/{model}.json``: 1 day, else 5, else the first."""
+    return next((h for h in SIGNIFICANCE_HORIZONS if h in horizons), horizons[0])
+
+
 def board_columns(horizons: Sequence[int]) -> list[str]:
     """The numeric columns of :func:`leaderboard`, in order (without ``model``)."""
     cols = [f"{metric}_{h}d" for h in horizons for metric in PER_HORIZON]
+    cols += [f"{metric}_{topk_horizon(horizons)}d" for metric in TOPK]
     return [*cols, "frac_oracle_1d", "stage_seconds"]
 
 
@@ -208,8 +219,11 @@ def to_markdown(
     show: Sequence[int] = (1, 5),
     tests: Mapping[int, pl.DataFrame] | None = None,
     wins: Mapping[str, pl.DataFrame] | None = None,
+    backtest: str | None = None,
 ) -> str:
     """A Markdown leaderboard of ``board`` (deterministic; ends with a newline).
+
+    ``backtest`` describes the top-k dropout backtest (:func:`backtest_note`) for its table.
 
     With ``wins`` (``{"sector", "regime", "stocks"}`` frames of :mod:`alphagraph.wins`)
     a section says where each model wins.
@@ -277,6 +291,8 @@ def to_markdown(
         "",
     ]
 
+    lines += topk_markdown(board, horizons, backtest)
+
     if len(horizons) > len(shown):
         header = ["Model", *(f"RankIC {h}d" for h in horizons)]
         rows = [[r["model"], *(_fmt(r.get(f"rank_ic_{h}d"), 4) for h in horizons)] for r in board.iter_rows(named=True)]
@@ -288,6 +304,66 @@ def to_markdown(
         lines += wins_markdown(wins)
 
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def backtest_note(topk: int, n_drop: int, open_cost: float, close_cost: float, min_cost: float, benchmark: str) -> str:
+    """One sentence of the top-k backtest's settings, for the tables that show it."""
+    return (
+        f"top {topk}, n_drop {n_drop}, open cost {open_cost:.2%}, close cost {close_cost:.2%}, minimum cost"
+        f" {min_cost:g}, deal price close; benchmark: {benchmark}"
+    )
+
+
+def backtest_description(params: Params, benchmark: str) -> str:
+    """:func:`backtest_note` of ``eval.backtest``; ``benchmark``: what ingest used (``equal_weight`` or a file)."""
+    bt = params.eval.backtest
+    name = "the equal-weight universe" if benchmark == "equal_weight" else f"the index in {benchmark}"
+    return backtest_note(bt.topk, bt.n_drop, bt.open_cost, bt.close_cost, bt.min_cost, name)
+
+
+def run_facts(params: Params, ingest: Mapping[str, Any], folds: Sequence[Fold], backtest: str) -> dict[str, str]:
+    """What the visual report's header says about the run: data, split, horizons, costs, seed."""
+    source = (
+        f"synthetic market (market_seed {params.data.synthetic.market_seed})"
+        if params.data.source == "synthetic"
+        else f"files: {params.data.path}"
+    )
+    span = f"{ingest.get('stocks', '?')} stocks, {ingest.get('first_date', '?')} to {ingest.get('last_date', '?')}"
+    facts = {"data": f"{source}, {span}"}
+    if folds:
+        facts["split"] = (
+            f"{params.split.scheme.replace('_', ' ')}, {len(folds)} folds, test days"
+            f" {min(f.test[0] for f in folds)} to {max(f.test[1] for f in folds)} (pooled)"
+        )
+    horizons = ", ".join(f"{h}d" for h in params.features.horizons)
+    facts["horizons"] = f"{horizons} (label delay {params.features.label_delay})"
+    facts["long-short book"] = f"top / bottom {params.eval.quantile:.0%}, {params.eval.cost_bps:g} bp cost"
+    facts["top-k backtest"] = backtest
+    facts["seed"] = str(params.seed)
+    return facts
+
+
+def topk_markdown(board: pl.DataFrame, horizons: Sequence[int], note: str | None) -> list[str]:
+    """The top-k dropout table: Qlib's figures (excess return with cost, IR, max drawdown) and turnover."""
+    h = topk_horizon(horizons)
+    cols = [f"{m}_{h}d" for m in TOPK]
+    if not all(c in board.columns for c in cols) or board.select(pl.col(cols[0]).is_null().all()).item():
+        return []
+    header = ["Model", "Excess return (ann.)", "Information ratio", "Max drawdown", "Turnover (daily)"]
+    rows = [
+        [r["model"], _pct(r[cols[0]]), _fmt(r[cols[1]], 2), _pct(r[cols[2]]), _pct(r[cols[3]])]
+        for r in board.iter_rows(named=True)
+    ]
+    return [
+        f"## Top-k dropout backtest ({h}d predictions, Qlib's TopkDropoutStrategy)",
+        "",
+        *markdown_table(header, ["---"] + ["---:"] * 4, rows),
+        "",
+        f"Excess return over the benchmark after costs, summed daily returns as Qlib reports them"
+        f" ({note or 'eval.backtest'}). Max drawdown of the cumulative excess (Qlib's sign);"
+        " turnover: value traded (buys + sells) per day over the account's value.",
+        "",
+    ]
 
 
 # Sectors shown in the leaderboard (the largest by stocks); every sector is in plots/report/sector_rank_ic.csv.

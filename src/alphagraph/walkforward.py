@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 
 from alphagraph import paths
+from alphagraph.backtest import Market
 from alphagraph.config import Params
 from alphagraph.errors import UserError
 from alphagraph.evaluate import evaluate, next_day_returns
@@ -25,12 +26,19 @@ def split_for(panel: pl.DataFrame, fold: Fold, params: Params) -> pl.DataFrame:
     return assign_split(panel, fold, label_reach(params))
 
 
-def realized_returns(panel: pl.DataFrame, horizons: list[int]) -> pl.DataFrame:
+def realized_returns(panel: pl.DataFrame, horizons: list[int], prices: pl.DataFrame | None = None) -> pl.DataFrame:
     """``date, code, ret_{h}d, r_next`` and the ``dir_{h}d`` / ``sig_{h}d`` labels the panel has, for the evaluator."""
-    prices = read_parquet(paths.PRICES, columns=["date", "code", "close"])
+    if prices is None:
+        prices = read_parquet(paths.PRICES, columns=["date", "code", "close"])
     labels = [c for h in horizons for c in (f"dir_{h}d", f"sig_{h}d") if c in panel.columns]
     cols = [f"ret_{h}d" for h in horizons] + labels
     return panel.select("date", "code", *cols).join(next_day_returns(prices), on=["date", "code"], how="left")
+
+
+def market_data() -> tuple[pl.DataFrame, Market]:
+    """The raw closes and the top-k backtest's market (closes and benchmark)."""
+    prices = read_parquet(paths.PRICES, columns=["date", "code", "close"])
+    return prices, Market.from_frames(prices, read_parquet(paths.BENCHMARK), str(paths.BENCHMARK))
 
 
 def oracle_rank_ic_1d(path: Path = paths.METRICS / "oracle.json") -> float | None:
@@ -43,6 +51,9 @@ def oracle_rank_ic_1d(path: Path = paths.METRICS / "oracle.json") -> float | Non
 # Headline figures of a model's metrics JSON (read in `dvc exp show`), at each headline horizon.
 HEADLINE = ("ic", "rank_ic", "rank_icir", "sharpe", "sharpe_net", "turnover")
 HEADLINE_HORIZONS = (1, 5)
+# The top-k dropout backtest's figures that rank Qlib's table, at the first headline horizon only
+# (drawdown and turnover are in the detail file and the leaderboard: `dvc exp show` stays narrow).
+HEADLINE_TOPK = ("topk_excess_return", "topk_information_ratio")
 
 
 def headline_horizons(horizons: list[int]) -> list[int]:
@@ -51,10 +62,12 @@ def headline_horizons(horizons: list[int]) -> list[int]:
 
 
 def headline(metrics: dict[str, Any], horizons: list[int]) -> dict[str, Any]:
-    """``metrics/{model}.json``: the pooled test figures of :data:`HEADLINE` at the headline horizons
-    and the share of the oracle's RankIC; everything else stays in the detail file."""
+    """``metrics/{model}.json``: the pooled test figures of :data:`HEADLINE` at the headline horizons,
+    :data:`HEADLINE_TOPK` at the first, and the share of the oracle's RankIC; the rest stays in the detail file."""
     test = metrics.get("test", {})
+    first = headline_horizons(horizons)[0]
     keys = [f"{m}_{h}d" for h in headline_horizons(horizons) for m in HEADLINE] + ["rank_ic_1d_vs_oracle"]
+    keys += [f"{m}_{first}d" for m in HEADLINE_TOPK]
     out: dict[str, Any] = {k: metrics[k] for k in ("available",) if k in metrics}
     return out | {"test": {k: test[k] for k in keys if k in test}}
 
@@ -74,14 +87,16 @@ def evaluate_and_write(
     every figure (per fold, validation, training). Returns the latter.
     """
     horizons = params.features.horizons
+    prices, market = market_data()
     metrics, series = evaluate(
         predictions,
-        realized_returns(panel, horizons),
+        realized_returns(panel, horizons, prices),
         horizons,
         params.eval,
         label_delay=params.features.label_delay,
         oracle_rank_ic_1d=oracle_ic,
         name=name,
+        market=market,
     )
     _require_headline(name, metrics, predictions, params)
     metrics |= extra or {}
@@ -89,6 +104,8 @@ def evaluate_and_write(
     plots = paths.PLOTS / name
     write_csv(series["rank_ic"], plots / "rank_ic.csv")
     write_csv(series["cum_return"], plots / "cum_return.csv")
+    if "topk" in series:
+        write_csv(series["topk"], plots / "topk.csv")
     write_json(metrics, paths.DETAIL / f"{name}.json")
     write_json(headline(metrics, params.features.horizons), paths.METRICS / f"{name}.json")
     return metrics

@@ -102,6 +102,13 @@ def _scan(path: Path) -> pl.LazyFrame:
     raise DataError(f"{path}: unsupported file type {suffix!r} (expected .csv or .parquet)")
 
 
+def read_table(path: Path) -> pl.DataFrame:
+    """A whole CSV (cells as text) or Parquet file, with a clear error when it cannot be read."""
+    lf = _scan(path)
+    _schema_names(lf, path)
+    return _collect(lf, path).drop(ROW_COL)
+
+
 def _schema_names(lf: pl.LazyFrame, path: Path) -> list[str]:
     try:
         names = lf.collect_schema().names()

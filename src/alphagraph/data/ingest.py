@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from alphagraph import paths
-from alphagraph.config import Params
-from alphagraph.data.validate import validate_prices
+from alphagraph.config import DataConfig, Params
+from alphagraph.data.validate import DataError, validate_prices
 from alphagraph.io import write_json, write_parquet
 from alphagraph.log import get_logger
 
@@ -58,6 +58,8 @@ class RawData:
     dropped: dict[str, int]
     split_suspects: pl.DataFrame
     relations_true: pl.DataFrame | None = None  # synthetic only; no model reads it
+    benchmark: pl.DataFrame | None = None  # date, return: data.benchmark_path, else the equal-weight universe
+    benchmark_source: str = "equal_weight"
     tickers_missing: int = 0
     zero_open_rows: int = 0
     point_in_time_universe: bool = False
@@ -66,9 +68,25 @@ class RawData:
 
 def ingest(params: Params) -> RawData:
     """Produce the raw tables for ``params.data.source``; raises on invalid input."""
-    if params.data.source == "synthetic":
-        return _from_synthetic(params)
-    return _from_files(params)
+    raw = _from_synthetic(params) if params.data.source == "synthetic" else _from_files(params)
+    return _with_benchmark(raw, params.data)
+
+
+def _with_benchmark(raw: RawData, cfg: DataConfig) -> RawData:
+    from alphagraph.data.benchmark import EQUAL_WEIGHT, equal_weight_benchmark, read_benchmark
+
+    if cfg.benchmark_path is None:
+        return replace(raw, benchmark=equal_weight_benchmark(raw.prices), benchmark_source=EQUAL_WEIGHT)
+    if not _inside(cfg.benchmark_path, "inputs"):
+        log.warning("data.benchmark_path=%s lies outside inputs/: DVC will not rerun ingest when it changes", cfg.benchmark_path)
+    bench = read_benchmark(cfg.benchmark_path, cfg.date_format)
+    first, last = raw.prices["date"].min(), raw.prices["date"].max()
+    if bench["date"].max() < first or bench["date"].min() > last:
+        raise DataError(
+            f"{cfg.benchmark_path}: the benchmark's dates {bench['date'].min()}..{bench['date'].max()} do not"
+            f" overlap the prices' {first}..{last} (data.benchmark_path)"
+        )
+    return replace(raw, benchmark=bench, benchmark_source=cfg.benchmark_path)
 
 
 def _from_synthetic(params: Params) -> RawData:
@@ -175,11 +193,14 @@ def ingest_metrics(raw: RawData, source: str) -> dict[str, Any]:
         "point_in_time_relations": raw.point_in_time_relations,
         **relations,
         "oracle_rows": raw.oracle.height,
+        "benchmark": raw.benchmark_source,
     }
 
 
 def write_raw(raw: RawData, metrics: dict[str, Any], metrics_path: Path) -> list[str]:
     """Write every raw table and the metrics; return the written paths."""
+    from alphagraph.data.benchmark import equal_weight_benchmark
+
     outs = {
         paths.PRICES: raw.prices,
         paths.UNIVERSE: raw.universe,
@@ -188,6 +209,7 @@ def write_raw(raw: RawData, metrics: dict[str, Any], metrics_path: Path) -> list
         paths.RELATIONS_TRUE: raw.relations_true if raw.relations_true is not None
         else pl.DataFrame(schema=RELATIONS_SCHEMA),
         paths.ORACLE: raw.oracle,
+        paths.BENCHMARK: raw.benchmark if raw.benchmark is not None else equal_weight_benchmark(raw.prices),
     }
     for path, frame in outs.items():
         write_parquet(frame, path)
