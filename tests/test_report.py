@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.util
 import json
 import sys
@@ -362,3 +363,19 @@ def test_stage_writes_significance(tmp_path, monkeypatch, metrics, series):
     assert list(sig["1d"]) == ["gat-lgbm"] and list(sig["5d"]) == ["gat-lgbm"]
     md = (tmp_path / "reports" / "leaderboard.md").read_text()
     assert "| row minus column | lgbm | gat |" in md
+
+
+def test_run_facts_name_the_split_and_the_backtest():
+    from alphagraph.config import params_from_dict
+    from alphagraph.report import backtest_description, run_facts
+    from alphagraph.split import Fold
+
+    d = dt.date
+    folds = [Fold(k, (d(2015, 1, 1), d(2016, 1, 1)), (d(2016, 2, 1), d(2016, 6, 1)), (d(2016 + k, 7, 1), d(2016 + k, 12, 1))) for k in range(2)]
+    params = params_from_dict({})
+    facts = run_facts(params, {"stocks": 200, "first_date": "2015-01-02", "last_date": "2020-12-14"}, folds, "b")
+    assert facts["data"] == "synthetic market (market_seed 0), 200 stocks, 2015-01-02 to 2020-12-14"
+    assert facts["split"] == "walk forward, 2 folds, test days 2016-07-01 to 2017-12-01 (pooled)"
+    fixed = params_from_dict({"split": {"val_start": "2016-01-01", "test_start": "2017-01-01"}})
+    assert run_facts(fixed, {}, folds[:1], "b")["split"] == "fixed split, test days 2016-07-01 to 2016-12-01"
+    assert backtest_description(params, "inputs/index.csv").endswith("benchmark: the index in inputs/index.csv")

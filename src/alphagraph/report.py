@@ -331,9 +331,12 @@ def run_facts(params: Params, ingest: Mapping[str, Any], folds: Sequence[Fold], 
     span = f"{ingest.get('stocks', '?')} stocks, {ingest.get('first_date', '?')} to {ingest.get('last_date', '?')}"
     facts = {"data": f"{source}, {span}"}
     if folds:
+        fixed = params.split.test_start is not None
+        scheme = "fixed split" if fixed else params.split.scheme.replace("_", " ")
+        count = "" if fixed else f", {len(folds)} fold{'s' if len(folds) > 1 else ''}"
         facts["split"] = (
-            f"{params.split.scheme.replace('_', ' ')}, {len(folds)} folds, test days"
-            f" {min(f.test[0] for f in folds)} to {max(f.test[1] for f in folds)} (pooled)"
+            f"{scheme}{count}, test days {min(f.test[0] for f in folds)} to {max(f.test[1] for f in folds)}"
+            + (" (pooled)" if len(folds) > 1 else "")
         )
     horizons = ", ".join(f"{h}d" for h in params.features.horizons)
     facts["horizons"] = f"{horizons} (label delay {params.features.label_delay})"
