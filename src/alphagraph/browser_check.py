@@ -22,6 +22,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from alphagraph.io import atomic_path
+
 ENV_CHROMIUM = "ALPHAGRAPH_CHROMIUM"
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
 # A root user on an offline machine: no sandbox, nothing that phones home or waits for the network.
@@ -132,9 +134,9 @@ def check_page(
                 shot = None
                 if screenshot is not None:
                     shot = Path(screenshot)
-                    shot.parent.mkdir(parents=True, exist_ok=True)
                     clip = {"x": 0, "y": 0, "width": width, "height": min(shot_height, height)}
-                    page.screenshot(path=str(shot), clip=clip, full_page=True)
+                    with atomic_path(shot) as tmp:  # a killed check leaves no half-written PNG
+                        page.screenshot(path=str(tmp), type="png", clip=clip, full_page=True)
             finally:
                 browser.close()
     except PlaywrightError as exc:

@@ -58,7 +58,7 @@ class RawData:
     dropped: dict[str, int]
     split_suspects: pl.DataFrame
     relations_true: pl.DataFrame | None = None  # synthetic only; no model reads it
-    benchmark: pl.DataFrame | None = None  # date, return: data.benchmark_path, else the equal-weight universe
+    benchmark: pl.DataFrame | None = None  # date, return: set by ingest (data.benchmark_path or the equal-weight universe)
     benchmark_source: str = "equal_weight"
     tickers_missing: int = 0
     zero_open_rows: int = 0
@@ -199,8 +199,6 @@ def ingest_metrics(raw: RawData, source: str) -> dict[str, Any]:
 
 def write_raw(raw: RawData, metrics: dict[str, Any], metrics_path: Path) -> list[str]:
     """Write every raw table and the metrics; return the written paths."""
-    from alphagraph.data.benchmark import equal_weight_benchmark
-
     outs = {
         paths.PRICES: raw.prices,
         paths.UNIVERSE: raw.universe,
@@ -209,7 +207,7 @@ def write_raw(raw: RawData, metrics: dict[str, Any], metrics_path: Path) -> list
         paths.RELATIONS_TRUE: raw.relations_true if raw.relations_true is not None
         else pl.DataFrame(schema=RELATIONS_SCHEMA),
         paths.ORACLE: raw.oracle,
-        paths.BENCHMARK: raw.benchmark if raw.benchmark is not None else equal_weight_benchmark(raw.prices),
+        paths.BENCHMARK: raw.benchmark,
     }
     for path, frame in outs.items():
         write_parquet(frame, path)
