@@ -51,7 +51,7 @@ def market(closes=CLOSES) -> Market:
 
 
 def test_five_stocks_reproduce_the_hand_computed_book():
-    daily = topk_dropout(scores_frame(), market(), CFG).daily
+    daily = topk_dropout(scores_frame(), market(), CFG)
     assert daily["held"].to_list() == [["A", "B"], ["B", "C"], ["C"], ["D", "E"], ["A", "B"]]
 
     def fee(value, rate):
@@ -102,7 +102,7 @@ def test_five_stocks_reproduce_the_hand_computed_book():
 def test_the_minimum_cost_and_the_cash_limit_apply():
     # 1,000 of cash, 100 % risk degree: the second buy finds 500 - min cost left and is clipped to it.
     cfg = BacktestConfig(topk=2, n_drop=1, open_cost=0.001, close_cost=0.002, min_cost=1.0, account=1000.0, risk_degree=1.0)
-    daily = topk_dropout(scores_frame({0: SCORES[0]}), market(), cfg).daily
+    daily = topk_dropout(scores_frame({0: SCORES[0]}), market(), cfg)
     assert daily["cost"][0] == pytest.approx(2 / 1000)  # min cost 1 twice, not 0.5
     assert daily["value"][0] == pytest.approx(500 + 498)  # cash 0 after buying 500 of A and 498 of B
 
@@ -122,13 +122,13 @@ def test_dropout_swaps_at_most_n_drop_stocks_a_day_and_holds_topk():
     scores = pl.DataFrame(
         [(d, c, float(rng.normal())) for d in days[1:] for c in codes], schema=["date", "code", "score"], orient="row"
     )
-    daily = topk_dropout(scores, mkt, BacktestConfig(topk=5, n_drop=2, account=1e6)).daily
+    daily = topk_dropout(scores, mkt, BacktestConfig(topk=5, n_drop=2, account=1e6))
     held = [set(h) for h in daily["held"].to_list()]
     assert all(len(h) == 5 for h in held)
     assert all(len(h - g) <= 2 for g, h in zip(held, held[1:]))
     assert sum(len(h - g) for g, h in zip(held, held[1:])) > 30  # random scores do churn
     # n_drop 0: what is bought on the first day is held to the end.
-    still = topk_dropout(scores, mkt, BacktestConfig(topk=5, n_drop=0, account=1e6)).daily
+    still = topk_dropout(scores, mkt, BacktestConfig(topk=5, n_drop=0, account=1e6))
     assert len({tuple(h) for h in still["held"].to_list()}) == 1
 
 
@@ -139,16 +139,16 @@ def test_a_stock_at_its_price_limit_is_not_traded():
     mkt = Market.from_frames(prices, equal_weight_benchmark(prices))
     scores = scores_frame({1: {"A": 3, "B": 2, "C": 1}, 2: {"A": 3, "B": 2, "C": 1}}, days)
     cfg = BacktestConfig(topk=1, n_drop=1, account=1e6, limit_threshold=0.095)
-    held = topk_dropout(scores, mkt, cfg).daily["held"].to_list()
+    held = topk_dropout(scores, mkt, cfg)["held"].to_list()
     assert held == [[], ["A"]]  # A is up 10 % on day 1 (limit up): bought on day 2
-    assert topk_dropout(scores, mkt, BacktestConfig(topk=1, n_drop=1, account=1e6)).daily["held"].to_list() == [["A"], ["A"]]
+    assert topk_dropout(scores, mkt, BacktestConfig(topk=1, n_drop=1, account=1e6))["held"].to_list() == [["A"], ["A"]]
 
 
 def test_label_delay_trades_later_and_future_prices_do_not_move_the_past():
-    base = topk_dropout(scores_frame(), market(), CFG, delay=1).daily
+    base = topk_dropout(scores_frame(), market(), CFG, delay=1)
     assert base["date"].to_list() == DAYS[1:6] and base["signal_date"].to_list() == DAYS[:5]
     shocked = {c: v[:4] + [x * 1.7 for x in v[4:]] for c, v in CLOSES.items()}
-    moved = topk_dropout(scores_frame(), market(shocked), CFG, delay=1).daily
+    moved = topk_dropout(scores_frame(), market(shocked), CFG, delay=1)
     assert moved.head(3).equals(base.head(3))  # days 1..3 of the book only know closes up to day 3
     assert not moved.equals(base)
 
@@ -159,7 +159,7 @@ def test_risk_analysis_is_qlibs_sum_mode():
     assert out["annualized_return"] == pytest.approx(np.mean(r) * 252)
     assert out["information_ratio"] == pytest.approx(np.mean(r) / np.std(r, ddof=1) * math.sqrt(252))
     assert out["max_drawdown"] == pytest.approx(-0.02)  # cumsum 0.01, -0.01, 0.02, 0.01: the 0.01 -> -0.01 fall
-    stats = topk_stats(topk_dropout(scores_frame(), market(), CFG).daily)
+    stats = topk_stats(topk_dropout(scores_frame(), market(), CFG))
     assert stats["max_drawdown"] <= 0 and stats["mean_held"] == pytest.approx((2 + 2 + 1 + 2 + 2) / 5)
 
 

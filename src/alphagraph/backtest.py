@@ -89,13 +89,6 @@ def benchmark_on(calendar: pl.Series, benchmark: pl.DataFrame) -> np.ndarray:
     return out
 
 
-@dataclass(frozen=True)
-class Backtest:
-    """One row per market day from the first trade to the last."""
-
-    daily: pl.DataFrame  # date, signal_date, value, return, cost, turnover, benchmark, excess, n_held, held
-
-
 def _fee(value: float, rate: float, min_cost: float) -> float:
     return max(value * rate, min_cost) if value > 1e-5 else 0.0
 
@@ -112,8 +105,12 @@ def _buy_value(value: float, cash: float, rate: float, min_cost: float) -> float
 
 def topk_dropout(
     scores: pl.DataFrame, market: Market, cfg: BacktestConfig, delay: int = 0, source: str = "predictions"
-) -> Backtest:
-    """Backtest ``scores`` (date, code, score; a null or NaN score is no score) on ``market`` (module docstring)."""
+) -> pl.DataFrame:
+    """Backtest ``scores`` (date, code, score; a null or NaN score is no score) on ``market`` (module docstring).
+
+    One row per market day from the first trade to the last: ``date, signal_date, value, return, cost,
+    turnover, benchmark, excess, n_held, held`` (the codes held after the day's trades).
+    """
     day_of = {d: i for i, d in enumerate(market.dates)}
     code_of = {c: i for i, c in enumerate(market.codes)}
     scores = scores.filter(pl.col("score").is_not_null() & pl.col("score").is_not_nan())
@@ -139,7 +136,7 @@ def topk_dropout(
         gap = market.dates[t0 + int(np.argmin(np.isfinite(bench)))]
         raise UserError(
             f"benchmark ({market.benchmark_name}): no return on {gap}, inside the backtest"
-            f" {market.dates[t0]}..{market.dates[t1]}: the index file must cover the test window"
+            f" {market.dates[t0]}..{market.dates[t1]}: the index of data.benchmark_path must cover the test window"
         )
 
     close = market.close
@@ -197,7 +194,7 @@ def topk_dropout(
     daily = pl.DataFrame(rows, schema_overrides={"signal_date": pl.Date, "held": pl.List(pl.Utf8)})
     daily = daily.with_columns(benchmark=pl.Series(bench))
     daily = daily.with_columns(excess=pl.col("return") - pl.col("benchmark") - pl.col("cost"))
-    return Backtest(daily.select("date", "signal_date", "value", "return", "cost", "turnover", "benchmark", "excess", "n_held", "held"))
+    return daily.select("date", "signal_date", "value", "return", "cost", "turnover", "benchmark", "excess", "n_held", "held")
 
 
 def _ranked(score: np.ndarray, stocks: np.ndarray) -> np.ndarray:

@@ -384,14 +384,14 @@ def topk_backtests(
     parts = []
     for h in horizons:
         scores = test.select("date", "code", pl.col(f"pred_{h}d").cast(pl.Float64).alias("score"))
-        daily = topk_dropout(scores, market, bt, label_delay, source=name).daily
+        daily = topk_dropout(scores, market, bt, label_delay, source=name)
         out["test"] |= {f"topk_{k}_{h}d": v for k, v in topk_stats(daily).items()}
         daily = daily.join(folds, on="signal_date", how="left").with_columns(pl.col("fold").forward_fill())
         for (fold,), part in daily.group_by("fold", maintain_order=True):
             if fold is not None:
                 out.setdefault(f"fold{fold}", {}).update({f"topk_{k}_{h}d": v for k, v in topk_stats(part).items()})
         parts.append(daily)
-        out["test"]["topk_benchmark_return"] = float(daily["benchmark"].mean() * TRADING_DAYS)
+    out["test"]["topk_benchmark_return"] = float(parts[0]["benchmark"].mean() * TRADING_DAYS)
     series = parts[0].select("date", "benchmark")
     for h, daily in zip(horizons, parts):
         series = series.join(
