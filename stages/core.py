@@ -16,7 +16,7 @@ from alphagraph.importance import fold_maps, stack_folds
 from alphagraph.models.core import core_fold_data, core_index, core_kwargs, train_core_fold
 from alphagraph.normalize import feature_columns
 from alphagraph.pretrain import pretrain_inputs
-from alphagraph.resume import StageWork
+from alphagraph.resume import StageWork, warm_epochs
 from alphagraph.split import load_folds
 from alphagraph.train.fold import collect_folds, write_training_curves
 from alphagraph.walkforward import evaluate_and_write, oracle_rank_ic_1d
@@ -40,7 +40,8 @@ def main() -> None:
             if not ddp.is_main():
                 return out, {"relations": report}
             # what the export stage needs to rebuild the model from best.pt
-            kwargs = core_kwargs(params.train, features, index.relations, len(params.features.horizons), params.seed)
+            wide_dim = 0 if model.wide is None else model.wide.in_features - len(features)
+            kwargs = core_kwargs(params.train, features, index.relations, len(params.features.horizons), params.seed, wide_dim)
             write_json({"kwargs": kwargs, "features": features, "horizons": params.features.horizons, "fold": fold.fold}, run_dir / "model.json")
             maps = fold_maps(model, core_fold_data(panel, index, fold, params), fold.fold, params.seed, next(model.parameters()).device)
             return out, {"relations": report} | maps
@@ -49,7 +50,7 @@ def main() -> None:
         inputs = INPUTS + [paths.UNIVERSE] * (params.train.target == "sector_neutral") + [paths.PRICES] * params.train.regime_weighting
         inputs += pretrain_inputs(params, folds)  # a changed pretraining restarts the resume folder
         work = StageWork("core", params, inputs)
-        results = work.run_folds(folds, train_one)
+        results = work.run_folds(folds, train_one, warm_epochs(params.train))
         if not ddp.is_main():
             return
         predictions, curves, train = collect_folds([(fold.fold, out) for fold, out, _ in results])

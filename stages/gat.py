@@ -10,7 +10,7 @@ from alphagraph.errors import run_main
 from alphagraph.io import atomic_dir, read_parquet
 from alphagraph.log import stage_run
 from alphagraph.models.gat import gat_index, train_gat_fold
-from alphagraph.resume import StageWork
+from alphagraph.resume import StageWork, warm_epochs
 from alphagraph.split import load_folds
 from alphagraph.train.fold import collect_folds, write_training_curves
 from alphagraph.walkforward import evaluate_and_write, oracle_rank_ic_1d
@@ -27,7 +27,9 @@ def main() -> None:
         panel, folds = read_parquet(paths.NORMALIZED_PANEL), load_folds(paths.FOLDS)
         index = gat_index(read_parquet(paths.EDGES), panel, params)
         work = StageWork("gat", params, INPUTS)
-        results = work.run_folds(folds, lambda fold, run_dir: (train_gat_fold(panel, index, fold, params, run_dir=run_dir), {}))
+        results = work.run_folds(
+            folds, lambda fold, run_dir: (train_gat_fold(panel, index, fold, params, run_dir=run_dir), {}), warm_epochs(params.gat)
+        )
         if not ddp.is_main():
             return
         predictions, curves, train = collect_folds([(fold.fold, out) for fold, out, _ in results])

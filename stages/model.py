@@ -15,8 +15,8 @@ from alphagraph.errors import UserError, run_main
 from alphagraph.importance import stack_folds
 from alphagraph.io import atomic_dir, read_parquet, write_csv
 from alphagraph.log import stage_run
-from alphagraph.models.zoo import GRAPH_MODULES, zoo_module
-from alphagraph.resume import StageWork
+from alphagraph.models.zoo import GRAPH_MODULES, PRICE_MODULES, zoo_module
+from alphagraph.resume import StageWork, warm_epochs
 from alphagraph.split import load_folds
 from alphagraph.train.fold import collect_folds, write_training_curves
 from alphagraph.walkforward import evaluate_and_write, oracle_rank_ic_1d
@@ -35,11 +35,14 @@ def main() -> None:
     with ddp.process_group(params.distributed, params.device), stage_run(name, active=ddp.is_main()) as rec:
         module = zoo_module(module_name)
         inputs = [paths.NORMALIZED_PANEL, paths.FOLDS] + ([paths.EDGES] if module_name in GRAPH_MODULES else [])
+        inputs += [paths.PRICES] if module_name in PRICE_MODULES else []  # read by the module's zoo_index
         panel, folds = read_parquet(paths.NORMALIZED_PANEL), load_folds(paths.FOLDS)
         edges = read_parquet(paths.EDGES) if paths.EDGES in inputs else None
         index = module.zoo_index(name, panel, edges, params)
         work = StageWork(name, params, inputs)
-        results = work.run_folds(folds, lambda fold, run_dir: module.train_zoo_fold(name, panel, index, fold, params, run_dir))
+        train_one = lambda fold, run_dir: module.train_zoo_fold(name, panel, index, fold, params, run_dir)  # noqa: E731
+        # the module's params group (LoopParams) carries refit_warm_start; a closed-form model's does not
+        results = work.run_folds(folds, train_one, warm_epochs(getattr(params, module_name, None)))
         if not ddp.is_main():
             return
         predictions, curves, train = collect_folds([(fold.fold, out) for fold, out, _ in results])

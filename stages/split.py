@@ -24,6 +24,8 @@ def main() -> None:
         rec.extra = {"folds": [{"test": [str(f.test[0]), str(f.test[1])]} for f in folds]}
         if params.split.scheme != "walk_forward":
             rec.extra["scheme"] = params.split.scheme
+        if params.split.refit_every is not None:
+            rec.extra["refit_every"] = params.split.refit_every
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ TINY_PARAMS: dict[str, Any] = {
     "train": {"epochs": 2, "hidden": 16, "layers": 1, "seq_len": 5, "days_per_epoch": 48, "pearl": {"samples": 4, "dim": 8}},
     "temporal": {"epochs": 2, "hidden": 16, "seq_len": 10, "days_per_epoch": 48},
     "tgcn": {"epochs": 2, "hidden": 16, "seq_len": 5, "days_per_epoch": 48},
-    # The default runs one zoo model; the tiny run exercises a graph one too.
+    # The default runs the Transformer and the linear references; the tiny run exercises a graph network too.
     "zoo": {"models": {"transformer": "temporal", "tgcn": "tgcn"}},
     # 40 stocks: a top-10 book (Qlib's top 50 of 300 is a sixth of its universe).
     "eval": {"backtest": {"topk": 10, "n_drop": 2}},

@@ -423,3 +423,101 @@ def test_a_batch_builds_only_its_own_days_graphs_and_windows(sampling):
     np.testing.assert_array_equal(b.y_sig[:, 0].numpy(), panel["sig_1d"].to_numpy()[rows])
     if sampling == "neighbor":
         assert b.num_nodes == 3 * 600 and torch.bincount(b.edge_index[1], minlength=b.num_nodes).max() <= 4
+
+
+# --------------------------------------------------------- the linear (wide) path
+
+
+@pytest.fixture(scope="module")
+def tiny_prices(tiny):
+    from alphagraph.data.ingest import ingest
+
+    return ingest(tiny.params).prices.select("date", "code", "close")
+
+
+def test_per_day_zscore_standardizes_each_day_of_a_batch():
+    from alphagraph.models.core import per_day_zscore
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(30, 3, generator=gen) * torch.tensor([1.0, 5.0, 0.0]) + 7.0  # last column constant
+    day = torch.tensor([0] * 10 + [1] * 20)
+    z = per_day_zscore(x, day, 2)
+    for d in (0, 1):
+        part = z[day == d]
+        torch.testing.assert_close(part[:, :2].mean(0), torch.zeros(2), atol=1e-5, rtol=0)
+        torch.testing.assert_close(part[:, :2].std(0, unbiased=False), torch.ones(2), atol=1e-4, rtol=0)
+        assert torch.all(part[:, 2] == 0)
+
+
+def test_standardized_neighbour_inputs_reach_the_output(tiny):
+    cols = feature_columns(tiny.panel)
+    outs = []
+    for on in (False, True):
+        params = core_params(neighbour_inputs=cols[:2], neighbour_standardize=on)
+        data = core_fold_data(tiny.panel, tiny.index, tiny.fold, params)
+        outs.append(model_for(data, params)(data.batch(data.dates("train")[:2]))["reg"])
+    assert not torch.allclose(*outs)
+
+
+def test_ridge_path_starts_as_the_linear_graph_ridge_and_stays_frozen(tiny, tiny_prices):
+    """train.wide: ridge = the fold's linear_graph ridge, frozen; the deep head starts at 0."""
+    from alphagraph.models.core import set_ridge_path, wide_columns, wide_index
+    from alphagraph.models.linear import fit_linear_fold
+
+    params = core_params(wide="ridge", epochs=1)
+    wide = wide_index(tiny.panel, params, tiny.edges, tiny_prices)
+    fit = fit_linear_fold("linear_graph", wide, tiny.fold, params)
+    data = core_fold_data(tiny.panel, tiny.index, tiny.fold, params, wide=wide)
+    assert data.wide_dim == len(wide_columns(wide, tiny.panel)) > 0
+    model = CoreModel.from_config(params.train, data.feature_cols, tiny.index.relations, len(data.horizons), wide_dim=data.wide_dim).eval()
+    set_ridge_path(model, fit, data.feature_cols, wide_columns(wide, tiny.panel))
+    days = list(data.dates("val")[:3])
+    with torch.no_grad():
+        reg = model(data.batch(days))["reg"].numpy()
+    b = data.batch(days)
+    keys = tiny.panel.select("date", "code")[pl.Series(b.row.numpy())]
+    want = keys.join(fit.predictions, on=["date", "code"], how="left")
+    for j, h in enumerate(params.features.horizons):
+        np.testing.assert_allclose(reg[:, j], want[f"pred_{h}d"].to_numpy(), rtol=1e-4, atol=1e-4)
+    before = model.wide.weight.detach().clone()
+    _, trained, _ = train_core_fold(tiny.panel, tiny.index, tiny.fold, params, progress=False, wide=wide)
+    torch.testing.assert_close(trained.wide.weight.detach(), before)
+    assert trained.reg.weight.abs().sum() > 0  # the deep head did train
+
+
+def test_wide_inputs_of_a_date_ignore_everything_after_it(tiny, tiny_prices):
+    from alphagraph.models.core import wide_index
+
+    params = core_params(wide="learned")
+    cut = tiny.index.dates[260].item()
+    after = pl.col("date") > pl.lit(cut)
+    cols = feature_columns(tiny.panel)
+    panel2 = tiny.panel.with_columns(pl.when(after).then(pl.col(c) * -3 + 1).otherwise(pl.col(c)).alias(c) for c in cols)
+    prices2 = tiny_prices.with_columns(pl.when(after).then(pl.col("close") * 1.7).otherwise(pl.col("close")).alias("close"))
+    edges2 = tiny.edges.filter(pl.col("snapshot") <= pl.lit(cut))
+    index2 = GraphIndex(edges2, panel2, relations=tiny.index.relations)
+    a = core_fold_data(tiny.panel, tiny.index, tiny.fold, params, wide=wide_index(tiny.panel, params, tiny.edges, tiny_prices))
+    b = core_fold_data(panel2, index2, tiny.fold, params, wide=wide_index(panel2, params, edges2, prices2))
+    days = list(tiny.index.dates[250:261])
+    torch.testing.assert_close(a.batch(days).x_wide, b.batch(days).x_wide)
+    later = list(tiny.index.dates[262:266])
+    assert not torch.allclose(a.batch(later).x_wide, b.batch(later).x_wide)  # the perturbation is real
+
+
+def test_the_ridge_path_and_selection_read_no_test_label(tiny, tiny_prices):
+    """train.wide: ridge chooses its alpha and the loop its epoch on validation: test labels move nothing."""
+    from alphagraph.models.core import wide_index
+
+    params = core_params(wide="ridge", neighbour_standardize=True, epochs=2)
+    test = pl.col("date") >= pl.lit(tiny.fold.test[0])
+    labels = [c for c in tiny.panel.columns if c.startswith(("y_", "ret_", "dir_", "sig_"))]
+    scrambled = tiny.panel.with_columns(pl.when(test).then(pl.col(c).reverse()).otherwise(pl.col(c)).alias(c) for c in labels)
+    assert not scrambled.equals(tiny.panel)
+    outs = []
+    for panel in (tiny.panel, scrambled):
+        index = GraphIndex(tiny.edges, panel, relations=tiny.index.relations)
+        wide = wide_index(panel, params, tiny.edges, tiny_prices)
+        out, _, _ = train_core_fold(panel, index, tiny.fold, params, progress=False, wide=wide)
+        outs.append(out)
+    assert outs[0].predictions.equals(outs[1].predictions)
+    assert outs[0].result.history == outs[1].result.history

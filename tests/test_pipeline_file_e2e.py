@@ -16,7 +16,7 @@ from tests.conftest import TINY_PARAMS, deep_merge, make_dvc_repo, run
 
 pytestmark = pytest.mark.slow
 
-STAGES = ("ingest", "features", "normalize", "split", "graph", "oracle", "lgbm", "gat", "core", "export", "report")
+STAGES = ("ingest", "features", "normalize", "split", "graph", "oracle", "feasible", "lgbm", "gat", "core", "export", "report")
 ZERO_OPENS = 7
 LEFT_OUT = "S0005"  # in the prices folder, not in the ticker list
 PIT_START = "2015-09-01"  # supply-chain rows of the file are valid from this date only
@@ -95,6 +95,8 @@ def test_whole_dag_runs_on_a_file_source(file_repo):
     assert (prices["open"] > 0).all()
     assert json.loads((file_repo / "metrics/oracle.json").read_text()) == {"available": False}
     assert pl.read_parquet(file_repo / "data/predictions/oracle.parquet").height == 0
+    assert json.loads((file_repo / "metrics/feasible.json").read_text()) == {"available": False}
+    assert pl.read_parquet(file_repo / "data/predictions/feasible.parquet").height == 0
     assert ingest["benchmark"] == "inputs/index.csv"
     bench = pl.read_parquet(file_repo / "data/raw/benchmark.parquet")
     assert bench["return"].drop_nulls().abs().max() < 0.2 and bench.height >= prices["date"].n_unique()
@@ -105,6 +107,7 @@ def test_whole_dag_runs_on_a_file_source(file_repo):
         assert test["topk_information_ratio_1d"] is not None and detail["topk_max_drawdown_1d"] <= 0, model
     board = (file_repo / "reports/leaderboard.md").read_text()
     assert "no ceiling" in board.lower() and "| core |" in board and "| oracle" not in board
+    assert "| feasible" not in board and "/ feasible" not in board
     assert pl.read_parquet(file_repo / "data/export/rl_features.parquet").height > 0
 
 
@@ -114,7 +117,7 @@ def test_the_visual_report_renders_without_an_oracle(file_repo):
     page = (file_repo / "reports/index.html").read_text()
     models = page_models(page)
     assert {"lgbm", "gat", "core"} <= set(models) and "oracle" not in models
-    assert "oracle (ceiling)" not in page
+    assert "oracle (ceiling)" not in page and "feasible (ceiling)" not in page
     assert "inputs/index.csv" in page  # the benchmark of the top-k backtest is named
     check = browser_check(file_repo / "reports/index.html")
     assert check.ok and check.figures == page.count("<figure"), check.errors

@@ -36,6 +36,8 @@ def test_the_default_zoo_is_valid_and_every_kind_is_one_entry_away():
     [
         ({"zoo": {"models": {"lstm": "recurrent"}}}, "zoo.models.lstm: module must be one of temporal, tgcn"),
         ({"zoo": {"models": {"tcn": "temporal"}}}, "zoo.models.tcn: the temporal module trains lstm, gru, alstm, transformer"),
+        ({"zoo": {"models": {"ridge": "linear"}}}, "zoo.models.ridge: the linear module trains linear, linear_graph"),
+        ({"linear": {"alphas": []}}, "linear.alphas: is empty"),
         ({"zoo": {"models": ["lstm"]}}, "zoo.models: expected a mapping"),
         ({"ensemble": {"members": ["lgbm", "lstm"]}}, "ensemble.members: ['lstm'] are not model stages"),
         ({"ensemble": {"members": ["lgbm"]}}, "ensemble.members: an ensemble needs at least 2 models"),
@@ -49,7 +51,7 @@ def test_zoo_params_are_checked_with_the_key_named(override, message):
 
 
 @pytest.mark.parametrize(("stage", "args", "message"), [
-    ("model", ["--model", "gru"], "error: --model gru: not in zoo.models of params.yaml (transformer)"),
+    ("model", ["--model", "gru"], "error: --model gru: not in zoo.models of params.yaml (transformer, linear, linear_graph)"),
     ("ensemble", [], "error: ensemble.members: no predictions data/predictions/lgbm.parquet"),
 ])
 def test_stages_say_what_is_missing_in_one_line(tmp_path, stage, args, message):

@@ -5,11 +5,14 @@ Panel of Feng et al., "Temporal Relational Ranking for Stock Prediction" (ACM TO
 1,026 NASDAQ stocks, train 2013-2015, validation 2016, test 2017, next-day
 return. Published figures: StockMixer (Fan & Shen, AAAI 2024), Table 2.
 
-    python -m alphagraph.benchmark --prices PATH --tickers PATH --universe PATH
+    python -m alphagraph.benchmark --prices PATH --tickers PATH --universe PATH [--relations PATH]
 
 copies the user's files under ``inputs/rsr_nasdaq/`` (git-ignored, tracked by
 DVC as a dependency of ingest), runs ``dvc exp run -n rsr-nasdaq`` with the
-protocol's params, and writes ``reports/rsr_nasdaq.md``.
+protocol's params, and writes ``reports/rsr_nasdaq.md``. ``--relations`` is
+RSR's Wikidata relations converted by ``python -m alphagraph.data.rsr_relations``;
+it adds the ``wikidata`` relation to the graph (static, collected after the
+sample: look-ahead like the industry map).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from alphagraph.errors import UserError, run_main
+from alphagraph.graph.build import WIKIDATA
 from alphagraph.report import markdown_table
 
 INPUTS = Path("inputs/rsr_nasdaq")
@@ -59,9 +63,17 @@ PROTOCOL: dict[str, Any] = {
 }
 
 
-def protocol_params(prices: str, tickers: str | None, universe: str | None, raw_dir: bool) -> dict[str, Any]:
-    """The ``-S`` overrides of the benchmark run for files at these (repo-relative) paths."""
+def protocol_params(
+    prices: str, tickers: str | None, universe: str | None, raw_dir: bool, relations: str | None = None
+) -> dict[str, Any]:
+    """The ``-S`` overrides of the benchmark run for files at these (repo-relative) paths.
+
+    ``relations``: the converted Wikidata relations file; its ``wikidata`` links join the graph.
+    """
     out = dict(PROTOCOL) | {"data.path": prices, "data.tickers_path": tickers, "data.universe_path": universe}
+    if relations is not None:
+        out["data.relations_path"] = relations
+        out["graph.relations"] = [*PROTOCOL["graph.relations"], WIKIDATA]
     if raw_dir:  # the source repository's layout: data/google_finance/NASDAQ_<TIC>_30Y.csv
         out["data.code_pattern"] = "NASDAQ_(.+)_30Y"
     return out
@@ -83,6 +95,8 @@ def _copy(src: str | None, name: str) -> str | None:
     if not path.exists():
         raise UserError(f"{path}: not found")
     target = INPUTS / (name if path.is_dir() else name + path.suffix.lower())
+    if target.exists() and target.resolve() == path.resolve():  # already there (e.g. converted into inputs/)
+        return str(target)
     if path.is_dir():
         shutil.copytree(path, target, dirs_exist_ok=True)
     else:
@@ -90,8 +104,27 @@ def _copy(src: str | None, name: str) -> str | None:
     return str(target)
 
 
-def comparison(metrics_dir: Path = Path("metrics")) -> str:
-    """Markdown: our models' pooled test figures next to the published ones."""
+def uses_wikidata(metrics_dir: Path = Path("metrics")) -> bool:
+    """Whether the graph stage built ``wikidata`` edges (``graph.json``: a built relation)."""
+    path = metrics_dir / "graph.json"
+    if not path.exists():
+        return False
+    return WIKIDATA in json.loads(path.read_text()).get("relations", {})
+
+
+def comparison(metrics_dir: Path = Path("metrics"), wiki: bool | None = None) -> str:
+    """Markdown: our models' pooled test figures next to the published ones.
+
+    ``wiki``: whether RSR's Wikidata relations were used (None: read ``graph.json``).
+    """
+    if wiki is None:
+        wiki = uses_wikidata(metrics_dir)
+    relations = (
+        "RSR's Wiki relations are used (relation wikidata, with industry and price correlation); like the industry"
+        " map they are static, collected after the sample, so look-ahead on every snapshot"
+        if wiki
+        else "Wiki relations are not used (industry and price correlation only)"
+    )
     header = ["model", "IC", "RankIC", "ICIR", "Sharpe (gross)", "Sharpe (net)", "published RIC", "published SR"]
     rows = []
     for model in MODELS:
@@ -115,7 +148,7 @@ def comparison(metrics_dir: Path = Path("metrics")) -> str:
         " averages; rows whose label window crosses a boundary are purged; our Sharpe is a daily"
         " long-short top/bottom-decile book (annualized, costs for the net figure), not the published"
         " top-N daily portfolio; the published \"RIC\" is not a daily cross-sectional Spearman and is not"
-        " comparable; Wiki relations are not used (industry and price correlation only); rows with"
+        f" comparable; {relations}; rows with"
         " vendor defects are dropped (counted in metrics/ingest.json), zero opens set to the close.",
         "",
     ]
@@ -127,13 +160,19 @@ def main() -> None:
     parser.add_argument("--prices", required=True, help="long CSV/Parquet, or the folder of NASDAQ_<TIC>_30Y.csv files")
     parser.add_argument("--tickers", help="NASDAQ_tickers_qualify_dr-0.98_min-5_smooth.csv (one ticker per line)")
     parser.add_argument("--universe", help="code,sector,industry file")
+    parser.add_argument(
+        "--relations", help="RSR's Wikidata relations converted by python -m alphagraph.data.rsr_relations"
+    )
     parser.add_argument("--name", default="rsr-nasdaq", help="experiment name")
     parser.add_argument("--report-only", action="store_true", help="only write the table from metrics/")
     args = parser.parse_args()
     if not args.report_only:
         INPUTS.mkdir(parents=True, exist_ok=True)
         prices = _copy(args.prices, "prices")
-        overrides = protocol_params(prices, _copy(args.tickers, "tickers"), _copy(args.universe, "universe"), Path(args.prices).is_dir())
+        overrides = protocol_params(
+            prices, _copy(args.tickers, "tickers"), _copy(args.universe, "universe"), Path(args.prices).is_dir(),
+            _copy(args.relations, "relations"),
+        )
         cmd = ["dvc", "exp", "run", "-n", args.name, *set_args(overrides)]
         print(" ".join(cmd), flush=True)
         if subprocess.run(cmd).returncode != 0:

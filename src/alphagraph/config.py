@@ -9,6 +9,7 @@ safe_load reads a hand-written ``5e-4`` as the *string* "5e-4", while
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,6 +178,9 @@ class SplitConfig:
     # last day; no gap, but rows whose label window crosses a boundary are purged
     val_start: str | None = None
     test_start: str | None = None
+    # Retraining cadence (walk_forward / rolling): each test window is cut into blocks of this many
+    # trading days, each block its own fold (train / val placed before it as usual); null = off.
+    refit_every: int | None = None
 
 
 @dataclass(frozen=True)
@@ -263,6 +267,10 @@ class GatConfig:
     num_threads: int = 2
     use_edges: bool = True  # false: the no-graph ablation (self-loops only)
     relations: list[str] | None = None  # relations merged into the day's graph (null = all of graph.relations)
+    # With split.refit_every: a fold that is not the first block of its test window starts from
+    # the previous fold's best weights and trains refit_epochs epochs (the first block: from scratch).
+    refit_warm_start: bool = False
+    refit_epochs: int = 2
 
 
 @dataclass(frozen=True)
@@ -313,6 +321,14 @@ class TrainConfig:
     # Panel features whose edge-weighted sum and mean over each relation's neighbours enter the
     # node embedding directly ([] = off); they must be feature columns of the panel.
     neighbour_inputs: list[str] = field(default_factory=list)
+    # The neighbour aggregates z-scored per date (over the day's nodes) before they enter the model:
+    # their raw scale moves with a date's dispersion and a stock's degree, which the plain sums carry.
+    neighbour_standardize: bool = False
+    # A direct linear ("wide") path to every horizon's regression output, beside the deep path, over
+    # today's own features and the relational features of lgbm_graph (alphagraph.relational, that
+    # group's spec): none; learned (trained with the rest, from 0); ridge (the linear_graph ridge of
+    # the fold, alpha chosen on validation, frozen: the deep path learns what it leaves, from 0).
+    wide: Literal["none", "learned", "ridge"] = "none"
     # Architecture refinements (issue 20; the defaults are the model as before):
     # window_norm: gated = per-feature learned-gate instance norm, fan = frequency adaptive
     # normalization (top fan_top_k rFFT components out of the window), none = raw window.
@@ -327,6 +343,10 @@ class TrainConfig:
     # Start each fold from the pretrain stage's encoder (models/pretrain/fold{k}.pt; pretrain.objective
     # must not be none) instead of a random initialization; the heads start random either way.
     init_from: Literal["none", "pretrain"] = "none"
+    # With split.refit_every: a fold that is not the first block of its test window starts from
+    # the previous fold's best weights and trains refit_epochs epochs (the first block: from scratch).
+    refit_warm_start: bool = False
+    refit_epochs: int = 2
     pearl: PearlConfig = field(default_factory=PearlConfig)
 
 
@@ -367,6 +387,10 @@ class LoopParams:
     select_horizon: int = 1
     select_smoothing: float = 0.0
     num_threads: int = 2
+    # With split.refit_every: a fold that is not the first block of its test window starts from
+    # the previous fold's best weights and trains refit_epochs epochs (the first block: from scratch).
+    refit_warm_start: bool = False
+    refit_epochs: int = 2
 
 
 @dataclass(frozen=True)
@@ -406,12 +430,37 @@ class TGCNConfig(LoopParams):
 
 
 @dataclass(frozen=True)
+class LinearConfig:
+    """Ridge regression references (alphagraph.models.linear): ``linear`` on the normalized features,
+    ``linear_graph`` plus the relational ``f_rel_*`` features of the ``lgbm_graph`` group."""
+
+    # Penalties tried per fold and horizon, chosen on validation RankIC. Per training row: the fit
+    # minimizes mean((y - Xw - b)^2) + alpha |w|^2 on z-scored features, so the grid means the same
+    # shrinkage for any panel size (alpha 1: as large as a feature's own variance).
+    alphas: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0])
+    # BLAS threads (0 = the library's default); fixed, so reruns are bit-identical. 1: on small shared
+    # CPUs two spinning BLAS threads made the Gram products several times slower, not faster.
+    num_threads: int = 1
+
+
+@dataclass(frozen=True)
 class ZooConfig:
     """The model stages of dvc.yaml's ``model`` foreach: model name -> its module and params group."""
 
     # name -> module of alphagraph.models (also the params group). Add a line to run a model:
     # dvc exp run -S '+zoo.models.tgcn=tgcn'
     models: dict[str, str] = field(default_factory=lambda: {"transformer": "temporal"})
+
+
+@dataclass(frozen=True)
+class FeasibleConfig:
+    """The feasible ceiling (stage feasible, alphagraph.feasible): the planted components from observables."""
+
+    # Half-life in sessions of the exponential decay over past daily regressions (the rolling variant);
+    # the planted strengths m_k(t) have a half-life of about 35 sessions.
+    halflife: float = 35.0
+    # Pseudo-observations pulling a stock's long-run variance (the GARCH filter's) to the pooled one.
+    vol_prior_days: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -478,7 +527,9 @@ class Params:
     zoo: ZooConfig = field(default_factory=ZooConfig)
     temporal: TemporalConfig = field(default_factory=TemporalConfig)
     tgcn: TGCNConfig = field(default_factory=TGCNConfig)
+    linear: LinearConfig = field(default_factory=LinearConfig)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+    feasible: FeasibleConfig = field(default_factory=FeasibleConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
@@ -656,13 +707,20 @@ def _check(p: Params, source: str) -> None:
             fail(f"{group}.restart_epochs", f"must be >= 0 (0 = one cosine, no restarts), got {cfg.restart_epochs}")
         if cfg.restart_mult < 1:
             fail(f"{group}.restart_mult", f"must be >= 1 (each cycle at least as long as the previous), got {cfg.restart_mult}")
+        if cfg.refit_epochs < 1:
+            fail(f"{group}.refit_epochs", f"must be >= 1, got {cfg.refit_epochs}")
     _check_pretrain(p, fail)
     if p.train.regime_window < 2:
         fail("train.regime_window", f"a volatility and a correlation need at least 2 returns, got {p.train.regime_window}")
     _check_zoo(p, fail)
     _check_relations(p, fail)
     _check_lgbm_graph(p, fail)
+    _check_linear(p.linear, fail)
     _check_core_refinements(p, fail)
+    if not 1 <= p.feasible.halflife <= 10_000:
+        fail("feasible.halflife", f"must be in [1, 10000] sessions, got {p.feasible.halflife}")
+    if not 0 <= p.feasible.vol_prior_days <= 10_000:
+        fail("feasible.vol_prior_days", f"must be in [0, 10000] pseudo-days, got {p.feasible.vol_prior_days}")
     _check_dates(p, fail)
     if not 0 <= p.data.min_code_match <= 1:
         fail("data.min_code_match", f"must be in [0, 1], got {p.data.min_code_match}")
@@ -672,7 +730,7 @@ def _check(p: Params, source: str) -> None:
         fail("normalize.min_stocks", f"a cross-section needs at least 2 stocks, got {p.normalize.min_stocks}")
 
 
-ZOO_MODULES = ("temporal", "tgcn")  # alphagraph.models modules that train zoo models (module = params group)
+ZOO_MODULES = ("temporal", "tgcn", "linear")  # alphagraph.models modules that train zoo models (module = params group)
 MODEL_STAGES = ("lgbm", "lgbm_graph", "gat", "core")
 
 
@@ -777,6 +835,17 @@ def _check_lgbm_graph(p: Params, fail: Any) -> None:
             )
 
 
+def _check_linear(cfg: LinearConfig, fail: Any) -> None:
+    if not cfg.alphas:
+        fail("linear.alphas", "is empty: name at least one ridge penalty (e.g. [0.01, 0.1, 1.0])")
+    if bad := [a for a in cfg.alphas if not (math.isfinite(a) and a > 0)]:
+        fail("linear.alphas", f"every penalty must be a finite number > 0, got {bad}")
+    if len(set(cfg.alphas)) != len(cfg.alphas):
+        fail("linear.alphas", f"has duplicates: {cfg.alphas}")
+    if cfg.num_threads < 0:
+        fail("linear.num_threads", f"must be >= 0 (0 = the BLAS library's default), got {cfg.num_threads}")
+
+
 def _check_core_refinements(p: Params, fail: Any) -> None:
     """The core model's architecture switches (window_norm, stochastic_depth, edge_features)."""
     t = p.train
@@ -788,6 +857,8 @@ def _check_core_refinements(p: Params, fail: Any) -> None:
         fail("train.edge_features", f"has duplicates: {t.edge_features}")
     if not t.vol_similarity_scale > 0:
         fail("train.vol_similarity_scale", f"must be > 0, got {t.vol_similarity_scale}")
+    if t.wide != "none" and t.init_from == "pretrain":
+        fail("train.wide", f"{t.wide!r} does not combine with train.init_from: pretrain (the encoder is pretrained without it); set one to none")
 
 
 def _check_dates(p: Params, fail: Any) -> None:

@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from alphagraph.config import Params
 from alphagraph.errors import UserError
 from alphagraph.evaluate import daily_ic, next_day_returns
-from alphagraph.models.core import CoreModel
+from alphagraph.models.core import CoreModel, wide_index, wide_matrix
 from alphagraph.split import Fold, in_train
 from alphagraph.train.core_data import CoreDayData
 from alphagraph.train.loop import CheckpointError, load_checkpoint
@@ -189,7 +189,11 @@ def export_features(
     # The forward pass never reads split codes (full neighbourhoods); the row-level purge that
     # defines them depends on each stock's next rows, so it has no place in an export.
     codes = np.zeros(panel.height, dtype=np.int8)
-    data = CoreDayData(index, panel, codes, feature_cols, horizons, params.train.seq_len, use_edges=params.train.use_edges)
+    wide = wide_index(panel, params)  # the linear path's relational inputs (train.wide), None when off
+    data = CoreDayData(
+        index, panel, codes, feature_cols, horizons, params.train.seq_len, use_edges=params.train.use_edges,
+        wide_inputs=None if wide is None else wide_matrix(wide, panel),
+    )
     out = model_outputs(model, data, index.dates, batch_days, progress)
     emb, reg, sig, up = out["emb"], out["reg"], out["sig"], out["up"]
     cols: dict[str, pl.Series] = {f"emb_{j}": pl.Series(emb[:, j], dtype=pl.Float32) for j in range(emb.shape[1])}

@@ -29,6 +29,10 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 
 ORACLE = "oracle"
 ORACLE_COLOR = "#8a8a8a"
+# The feasible ceiling (the planted signal from observables): darker grey, dashed like the oracle.
+FEASIBLE = "feasible"
+FEASIBLE_COLOR = "#505050"
+CEILINGS = (ORACLE, FEASIBLE)
 # Muted, colour-blind-friendlier qualitative palette (seaborn "muted" order, grey held back for the oracle).
 PALETTE = (
     "#4878d0", "#ee854a", "#6acc64", "#d65f5f", "#956cb4",
@@ -90,11 +94,11 @@ _DATE_LOCATOR_MAX = 8
 
 
 def model_colors(models: Sequence[str]) -> dict[str, str]:
-    """One colour per model, in the given order (the oracle grey, outside the palette)."""
+    """One colour per model, in the given order (the ceilings grey, outside the palette)."""
     out, i = {}, 0
     for m in models:
-        if m == ORACLE:
-            out[m] = ORACLE_COLOR
+        if m in CEILINGS:
+            out[m] = ORACLE_COLOR if m == ORACLE else FEASIBLE_COLOR
         else:
             out[m] = PALETTE[i % len(PALETTE)]
             i += 1
@@ -102,13 +106,13 @@ def model_colors(models: Sequence[str]) -> dict[str, str]:
 
 
 def model_label(model: str) -> str:
-    """The display name: the oracle is the ceiling, not a competitor."""
-    return "oracle (ceiling)" if model == ORACLE else model
+    """The display name: the ceilings are not competitors."""
+    return {ORACLE: "oracle (ceiling)", FEASIBLE: "feasible (ceiling)"}.get(model, model)
 
 
 def line_style(model: str) -> dict[str, object]:
-    """Line keywords that set the oracle apart (dashed) in every figure."""
-    return {"linestyle": (0, (4, 2)), "linewidth": 0.9} if model == ORACLE else {"linestyle": "-", "linewidth": 1.0}
+    """Line keywords that set the ceilings apart (dashed) in every figure."""
+    return {"linestyle": (0, (4, 2)), "linewidth": 0.9} if model in CEILINGS else {"linestyle": "-", "linewidth": 1.0}
 
 
 def shades(color: str, n: int) -> list[str]:

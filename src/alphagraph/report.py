@@ -29,9 +29,13 @@ from alphagraph.significance import pairwise_rank_ic_tests
 from alphagraph.split import Fold
 
 # Display order. The oracle is the planted expected return judged by the same
-# evaluator: the ceiling on the synthetic market, not a model that competes.
-MODELS = ("oracle", "lgbm", "lgbm_graph", "gat", "core")
+# evaluator: the ceiling on the synthetic market, not a model that competes. The
+# feasible ceiling (alphagraph.feasible) is the same signal recomputed from what a
+# model sees: a ceiling too, never the best model.
+MODELS = ("oracle", "feasible", "lgbm", "lgbm_graph", "gat", "core")
 ORACLE = "oracle"
+FEASIBLE = "feasible"
+CEILINGS = (ORACLE, FEASIBLE)
 
 # Horizons of the pairwise significance tests, when configured: summary.json is
 # read in `dvc exp show`, so it carries only these headline pairs.
@@ -79,7 +83,7 @@ def board_columns(horizons: Sequence[int]) -> list[str]:
     """The numeric columns of :func:`leaderboard`, in order (without ``model``)."""
     cols = [f"{metric}_{h}d" for h in horizons for metric in PER_HORIZON]
     cols += [f"{metric}_{topk_horizon(horizons)}d" for metric in TOPK]
-    return [*cols, "frac_oracle_1d", "stage_seconds"]
+    return [*cols, "frac_oracle_1d", "frac_feasible_1d", "stage_seconds"]
 
 
 def leaderboard(
@@ -90,8 +94,9 @@ def leaderboard(
     """One row per model (``MODELS`` order, then unknown names sorted) of pooled test metrics.
 
     ``metrics`` maps a model name to its parsed ``metrics/{model}.json``; absent
-    models are skipped, and so is an oracle file marked ``"available": false``
+    models are skipped, and so is an oracle or feasible file marked ``"available": false``
     (a file data source has no planted truth). A missing key gives null.
+    ``frac_feasible_1d`` = a model's test RankIC 1d / the feasible ceiling's (null without one).
     ``timings`` maps a stage name to its ``{"seconds", ...}`` record.
     """
     timings = timings or {}
@@ -104,12 +109,18 @@ def leaderboard(
         test = doc.get("test")
         test = test if isinstance(test, Mapping) else {}
         row: dict[str, Any] = {"model": model}
-        row |= {col: _number(test.get(col)) for col in value_cols[:-2]}
+        row |= {col: _number(test.get(col)) for col in value_cols[:-3]}
         # The oracle's own ratio is 1 by definition; its file does not carry it.
         row["frac_oracle_1d"] = 1.0 if model == ORACLE else _number(test.get("rank_ic_1d_vs_oracle"))
+        row["frac_feasible_1d"] = None
         stage = timings.get(model)
         row["stage_seconds"] = _number(stage.get("seconds")) if isinstance(stage, Mapping) else None
         rows.append(row)
+    # Shares of the feasible ceiling, computed here: model stages do not read its file.
+    feasible = next((r["rank_ic_1d"] for r in rows if r["model"] == FEASIBLE), None) if "rank_ic_1d" in value_cols else None
+    if feasible is not None and feasible > 0:
+        for row in rows:
+            row["frac_feasible_1d"] = None if row["rank_ic_1d"] is None else row["rank_ic_1d"] / feasible
     # An explicit schema keeps all-null columns Float64 (and an empty board well-typed).
     schema = {"model": pl.String} | {col: pl.Float64 for col in value_cols}
     return pl.DataFrame(rows, schema=schema, orient="row")
@@ -119,11 +130,11 @@ def leaderboard(
 
 
 def best_model(board: pl.DataFrame, column: str = "rank_ic_1d") -> str | None:
-    """The non-oracle model with the highest ``column`` (first in display order on a tie)."""
+    """The model (not a ceiling) with the highest ``column`` (first in display order on a tie)."""
     if column not in board.columns:
         return None
     ranked = (
-        board.filter(pl.col("model") != ORACLE, pl.col(column).is_not_null())
+        board.filter(~pl.col("model").is_in(CEILINGS), pl.col(column).is_not_null())
         .sort(column, descending=True, maintain_order=True)
     )
     return ranked["model"][0] if ranked.height else None
@@ -161,8 +172,8 @@ def significance_tests(series: Mapping[str, pl.DataFrame], horizons: Sequence[in
 
 
 def baseline_model(models: Iterable[str]) -> str | None:
-    """The model every other is tested against in the summary: lgbm when present, else the first non-oracle."""
-    ordered = [m for m in _order(models) if m != ORACLE]
+    """The model every other is tested against in the summary: lgbm when present, else the first non-ceiling."""
+    ordered = [m for m in _order(models) if m not in CEILINGS]
     return "lgbm" if "lgbm" in ordered else (ordered[0] if ordered else None)
 
 
@@ -174,7 +185,7 @@ def significance_summary(tests: Mapping[int, pl.DataFrame]) -> dict[str, dict[st
     out = {}
     for h, test in tests.items():
         base = baseline_model(set(test["a"].to_list())) if test.height else None
-        rows = test.filter(pl.col("b") == base, pl.col("a") != ORACLE) if base else test.clear()
+        rows = test.filter(pl.col("b") == base, ~pl.col("a").is_in(CEILINGS)) if base else test.clear()
         out[f"{h}d"] = {f"{r['a']}-{r['b']}": None if r["t"] is None else round(r["t"], 3) for r in rows.iter_rows(named=True)}
     return out
 
@@ -237,19 +248,21 @@ def to_markdown(
     shown = [h for h in show if h in horizons] or list(horizons[:1])
     short = min(shown)
     best = best_model(board)
+    # The "/ feasible" column only when a feasible ceiling with data is on the board.
+    feasible = "frac_feasible_1d" in board.columns and board["frac_feasible_1d"].drop_nulls().len() > 0
 
     header, align = ["Model"], ["---"]
     for h in shown:
         header += [f"RankIC {h}d", f"IC {h}d", f"ICIR {h}d"]
     for h in shown:
         header += [f"Sharpe {h}d", f"Sharpe net {h}d"]
-    header += [f"Max DD {short}d", f"Turnover {short}d", "Oracle share", "Stage time"]
+    header += [f"Max DD {short}d", f"Turnover {short}d", "Oracle share", *(["/ feasible"] if feasible else []), "Stage time"]
     align += ["---:"] * (len(header) - 1)
 
     rows = []
     for r in board.iter_rows(named=True):
         get = r.get  # a horizon missing from the board reads as null
-        name = f"{r['model']} (ceiling)" if r["model"] == ORACLE else r["model"]
+        name = {ORACLE: "oracle (ceiling)", FEASIBLE: "feasible (ceiling from observables)"}.get(r["model"], r["model"])
         cells = [f"**{name}**" if r["model"] == best else name]
         for h in shown:
             cells += [_fmt(get(f"rank_ic_{h}d"), 4), _fmt(get(f"ic_{h}d"), 4), _fmt(get(f"icir_{h}d"), 2)]
@@ -259,6 +272,7 @@ def to_markdown(
             _pct(get(f"max_drawdown_{short}d")),
             _fmt(get(f"turnover_{short}d"), 2),
             _pct(get("frac_oracle_1d"), 0),
+            *([_pct(get("frac_feasible_1d"), 0)] if feasible else []),
             format_seconds(get("stage_seconds")),
         ]
         rows.append(cells)
@@ -287,7 +301,14 @@ def to_markdown(
         f"- Max DD: largest fall of the cumulative gross {short}d P&L; "
         f"turnover: mean daily sum of absolute weight changes (gross exposure 2).",
         "- Oracle share: test RankIC 1d as a share of the oracle's. "
-        "Stage time: wall time of the stage's last run (`metrics/timings/`).",
+        + (
+            "/ feasible: as a share of the feasible ceiling's, the planted components recomputed from what a "
+            "model sees (observed relations, estimated volatility, strengths fixed or fitted on past days; "
+            "docs/synthetic_market.md, \"Two ceilings\"). "
+            if feasible
+            else ""
+        )
+        + "Stage time: wall time of the stage's last run (`metrics/timings/`).",
         "",
     ]
 
@@ -392,7 +413,7 @@ def wins_markdown(wins: Mapping[str, pl.DataFrame]) -> list[str]:
             *markdown_table(["Regime", *models], ["---"] + ["---:"] * len(models), rows), "",
         ]
     if sector is not None and sector.height:
-        contenders = sector.filter(pl.col("model") != ORACLE, pl.col("rank_ic").is_not_null())
+        contenders = sector.filter(~pl.col("model").is_in(CEILINGS), pl.col("rank_ic").is_not_null())
         best = contenders.sort("rank_ic", descending=True).group_by("sector", maintain_order=True).first()
         won = best.group_by("model").len().sort("len", "model", descending=[True, False])
         size = sector.group_by("sector").agg(pl.col("mean_stocks").max()).sort("mean_stocks", "sector", descending=[True, False])

@@ -25,6 +25,8 @@ import polars as pl
 from alphagraph import figures as F
 
 ORACLE = F.ORACLE
+FEASIBLE = F.FEASIBLE
+CEILINGS = F.CEILINGS  # drawn grey and dashed, never bold as a column's best
 DASH = "—"
 ROLLING_DAYS = 63
 TOP_FEATURES = 15
@@ -210,17 +212,19 @@ def board_columns(board: pl.DataFrame, horizons: Sequence[int]) -> list[Column]:
         cols += topk
     if ORACLE in board["model"].to_list() and "frac_oracle_1d" in board.columns:
         cols.append(Column("of oracle", "frac_oracle_1d", lambda v: pct(v, 0), group="RankIC 1d"))
+    if "frac_feasible_1d" in board.columns and board["frac_feasible_1d"].drop_nulls().len():
+        cols.append(Column("/ feasible", "frac_feasible_1d", lambda v: pct(v, 0), group="RankIC 1d"))
     return cols
 
 
 def leaderboard_html(board: pl.DataFrame, horizons: Sequence[int], colors: Mapping[str, str]) -> str:
-    """The leaderboard as a table with grouped headers; the best non-oracle value of a column in bold."""
+    """The leaderboard as a table with grouped headers; the best value of a column (ceilings aside) in bold."""
     cols = board_columns(board, horizons)
     rows = list(board.iter_rows(named=True))
     best: dict[str, float] = {}
     for c in cols:
-        if c.higher_is_better and c.key != "frac_oracle_1d":
-            values = [v for r in rows if r["model"] != ORACLE and (v := _num(r.get(c.key))) is not None]
+        if c.higher_is_better and c.key not in ("frac_oracle_1d", "frac_feasible_1d"):
+            values = [v for r in rows if r["model"] not in CEILINGS and (v := _num(r.get(c.key))) is not None]
             if values:
                 best[c.key] = max(values)
     groups: list[tuple[str, int]] = []
@@ -235,15 +239,15 @@ def leaderboard_html(board: pl.DataFrame, horizons: Sequence[int], colors: Mappi
     body = []
     for r in rows:
         model = r["model"]
-        cells = [f'<td class="label"><span class="swatch{" dashed" if model == ORACLE else ""}" '
+        cells = [f'<td class="label"><span class="swatch{" dashed" if model in CEILINGS else ""}" '
                  f'style="--c:{colors.get(model, F.TEXT)}"></span><a href="#model-{slug(model)}">'
                  f"{esc(F.model_label(model))}</a></td>"]
         for c in cols:
             v = _num(r.get(c.key))
             text = esc(c.render(v))
-            strong = model != ORACLE and v is not None and best.get(c.key) == v
+            strong = model not in CEILINGS and v is not None and best.get(c.key) == v
             cells.append(f"<td><b>{text}</b></td>" if strong else f"<td>{text}</td>")
-        klass = ' class="oracle"' if model == ORACLE else ""
+        klass = ' class="oracle"' if model in CEILINGS else ""
         body.append(f"<tr{klass}>" + "".join(cells) + "</tr>")
     return ('<div class="scroll"><table class="board">\n<thead>' + top + sub + "</thead>\n<tbody>\n"
             + "\n".join(body) + "\n</tbody>\n</table></div>")
@@ -315,7 +319,7 @@ def overview_html(files: Mapping[str, ModelFiles], horizons: Sequence[int], colo
                                f"and the test windows per horizon; above {psi_alert:g} (red line) the predictions "
                                f"have shifted.", "ov-psi"))
     legend = '<ul class="legend">' + "".join(
-        f'<li><span class="swatch{" dashed" if m == ORACLE else ""}" style="--c:{colors[m]}"></span>'
+        f'<li><span class="swatch{" dashed" if m in CEILINGS else ""}" style="--c:{colors[m]}"></span>'
         f"{esc(F.model_label(m))}</li>" for m in files) + "</ul>"
     return legend + '\n<div class="grid">\n' + "\n".join(out) + "\n</div>", len(out)
 
@@ -333,8 +337,8 @@ def sector_html(frame: pl.DataFrame, board_models: Sequence[str]) -> str:
     models = _order(frame["model"].unique().to_list(), board_models)
     cell = {(r["model"], r["sector"]): r for r in frame.iter_rows(named=True)}
     sectors = sorted(set(frame["sector"].cast(pl.String).to_list()))
-    contenders = [m for m in models if m != ORACLE]
-    scale = max((abs(v) for (m, _), r in cell.items() if m != ORACLE and (v := _num(r["rank_ic"])) is not None),
+    contenders = [m for m in models if m not in CEILINGS]
+    scale = max((abs(v) for (m, _), r in cell.items() if m not in CEILINGS and (v := _num(r["rank_ic"])) is not None),
                 default=0.0)
     won = dict.fromkeys(contenders, 0)
     rows = []
@@ -368,7 +372,7 @@ def regime_html(frame: pl.DataFrame, board_models: Sequence[str]) -> str:
     cell = {(r["model"], r["regime"]): r for r in frame.iter_rows(named=True)}
     regimes = [g for g in ("calm", "turbulent") if any(k[1] == g for k in cell)]
     regimes += sorted({k[1] for k in cell} - set(regimes))
-    scale = max((abs(v) for (m, _), r in cell.items() if m != ORACLE and (v := _num(r["rank_ic"])) is not None),
+    scale = max((abs(v) for (m, _), r in cell.items() if m not in CEILINGS and (v := _num(r["rank_ic"])) is not None),
                 default=0.0)
     rows = []
     for g in regimes:
@@ -527,9 +531,14 @@ def model_section(model: str, row: Mapping[str, Any], files: ModelFiles, horizon
         body += "\n" + "\n".join(tables)
     if not figs and not tables:
         body = '<p class="note">No figures: this model\'s stage wrote no plot files.</p>'
-    dashed = " dashed" if model == ORACLE else ""
-    note = ('<p class="note">The planted expected return of the synthetic market judged by the same evaluator: '
-            "the ceiling, not a competitor.</p>\n" if model == ORACLE else "")
+    dashed = " dashed" if model in CEILINGS else ""
+    notes = {
+        ORACLE: "The planted expected return of the synthetic market judged by the same evaluator: "
+                "the ceiling, not a competitor.",
+        FEASIBLE: "The planted components recomputed from what a model sees (observed relations, estimated "
+                  "volatility, strengths fixed or fitted on past days only): the feasible ceiling, not a competitor.",
+    }
+    note = f'<p class="note">{notes[model]}</p>\n' if model in notes else ""
     return (f'<section id="model-{slug(model)}" class="model" data-model="{esc(model)}">\n'
             f'<h2><span class="swatch{dashed}" style="--c:{color}"></span>{esc(F.model_label(model))}</h2>\n'
             f"{_headline(row, horizons[0])}\n{note}{body}\n</section>")
@@ -610,6 +619,9 @@ def render_report(
         f'<a href="#model-{slug(m)}">{esc(F.model_label(m))}</a>' for m in models))
     oracle_note = ("The oracle is the planted expected return of the synthetic market: the ceiling, drawn grey and "
                    "dashed, not a competitor. " if ORACLE in models else "")
+    if FEASIBLE in models:
+        oracle_note += ("The feasible ceiling (dark grey, dashed) is the same signal recomputed from observables; "
+                        "\"/ feasible\" is a model's RankIC 1d as a share of it. ")
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en">',

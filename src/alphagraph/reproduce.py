@@ -3,10 +3,10 @@
 On one machine with the pinned environment (``requirements-lock.txt``) every
 metrics file is byte-identical across reruns. On another machine, numpy's and
 torch's CPU kernels (chosen by instruction set) differ in the last bits; the
-data stages, the oracle and LightGBM absorb that (prices on a cent grid,
-deterministic histogram boosting), while the neural models' training amplifies
-it. So the data and LightGBM metrics must match exactly and the neural models'
-within the tolerances below.
+data stages, the two ceilings, LightGBM and the ridge references absorb that
+(prices on a cent grid, deterministic histogram boosting, closed-form float64
+solves), while the neural models' training amplifies it. So their metrics must
+match exactly and the neural models' within the tolerances below.
 
     python -m alphagraph.reproduce --reference DIR [--metrics metrics]
 
@@ -27,7 +27,7 @@ from typing import Any
 
 # Files whose metrics must be identical; every other file (the neural models, the zoo, the
 # ensembles and the summary) within NEURAL_TOLERANCES. Timings are never compared (wall time).
-EXACT = ("ingest", "features", "normalize", "graph", "oracle", "lgbm", "lgbm_graph")
+EXACT = ("ingest", "features", "normalize", "graph", "oracle", "feasible", "lgbm", "lgbm_graph", "linear", "linear_graph")
 
 
 @dataclass(frozen=True)

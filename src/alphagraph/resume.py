@@ -11,6 +11,11 @@ uninterrupted run), while any change to params, data or code starts afresh.
 Work folders of other keys are removed when a stage starts; the stage's own
 is removed once every artifact is written. The folder lives outside the
 stage's DVC outs, so DVC never caches or deletes it.
+
+Refits (``split.refit_every``) with a group's ``refit_warm_start``: a fold
+that is a later block of its test window starts from the previous fold's
+``best.pt`` in this folder, so the folds run in fold order and a resumed
+run finds the weights a later fold starts from beside the finished folds.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import json
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import torch
@@ -27,11 +33,12 @@ import torch
 import alphagraph
 from alphagraph import distributed as ddp
 from alphagraph.config import Params, to_dict
+from alphagraph.errors import UserError
 from alphagraph.io import atomic_dir, write_parquet
 from alphagraph.log import get_logger
 from alphagraph.split import Fold
-from alphagraph.train.fold import FoldOutput
-from alphagraph.train.loop import FitResult
+from alphagraph.train.fold import FoldOutput, WarmStart, warm_start
+from alphagraph.train.loop import FitResult, load_checkpoint
 
 WORK_ROOT = Path(".alphagraph/work")
 DONE = "done"
@@ -78,6 +85,19 @@ def _load_fold(path: Path) -> tuple[FoldOutput, dict[str, pl.DataFrame]]:
 TrainOne = Callable[[Fold, Path], tuple[FoldOutput, dict[str, pl.DataFrame]]]
 
 
+def warm_epochs(group: Any) -> int | None:
+    """A params group's ``refit_epochs`` when its ``refit_warm_start`` is on (else None: every fold from scratch)."""
+    return group.refit_epochs if getattr(group, "refit_warm_start", False) else None
+
+
+def _fold_weights(fold_dir: Path) -> dict[str, torch.Tensor]:
+    """A finished fold's model: its best epoch's weights, else (no epoch ever improved) its last ones."""
+    for name in ("best.pt", "last.pt"):
+        if (fold_dir / name).exists():
+            return load_checkpoint(fold_dir / name, "cpu")["model"]
+    raise UserError(f"{fold_dir}: no best.pt or last.pt to warm-start the next fold from; delete {fold_dir.parent} and rerun")
+
+
 class StageWork:
     """The work folder of one run of a training stage (see the module docstring)."""
 
@@ -94,14 +114,20 @@ class StageWork:
             self.dir.mkdir(parents=True, exist_ok=True)
         ddp.barrier()
 
-    def run_folds(self, folds: Sequence[Fold], train_one: TrainOne) -> list[tuple[Fold, FoldOutput, dict[str, pl.DataFrame]]]:
+    def run_folds(
+        self, folds: Sequence[Fold], train_one: TrainOne, refit_epochs: int | None = None
+    ) -> list[tuple[Fold, FoldOutput, dict[str, pl.DataFrame]]]:
         """Train every fold with ``train_one(fold, run_dir)``, reusing the finished ones; in fold order.
 
         ``train_one`` returns the fold's output and named frames to keep beside
         it; it may write more files into ``run_dir`` (rank 0 only).
+        ``refit_epochs`` (:func:`warm_epochs`): a fold that is not the first
+        block of its test window trains within :func:`~alphagraph.train.fold.warm_start`
+        from the previous fold's weights, for that many epochs.
         """
         results = []
-        for fold in folds:
+        ordered = sorted(folds, key=lambda f: f.fold)  # a warm start needs the fold before it trained first
+        for fold in ordered:
             fold_dir = self.dir / f"fold{fold.fold}"
             done = fold_dir / DONE
             cached = ddp.broadcast(_load_fold(done) if ddp.is_main() and (done / "result.json").exists() else None)
@@ -109,11 +135,25 @@ class StageWork:
                 log.info("%s fold %d: finished in an earlier run, reused from %s", self.stage, fold.fold, done)
                 results.append((fold, *cached))
                 continue
-            out, frames = train_one(fold, fold_dir)
+            with warm_start(self._warm_start(fold, ordered, refit_epochs)):
+                out, frames = train_one(fold, fold_dir)
             if ddp.is_main():
                 _save_fold(out, frames, done)
             results.append((fold, out, frames))
         return results
+
+    def _warm_start(self, fold: Fold, folds: Sequence[Fold], epochs: int | None) -> WarmStart | None:
+        """The previous block's weights for ``fold`` (read by rank 0, loaded on every rank); None: from scratch."""
+        if epochs is None or fold.window is None or fold.block == 0:
+            return None
+        prev = next((f for f in folds if f.window == fold.window and f.block == fold.block - 1), None)
+        if prev is None:
+            raise UserError(
+                f"{self.stage} fold {fold.fold}: warm start (refit_warm_start) needs block {fold.block - 1} of test"
+                f" window {fold.window}, which is not among the folds run"
+            )
+        state = ddp.broadcast(_fold_weights(self.dir / f"fold{prev.fold}") if ddp.is_main() else None)
+        return WarmStart(state, prev.fold, epochs)
 
     def publish(self, model_dir: Path) -> None:
         """Copy each fold's checkpoints and files (not its ``done`` outputs) into ``model_dir/fold{k}``."""

@@ -11,6 +11,15 @@ h trading days span more calendar days) are purged by :func:`assign_split`.
 ``rolling`` is the same with the rolling window made explicit
 (``max_train_days`` required).
 
+``refit_every`` R (walk-forward / rolling; off when null): each test window is
+cut into consecutive blocks of R trading days (the last may be shorter) and
+each block is a fold of its own, with its validation and training windows
+placed before the block by the same rules, so a block is predicted by a model
+fitted on data up to ``embargo_days`` before it. Folds are numbered
+consecutively; :attr:`Fold.window` / :attr:`Fold.block` say which test window
+a fold cuts and where. The pooled test days are those of the folds without
+refits.
+
 ``purged_kfold`` (Lopez de Prado's purged k-fold with embargo): the whole
 calendar is cut into ``n_splits`` contiguous test blocks of (nearly) equal
 length (``test_days`` is not used). Validation is the ``val_days`` block
@@ -58,7 +67,9 @@ class Fold:
     ``train_ranges`` is set by purged k-fold only: the training ranges on both
     sides of the held-out span; ``train`` is then their envelope (first to last
     training day, which contains val and test). Code that asks whether a date
-    is a training date uses :attr:`ranges` / :func:`in_train`.
+    is a training date uses :attr:`ranges` / :func:`in_train`. ``window`` and
+    ``block`` are set with ``split.refit_every`` only: the fold's test dates
+    are block ``block`` of test window ``window``.
     """
 
     fold: int
@@ -66,6 +77,8 @@ class Fold:
     val: DateRange
     test: DateRange
     train_ranges: tuple[DateRange, ...] | None = None
+    window: int | None = None
+    block: int = 0
 
     @property
     def ranges(self) -> tuple[DateRange, ...]:
@@ -86,6 +99,16 @@ def in_train(fold: Fold) -> pl.Expr:
 
 def make_folds(calendar: list[dt.date], cfg: SplitConfig) -> list[Fold]:
     """Folds over a sorted calendar of unique trading days."""
+    if cfg.refit_every is not None:
+        if cfg.refit_every < 1:
+            raise SplitError(f"split.refit_every: must be >= 1 trading days (null = no refits), got {cfg.refit_every}")
+        if cfg.scheme == "purged_kfold":
+            raise SplitError(
+                "split.refit_every: refits cut walk-forward test windows into blocks; purged_kfold trains on both"
+                " sides of its test blocks, so there is nothing to refit: set split.refit_every to null"
+            )
+        if cfg.val_start is not None and cfg.test_start is not None:
+            raise SplitError("split.refit_every: not available with a fixed split.val_start / split.test_start; set it to null")
     if cfg.val_start is not None and cfg.test_start is not None:
         return [fixed_fold(calendar, cfg)]
     if cfg.scheme == "purged_kfold":
@@ -105,21 +128,26 @@ def make_folds(calendar: list[dt.date], cfg: SplitConfig) -> list[Fold]:
             " with fewer than normalize.min_stocks stocks)"
         )
     first_test = n - cfg.n_splits * t
+    step = cfg.refit_every or t  # no refits: one block, the whole window
     folds = []
     for k in range(cfg.n_splits):
-        test_start = first_test + k * t
-        val_end = test_start - e - 1
-        val_start = val_end - v + 1
-        train_end = val_start - e - 1
-        train_start = 0 if cfg.max_train_days is None else max(0, train_end - cfg.max_train_days + 1)
-        folds.append(
-            Fold(
-                fold=k,
-                train=(calendar[train_start], calendar[train_end]),
-                val=(calendar[val_start], calendar[val_end]),
-                test=(calendar[test_start], calendar[test_start + t - 1]),
+        window_start = first_test + k * t
+        for b, test_start in enumerate(range(window_start, window_start + t, step)):
+            # Later blocks only move val and train forward: the first block is the binding one for the length check.
+            val_end = test_start - e - 1
+            val_start = val_end - v + 1
+            train_end = val_start - e - 1
+            train_start = 0 if cfg.max_train_days is None else max(0, train_end - cfg.max_train_days + 1)
+            folds.append(
+                Fold(
+                    fold=len(folds),
+                    train=(calendar[train_start], calendar[train_end]),
+                    val=(calendar[val_start], calendar[val_end]),
+                    test=(calendar[test_start], calendar[min(test_start + step, window_start + t) - 1]),
+                    window=k if cfg.refit_every is not None else None,
+                    block=b,
+                )
             )
-        )
     return folds
 
 
@@ -193,11 +221,14 @@ def folds_to_json(folds: list[Fold], cfg: SplitConfig) -> dict[str, Any]:
 
     def fold_doc(f: Fold) -> dict[str, Any]:
         doc = {"fold": f.fold, "train": iso(f.train), "val": iso(f.val), "test": iso(f.test)}
+        # With refits only (files without them stay as they were): reports group the blocks by window.
+        doc |= {"window": f.window, "block": f.block} if f.window is not None else {}
         # Purged k-fold only (walk-forward files stay as they were): "train" is then the envelope.
         return doc | ({"train_ranges": [iso(r) for r in f.train_ranges]} if f.train_ranges is not None else {})
 
     scheme = {"scheme": cfg.scheme} if cfg.scheme != "walk_forward" else {}
-    return {"embargo_days": cfg.embargo_days, **scheme, "folds": [fold_doc(f) for f in folds]}
+    refit = {"refit_every": cfg.refit_every} if cfg.refit_every is not None else {}
+    return {"embargo_days": cfg.embargo_days, **scheme, **refit, "folds": [fold_doc(f) for f in folds]}
 
 
 def load_folds(path: str | Path) -> list[Fold]:
@@ -210,7 +241,10 @@ def load_folds(path: str | Path) -> list[Fold]:
     def ranges(f: dict[str, Any]) -> tuple[DateRange, ...] | None:
         return tuple(rng(r) for r in f["train_ranges"]) if "train_ranges" in f else None
 
-    return [Fold(f["fold"], rng(f["train"]), rng(f["val"]), rng(f["test"]), ranges(f)) for f in doc["folds"]]
+    return [
+        Fold(f["fold"], rng(f["train"]), rng(f["val"]), rng(f["test"]), ranges(f), f.get("window"), f.get("block", 0))
+        for f in doc["folds"]
+    ]
 
 
 def label_end(reach: int) -> pl.Expr:

@@ -67,7 +67,9 @@ RELATION_REASONS = (
     "relations_unknown_code",
 )
 ALL_REASONS = (*PRICE_REASONS, *UNIVERSE_REASONS, *RELATION_REASONS)
-RELATION_NAMES = ("competitor", "supply_chain", "fund_similarity")
+# wikidata: RSR's Wikidata company links (alphagraph.data.rsr_relations), undirected and
+# static, collected once after the sample: look-ahead like a static industry map.
+RELATION_NAMES = ("competitor", "supply_chain", "fund_similarity", "wikidata")
 ADJ_CLOSE = "adj_close"
 # Optional validity columns of point-in-time side files (inclusive; null = unbounded).
 VALIDITY = ("start", "end")

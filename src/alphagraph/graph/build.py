@@ -49,7 +49,9 @@ from alphagraph.log import get_logger
 
 CORRELATION = "rolling_correlation"
 SECTOR_INDUSTRY = "sector_industry"
-TABLE_RELATIONS = ("competitor", "supply_chain", "fund_similarity")
+# RSR's Wikidata company links (alphagraph.data.rsr_relations): one static snapshot taken after the sample.
+WIKIDATA = "wikidata"
+TABLE_RELATIONS = ("competitor", "supply_chain", "fund_similarity", WIKIDATA)
 RELATIONS = (CORRELATION, SECTOR_INDUSTRY, *TABLE_RELATIONS)
 
 EDGE_SCHEMA: dict[str, pl.DataType] = {
@@ -107,6 +109,11 @@ def build_edges(
             "static side files (no start/end validity dates) for %s: the same rows apply to every snapshot, "
             "which is look-ahead for past snapshots when they describe today's sector map or supply chain",
             ", ".join(static),
+        )
+    if WIKIDATA in static:
+        log.warning(
+            "wikidata: RSR's Wikidata company links were collected once, after the sample, and apply to every"
+            " snapshot: look-ahead in the same way as a static industry map (metrics: point_in_time.wikidata false)"
         )
     metrics = graph_metrics(edges, trading, built, skipped, point_in_time)
     log.info(

@@ -17,9 +17,12 @@ from types import ModuleType
 KINDS: dict[str, tuple[str, ...]] = {
     "temporal": ("lstm", "gru", "alstm", "transformer"),
     "tgcn": ("tgcn",),
+    "linear": ("linear", "linear_graph"),
 }
 # Modules whose models read the graph stage's edges.
-GRAPH_MODULES = ("tgcn",)
+GRAPH_MODULES = ("tgcn", "linear")
+# Modules whose models read the raw closes (linear_graph's relational features: neighbours' returns).
+PRICE_MODULES = ("linear",)
 
 
 def zoo_module(module: str) -> ModuleType:

@@ -12,6 +12,8 @@ batch carries
 - ``y_loss`` [N, H], only with ``targets`` (``train.target`` other than raw,
   :mod:`alphagraph.residual`): what the regression and rank losses train on
   instead of ``y``; ``y`` stays the raw label for every metric.
+- ``x_wide`` [N, W], only with ``wide_inputs`` (``train.wide``): extra per-row
+  inputs of the core model's linear path (the relational features), nulls as 0.
 - ``loss_weight`` [N], only with ``row_weights`` (``train.regime_weighting``,
   :mod:`alphagraph.regimes`): each node's loss weight (its date's).
 - PEARL inputs, once per distinct snapshot of the batch (the days of a
@@ -73,8 +75,10 @@ class CoreDayData(GraphDayData):
         snapshot_cache: int = 32,
         targets: np.ndarray | None = None,
         row_weights: np.ndarray | None = None,
+        wide_inputs: np.ndarray | None = None,
     ) -> None:
-        """``targets`` [panel rows, H] and ``row_weights`` [panel rows]: per-row loss targets and weights (None = off)."""
+        """``targets`` [panel rows, H], ``row_weights`` [panel rows], ``wide_inputs`` [panel rows, W]: per-row
+        loss targets, weights and linear-path inputs (None = off)."""
         super().__init__(index, panel, codes, feature_cols, horizons, use_edges)
         if seq_len < 1:
             raise ValueError(f"train.seq_len must be >= 1, got {seq_len}")
@@ -86,11 +90,20 @@ class CoreDayData(GraphDayData):
         self._grid = torch.from_numpy(index.position_grid())
         self._snap_cache: OrderedDict[int, tuple[torch.Tensor, np.ndarray]] = OrderedDict()
         self._snap_cache_size = max(int(snapshot_cache), 1)
-        for name, arr, shape in (("targets", targets, (panel.height, len(self.horizons))), ("row_weights", row_weights, (panel.height,))):
+        shapes = [("targets", targets, (panel.height, len(self.horizons))), ("row_weights", row_weights, (panel.height,))]
+        if wide_inputs is not None:
+            shapes.append(("wide_inputs", wide_inputs, (panel.height, wide_inputs.shape[-1])))
+        for name, arr, shape in shapes:
             if arr is not None and arr.shape != shape:
                 raise ValueError(f"{name}: shape {arr.shape}, expected {shape} (panel rows{', horizons' if len(shape) > 1 else ''})")
         self._targets = None if targets is None else torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32))
         self._row_weights = None if row_weights is None else torch.from_numpy(np.ascontiguousarray(row_weights, dtype=np.float32))
+        self._wide = None if wide_inputs is None else torch.from_numpy(np.nan_to_num(np.ascontiguousarray(wide_inputs, dtype=np.float32)))
+
+    @property
+    def wide_dim(self) -> int:
+        """Columns of ``x_wide`` (0 without wide inputs)."""
+        return 0 if self._wide is None else int(self._wide.shape[1])
 
     def signal_balance(self, split: str = "train") -> ClassBalance | None:
         """Signal / no-signal label counts per horizon over all ``split`` rows (None without sig_* columns).
@@ -133,6 +146,8 @@ class CoreDayData(GraphDayData):
             b.y_loss = self._targets[b.row]
         if self._row_weights is not None:
             b.loss_weight = self._row_weights[b.row]
+        if self._wide is not None:
+            b.x_wide = self._wide[b.row]
         self._add_pearl(b, day, code)
         return b
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -34,6 +35,44 @@ def epoch_callback(fn: EpochCallback | None) -> Iterator[None]:
         _EPOCH_CALLBACK.reset(token)
 
 
+@dataclass(frozen=True)
+class WarmStart:
+    """A fold's starting weights (an earlier fold's best, on every rank) and the epochs it then trains."""
+
+    state: dict[str, torch.Tensor]
+    source_fold: int
+    epochs: int
+
+
+# Set by StageWork.run_folds around a fold that refits (split.refit_every with refit_warm_start):
+# the model trainers build their model as usual and train_fold starts it from these weights.
+_WARM_START: ContextVar[WarmStart | None] = ContextVar("warm_start", default=None)
+
+
+@contextmanager
+def warm_start(start: WarmStart | None) -> Iterator[None]:
+    """Within the block, :func:`train_fold` starts its model from ``start`` (None: from its own initialization)."""
+    token = _WARM_START.set(start)
+    try:
+        yield
+    finally:
+        _WARM_START.reset(token)
+
+
+def load_warm_start(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Copy ``state`` into ``model``, except its frozen parameters.
+
+    Frozen parameters are the fold's own fit (``train.wide: ridge``), not
+    trained weights: they keep this fold's values. Draws no random number.
+    """
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    current = model.state_dict()
+    try:
+        model.load_state_dict({k: current[k] if k in frozen and k in current else v for k, v in state.items()})
+    except RuntimeError as exc:  # another architecture: the checkpoint is from other params
+        raise ValueError(f"warm start: the previous fold's weights do not fit this fold's model ({exc})") from exc
+
+
 @dataclass
 class FoldOutput:
     predictions: pl.DataFrame  # date, code, fold, split, pred_{h}d, p_up_{h}d / p_signal_{h}d (with those heads)
@@ -48,7 +87,10 @@ class FoldOutput:
             f"epochs_run_fold{fold}": r.epochs_run,
             f"val_best_fold{fold}": None if r.best_score is None else round(r.best_score, 6),
         }
-        log.info("fold %d: best epoch %s of %d (val %s), %.0f s", fold, r.best_epoch, r.epochs_run, r.best_score, r.train_seconds)
+        # A trainer's own per-fold figures (a closed-form model's chosen penalty, say); resume keeps them.
+        entries |= {f"{key}_fold{fold}": value for key, value in r.extra.items()}
+        if r.epochs_run:  # a closed-form fit (no epochs) logs its own line
+            log.info("fold %d: best epoch %s of %d (val %s), %.0f s", fold, r.best_epoch, r.epochs_run, r.best_score, r.train_seconds)
         return curve.select("fold", pl.exclude("fold")), entries
 
 
@@ -91,10 +133,18 @@ def train_fold(
     :class:`~alphagraph.train.data.GraphDayData` does. Every stock of every
     val/test date gets a prediction, including rows whose labels are null.
     ``on_epoch_end`` (else the one of an enclosing :func:`epoch_callback`) gets
-    each epoch's history record; an exception it raises stops the fold.
+    each epoch's history record; an exception it raises stops the fold. Within
+    :func:`warm_start`, the model starts from its weights and trains its epochs.
     """
     callback = on_epoch_end if on_epoch_end is not None else _EPOCH_CALLBACK.get()
+    start = _WARM_START.get()
+    if start is not None:  # a refit: fine-tune the previous block's model for a few epochs
+        load_warm_start(model, start.state)
+        cfg = dataclasses.replace(cfg, epochs=start.epochs)
+        log.info("fold %d: warm start from fold %d's model, %d epochs", fold, start.source_fold, start.epochs)
     result = fit(model, data, loss_fn, cfg, run_dir=run_dir, resume=resume, on_epoch_end=callback, desc=f"fold {fold}")
+    if start is not None:
+        result.extra["warm_start_from"] = start.source_fold
     dates = data.dates("val", "test")
     with torch.no_grad():
         pred = predict(model, data, dates, (VAL, TEST), cfg.eval_batch_days, resolve_device(cfg.device))
