@@ -28,7 +28,13 @@ class Terminated(SystemExit):
     """SIGTERM, raised in the main thread so that cleanup (``finally``) runs before the exit."""
 
 
+# The signal that stopped this process, once one did: a library that the handler's exception
+# interrupts inside native code (polars does) may re-raise it as an error of its own.
+_received: list[int] = []
+
+
 def _terminate(signum: int, frame: Any) -> None:
+    _received.append(signum)
     print(f"error: stopped by signal {signal.Signals(signum).name}; temporary files removed", file=sys.stderr)
     raise Terminated(128 + signum)
 
@@ -99,3 +105,7 @@ def run_main(main: Callable[[], None]) -> None:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
+    except Exception:
+        if _received:  # the cleanup ran as the exception unwound; exit as the signal asks
+            sys.exit(128 + _received[0])
+        raise
