@@ -28,7 +28,8 @@ import polars as pl
 from alphagraph.config import FeasibleConfig, SignalConfig
 from alphagraph.data.synthetic import COMPONENTS, _Dynamics
 from alphagraph.evaluate import daily_ic
-from alphagraph.split import Fold, assign_split
+from alphagraph.oracle import signal_predictions
+from alphagraph.split import Fold
 
 VARIANTS: tuple[str, ...] = ("static", "rolling")
 # A date's regression needs clearly more stocks than regressors (5 slopes and an intercept).
@@ -364,19 +365,7 @@ def feasible_predictions(
 ) -> pl.DataFrame:
     """Val and test rows of every fold with ``pred_{h}d`` = the variant's alpha (the oracle's layout)."""
     keyed = panel.select("date", "code").join(alphas.select("date", "code", variant), on=["date", "code"], how="left")
-    parts = []
-    for fold in folds:
-        rows = assign_split(keyed, fold, reach).filter(pl.col("split").is_in(["val", "test"]))
-        parts.append(
-            rows.select(
-                "date",
-                "code",
-                pl.lit(fold.fold, dtype=pl.Int32).alias("fold"),
-                "split",
-                *[pl.col(variant).cast(pl.Float32).alias(f"pred_{h}d") for h in horizons],
-            )
-        )
-    return pl.concat(parts)
+    return signal_predictions(keyed, variant, folds, horizons, reach)
 
 
 def pooled_rank_ic(predictions: pl.DataFrame, realized: pl.DataFrame, split: str, horizon: int = 1) -> float | None:

@@ -30,6 +30,11 @@ def oracle_predictions(
     multi-day figures are a reference, not a ceiling.
     """
     keyed = panel.select("date", "code").join(delayed_alpha(oracle, label_delay), on=["date", "code"], how="left")
+    return signal_predictions(keyed, "alpha", folds, horizons, reach)
+
+
+def signal_predictions(keyed: pl.DataFrame, column: str, folds: list[Fold], horizons: list[int], reach: int) -> pl.DataFrame:
+    """Val and test rows of every fold of ``keyed`` (``date, code, column``) with ``pred_{h}d`` = ``column``."""
     parts = []
     for fold in folds:
         rows = assign_split(keyed, fold, reach).filter(pl.col("split").is_in(["val", "test"]))
@@ -39,7 +44,7 @@ def oracle_predictions(
                 "code",
                 pl.lit(fold.fold, dtype=pl.Int32).alias("fold"),
                 "split",
-                *[pl.col("alpha").cast(pl.Float32).alias(f"pred_{h}d") for h in horizons],
+                *[pl.col(column).cast(pl.Float32).alias(f"pred_{h}d") for h in horizons],
             )
         )
     return pl.concat(parts)
