@@ -13,7 +13,7 @@ from alphagraph.errors import run_main
 from alphagraph.io import atomic_dir, read_parquet, write_csv, write_json
 from alphagraph.log import stage_run
 from alphagraph.importance import fold_maps, stack_folds
-from alphagraph.models.core import core_fold_data, core_index, core_kwargs, train_core_fold
+from alphagraph.models.core import core_fold_data, core_index, core_kwargs, train_core_fold, wide_index
 from alphagraph.normalize import feature_columns
 from alphagraph.pretrain import pretrain_inputs
 from alphagraph.resume import StageWork, warm_epochs
@@ -34,16 +34,17 @@ def main() -> None:
         panel, folds = read_parquet(paths.NORMALIZED_PANEL), load_folds(paths.FOLDS)
         index = core_index(read_parquet(paths.EDGES), panel, params)
         features = feature_columns(panel)
+        wide = wide_index(panel, params)  # the linear path's relational inputs, built once for every fold
 
         def train_one(fold, run_dir: Path):
-            out, model, report = train_core_fold(panel, index, fold, params, run_dir=run_dir)
+            out, model, report = train_core_fold(panel, index, fold, params, run_dir=run_dir, wide=wide)
             if not ddp.is_main():
                 return out, {"relations": report}
             # what the export stage needs to rebuild the model from best.pt
             wide_dim = 0 if model.wide is None else model.wide.in_features - len(features)
             kwargs = core_kwargs(params.train, features, index.relations, len(params.features.horizons), params.seed, wide_dim)
             write_json({"kwargs": kwargs, "features": features, "horizons": params.features.horizons, "fold": fold.fold}, run_dir / "model.json")
-            maps = fold_maps(model, core_fold_data(panel, index, fold, params), fold.fold, params.seed, next(model.parameters()).device)
+            maps = fold_maps(model, core_fold_data(panel, index, fold, params, wide=wide), fold.fold, params.seed, next(model.parameters()).device)
             return out, {"relations": report} | maps
 
         # The raw files the training targets / weights read, only when those switches are on.

@@ -214,22 +214,28 @@ def _examples(values: Sequence[str]) -> str:
 # ------------------------------------------------------------------------ tickers
 
 
-def read_tickers(path_str: str) -> list[str]:
-    """The codes of ``data.tickers_path``: one per line; a first line code/ticker/symbol is a header."""
-    path = Path(path_str)
+def ticker_lines(path: Path, where: str) -> list[str]:
+    """The non-blank lines of a one-code-per-line file, in order; a first line code/ticker/symbol is a header.
+
+    ``where`` names the param or option that gave the path, for the error messages."""
     if not path.is_file():
         what = "is a directory, expected a text file" if path.is_dir() else "file not found"
-        raise DataError(f"{path}: {what} (data.tickers_path)")
+        raise DataError(f"{path}: {what} ({where})")
     try:
         lines = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
     except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read the tickers file (data.tickers_path): {exc}") from None
+        raise DataError(f"{path}: cannot read the tickers file ({where}): {exc}") from None
     lines = [line for line in lines if line]
     if lines and lines[0].lower() in TICKER_HEADERS:
         lines = lines[1:]
     if not lines:
-        raise DataError(f"{path}: the tickers file lists no code (data.tickers_path)")
-    return list(dict.fromkeys(lines))  # file order, duplicates once
+        raise DataError(f"{path}: the tickers file lists no code ({where})")
+    return lines
+
+
+def read_tickers(path_str: str) -> list[str]:
+    """The codes of ``data.tickers_path``: one per line; a first line code/ticker/symbol is a header."""
+    return list(dict.fromkeys(ticker_lines(Path(path_str), "data.tickers_path")))  # file order, duplicates once
 
 
 def _no_listed_code(tickers_path: str, tickers: Sequence[str], found: Sequence[str], where: str) -> DataError:

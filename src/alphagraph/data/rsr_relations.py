@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from alphagraph.data.file_source import TICKER_HEADERS
+from alphagraph.data.file_source import ticker_lines
 from alphagraph.data.validate import RELATION_NAMES, DataError
 from alphagraph.errors import run_main
 
@@ -53,18 +53,7 @@ _POPCOUNT = np.array([bin(b).count("1") for b in range(256)], dtype=np.uint8)
 
 def read_ticker_list(path: Path) -> list[str]:
     """The tickers in file order (index i of the array is line i); a code/ticker/symbol header is skipped."""
-    if not path.is_file():
-        what = "is a directory, expected a text file" if path.is_dir() else "file not found"
-        raise DataError(f"{path}: {what} (--tickers)")
-    try:
-        lines = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read the tickers file (--tickers): {exc}") from None
-    lines = [line for line in lines if line]  # RSR reads it with np.genfromtxt, which skips blank lines
-    if lines and lines[0].lower() in TICKER_HEADERS:
-        lines = lines[1:]
-    if not lines:
-        raise DataError(f"{path}: the tickers file lists no ticker (--tickers)")
+    lines = ticker_lines(path, "--tickers")  # RSR reads it with np.genfromtxt, which skips blank lines too
     repeated = [t for t, n in Counter(lines).items() if n > 1]
     if repeated:
         raise DataError(
