@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -27,17 +26,13 @@ _EPOCH_CALLBACK: ContextVar[EpochCallback | None] = ContextVar("epoch_callback",
 
 
 @contextmanager
-def _scoped(var: ContextVar[Any], value: Any) -> Iterator[None]:
-    token = var.set(value)
+def epoch_callback(fn: EpochCallback | None) -> Iterator[None]:
+    """Within the block, every :func:`train_fold` without its own ``on_epoch_end`` calls ``fn``."""
+    token = _EPOCH_CALLBACK.set(fn)
     try:
         yield
     finally:
-        var.reset(token)
-
-
-def epoch_callback(fn: EpochCallback | None) -> contextlib.AbstractContextManager[None]:
-    """Within the block, every :func:`train_fold` without its own ``on_epoch_end`` calls ``fn``."""
-    return _scoped(_EPOCH_CALLBACK, fn)
+        _EPOCH_CALLBACK.reset(token)
 
 
 @dataclass(frozen=True)
@@ -54,9 +49,14 @@ class WarmStart:
 _WARM_START: ContextVar[WarmStart | None] = ContextVar("warm_start", default=None)
 
 
-def warm_start(start: WarmStart | None) -> contextlib.AbstractContextManager[None]:
+@contextmanager
+def warm_start(start: WarmStart | None) -> Iterator[None]:
     """Within the block, :func:`train_fold` starts its model from ``start`` (None: from its own initialization)."""
-    return _scoped(_WARM_START, start)
+    token = _WARM_START.set(start)
+    try:
+        yield
+    finally:
+        _WARM_START.reset(token)
 
 
 def load_warm_start(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
