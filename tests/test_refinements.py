@@ -1,10 +1,13 @@
-"""The refinement study's bookkeeping: params of a run and the plan's success criterion."""
+"""The refinement study's bookkeeping: params of a run, the leak-free validation and the plan's success criterion."""
 
+import datetime as dt
+
+import polars as pl
 import pytest
 
 from alphagraph.errors import UserError
 from alphagraph.config import Params, to_dict
-from alphagraph.refinements import CATALOG, judge, to_markdown, variant_params
+from alphagraph.refinements import CATALOG, _window_metrics, judge, to_markdown, variant_params
 
 
 def _rec(name, seed, ic, ic5=0.02, ic1=0.02, cpu=100.0):
@@ -38,3 +41,19 @@ def test_the_criterion_needs_five_percent_no_guard_worse_and_at_most_ten_percent
     assert "val_rank_ic_5d worse" in rows["regime_weighting"]["verdict"]
     table = to_markdown(list(rows.values()), "t")
     assert table.count("\n| ") == 1 + 5 and "pass" in table  # header and rows
+
+
+def test_the_validation_figures_read_no_day_that_a_fold_tests():
+    """Pooled over walk-forward folds, fold 1's validation days after fold 0's first test day are test days."""
+    days = [dt.date(2020, 1, 1) + dt.timedelta(days=i) for i in range(6)]
+    rows = []
+    for i, d in enumerate(days):  # fold 0: val days 0-2, test 3-5; fold 1: val 3-5 (fold 0's test days)
+        for c in range(20):
+            ret = float(c) if i < 3 else float(-c)
+            rows.append({"date": d, "code": f"S{c}", "fold": 0 if i < 3 else 1, "split": "val", "pred_1d": float(c), "ret_1d": ret})
+            if i >= 3:
+                rows.append({"date": d, "code": f"S{c}", "fold": 0, "split": "test", "pred_1d": float(c), "ret_1d": ret})
+    frame = pl.DataFrame(rows)
+    got = _window_metrics(frame, "val")
+    assert got["val_rank_ic_1d"] == pytest.approx(1.0)  # the inverted days after the first test day do not count
+    assert _window_metrics(frame, "test")["test_rank_ic_1d"] == pytest.approx(-1.0)

@@ -29,7 +29,7 @@ from alphagraph.config import FeasibleConfig, SignalConfig
 from alphagraph.data.synthetic import COMPONENTS, _Dynamics
 from alphagraph.evaluate import daily_ic
 from alphagraph.oracle import signal_predictions
-from alphagraph.split import Fold
+from alphagraph.split import Fold, validation_before_test
 
 VARIANTS: tuple[str, ...] = ("static", "rolling")
 # A date's regression needs clearly more stocks than regressors (5 slopes and an intercept).
@@ -369,8 +369,11 @@ def feasible_predictions(
 
 
 def pooled_rank_ic(predictions: pl.DataFrame, realized: pl.DataFrame, split: str, horizon: int = 1) -> float | None:
-    """Mean daily RankIC of ``pred_{h}d`` with ``ret_{h}d`` over the rows of ``split`` in every fold."""
-    rows = predictions.filter(pl.col("split") == split)
+    """Mean daily RankIC of ``pred_{h}d`` with ``ret_{h}d`` over the rows of ``split`` in every fold.
+
+    ``val``: only the days before the first test day (a later fold's validation days are test days).
+    """
+    rows = validation_before_test(predictions) if split == "val" else predictions.filter(pl.col("split") == split)
     if rows.is_empty():
         return None
     frame = rows.join(realized.select("date", "code", f"ret_{horizon}d"), on=["date", "code"], how="left")
@@ -384,9 +387,9 @@ def pooled_rank_ic(predictions: pl.DataFrame, realized: pl.DataFrame, split: str
 def choose_variant(
     predictions: dict[str, pl.DataFrame], realized: pl.DataFrame, horizon: int = 1
 ) -> tuple[str, dict[str, Any]]:
-    """The variant with the higher pooled validation RankIC at ``horizon`` (static on a tie or when undefined).
+    """The variant with the higher validation RankIC at ``horizon`` (static on a tie or when undefined).
 
-    Only ``split == "val"`` rows decide; the test figures are computed beside it for the report.
+    Only ``split == "val"`` rows before the first test day decide; the test figures are computed beside it for the report.
     Returns the choice and ``{"val": {...}, "test": {...}}`` keyed ``rank_ic_{h}d_{variant}``.
     """
     val = {v: pooled_rank_ic(p, realized, "val", horizon) for v, p in predictions.items()}

@@ -6,8 +6,12 @@ metric, no other metric worse, at most 10 % more training time. Failures are
 recorded with their numbers.
 
 Here the target metric is the validation RankIC at 1 day (mean of the daily
-RankICs over every fold's validation window): refinements are selected on
-validation only. "No other metric worse": the validation RankIC 5d and IC 1d
+RankICs over the validation days before the first test day): refinements are
+selected on validation only, and on no day that any fold tests (pooled over
+walk-forward folds, later folds' validation windows are earlier folds' test
+days). So only the folds whose validation window ends before the first test
+day are trained (fold 0 on a walk-forward split); their test windows give the test
+figures, shown for the record. "No other metric worse": the validation RankIC 5d and IC 1d
 may not fall by more than one paired standard error over seeds (a strict "not
 lower" would fail most changes on noise alone). Training time is the CPU time
 of training (pretraining included), so a loaded machine does not count as the
@@ -46,6 +50,7 @@ from alphagraph.config import params_from_dict
 from alphagraph.errors import UserError, run_main
 from alphagraph.evaluate import daily_ic
 from alphagraph.io import read_parquet, write_json
+from alphagraph.split import first_test_day, validation_before_test
 
 # name -> param overrides of the refinement; "baseline" is every switch off.
 CATALOG: dict[str, dict[str, Any]] = {
@@ -103,7 +108,7 @@ def variant_params(base: Mapping[str, Any], budget: Mapping[str, Any], name: str
 
 
 def _window_metrics(frame: pl.DataFrame, split: str) -> dict[str, float]:
-    part = frame.filter(pl.col("split") == split)
+    part = validation_before_test(frame) if split == "val" else frame.filter(pl.col("split") == split)
     out = {}
     for h in (1, 5):
         if f"pred_{h}d" not in part.columns:
@@ -121,6 +126,10 @@ def run_one(tree: dict[str, Any], name: str, out: Path) -> dict[str, Any]:
 
     params = params_from_dict(tree, f"refinement {name}")
     panel, folds = read_parquet(paths.NORMALIZED_PANEL), load_folds(paths.FOLDS)
+    first_test = first_test_day(folds)
+    folds = [f for f in folds if f.val[1] < first_test]  # the others validate on test days
+    if not folds:
+        raise UserError(f"refinements: no fold's validation window ends before the first test day {first_test}: use a walk-forward split")
     index = core_index(read_parquet(paths.EDGES), panel, params)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     parts, epochs = [], []
@@ -143,7 +152,8 @@ def run_one(tree: dict[str, Any], name: str, out: Path) -> dict[str, Any]:
     frame = pl.concat(parts).join(rets, on=["date", "code"], how="left")
     record = {
         "refinement": name, "seed": params.seed, "cpu_seconds": round(cpu, 1), "wall_seconds": round(wall, 1),
-        "epochs_run": epochs, **_window_metrics(frame, "val"), **_window_metrics(frame, "test"),
+        "epochs_run": epochs, "folds": [f.fold for f in folds], "val_before": str(first_test),
+        **_window_metrics(frame, "val"), **_window_metrics(frame, "test"),
     }
     write_json(record, out)
     return record

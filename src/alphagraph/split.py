@@ -42,6 +42,7 @@ widens to every date outside the exported fold's test block.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,22 @@ def in_train(fold: Fold) -> pl.Expr:
     """``date`` lies in one of the fold's training ranges (by date alone, before purging)."""
     d = pl.col("date")
     return pl.any_horizontal(*(d.is_between(*r) for r in fold.ranges))
+
+
+def first_test_day(folds: Sequence[Fold]) -> dt.date:
+    """The first day of any fold's test window."""
+    return min(f.test[0] for f in folds)
+
+
+def validation_before_test(frame: pl.DataFrame) -> pl.DataFrame:
+    """The ``split == "val"`` rows dated before the first ``split == "test"`` row of ``frame``.
+
+    A choice pooled over walk-forward folds must not read later folds' validation windows: they
+    are earlier folds' test days (on the default split 480 of 750 pooled validation days are).
+    """
+    test = frame.filter(pl.col("split") == "test")["date"]
+    val = frame.filter(pl.col("split") == "val")
+    return val if test.is_empty() else val.filter(pl.col("date") < test.min())
 
 
 def make_folds(calendar: list[dt.date], cfg: SplitConfig) -> list[Fold]:
