@@ -1,5 +1,6 @@
 """The top-k dropout backtest (Qlib's TopkDropoutStrategy) against hand-computed books, and its benchmark."""
 
+import dataclasses
 import datetime as dt
 import math
 import re
@@ -153,11 +154,26 @@ def test_label_delay_trades_later_and_future_prices_do_not_move_the_past():
     assert not moved.equals(base)
 
 
+def test_a_delisted_stock_is_sold_or_held_as_qlibs_dead_position():
+    sold = topk_dropout(scores_frame(), market(), CFG)
+    held = topk_dropout(scores_frame(), market(), dataclasses.replace(CFG, delisting="hold"))
+    assert sold.head(4).equals(held.head(4))  # E's last close is day 3
+    # Day 4: E has no score, so it is the held stock to drop, but it never trades again: it keeps its
+    # slot (only one buy, A) and its value at the last close, 55.
+    assert sold["held"].to_list()[4] == ["A", "B"] and held["held"].to_list()[4] == ["A", "D", "E"]
+    assert held["turnover"][4] < sold["turnover"][4]
+    # Nothing moved between days 3 and 4 but A's close (12 -> 13), which neither book held on day 3.
+    assert held["value"][4] == pytest.approx(held["value"][3] - held["cost"][4] * held["value"][3])
+
+
 def test_risk_analysis_is_qlibs_sum_mode():
     r = np.array([0.01, -0.02, 0.03, -0.01])
     out = risk_analysis(r)
     assert out["annualized_return"] == pytest.approx(np.mean(r) * 252)
     assert out["information_ratio"] == pytest.approx(np.mean(r) / np.std(r, ddof=1) * math.sqrt(252))
+    qlib = risk_analysis(r, 238)  # Qlib 0.9.7's daily periods a year
+    assert qlib["annualized_return"] == pytest.approx(np.mean(r) * 238)
+    assert qlib["information_ratio"] == pytest.approx(np.mean(r) / np.std(r, ddof=1) * math.sqrt(238))
     assert out["max_drawdown"] == pytest.approx(-0.02)  # cumsum 0.01, -0.01, 0.02, 0.01: the 0.01 -> -0.01 fall
     stats = topk_stats(topk_dropout(scores_frame(), market(), CFG))
     assert stats["max_drawdown"] <= 0 and stats["mean_held"] == pytest.approx((2 + 2 + 1 + 2 + 2) / 5)
@@ -208,6 +224,14 @@ def test_evaluate_runs_the_backtest_per_horizon_and_fold():
     assert series["topk"].height == 35
     no_market, _ = evaluate(preds, realized, [1, 5], cfg)
     assert "topk_excess_return_1d" not in no_market["test"]
+    # Next-session fills by default; the idealized same-close figures beside them are a lag-0 run's.
+    ideal, _ = evaluate(preds, realized, [1, 5], dataclasses.replace(cfg, execution_lag=0), market=mkt)
+    for key in ("excess_return", "information_ratio", "excess_return_gross"):
+        assert metrics["test"][f"topk_{key}_same_close_1d"] == ideal["test"][f"topk_{key}_1d"]
+    assert metrics["test"]["topk_excess_return_1d"] != ideal["test"]["topk_excess_return_1d"]
+    qlib_year = dataclasses.replace(cfg, backtest=dataclasses.replace(cfg.backtest, annualization=238.0))
+    q, _ = evaluate(preds, realized, [1, 5], qlib_year, market=mkt)
+    assert q["test"]["topk_excess_return_1d"] == pytest.approx(metrics["test"]["topk_excess_return_1d"] * 238 / 252, abs=2e-6)
 
 
 def test_a_benchmark_that_stops_before_the_test_window_ends_is_a_clear_error():

@@ -45,6 +45,11 @@ def test_scientific_notation_string_is_a_float():
         ({"split": {"embargo_days": 3}}, "split.embargo_days: 3 is below"),
         ({"train": {"horizon_weights": [1.0]}}, "train.horizon_weights: has 1 weights for 4 horizons"),
         ({"data": 3}, "data: expected a mapping"),
+        ({"eval": {"execution_lag": -1}}, "eval.execution_lag: must be 0"),
+        ({"eval": {"backtest": {"annualization": 0}}}, "eval.backtest.annualization: must be"),
+        ({"eval": {"backtest": {"delisting": "drop"}}}, "eval.backtest.delisting: expected one of sell, hold"),
+        ({"eval": {"backtest": {"preset": "qlib", "annualization": 250}}}, "eval.backtest.annualization is 250.0, but"),
+        ({"eval": {"execution_lag": 0, "backtest": {"preset": "qlib"}}}, "eval.execution_lag is 0, but"),
     ],
 )
 def test_bad_params_name_the_key(raw, needle):
@@ -72,3 +77,14 @@ def test_configs_are_frozen():
     p = Params()
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.train.lr = 1.0  # type: ignore[misc]
+
+
+def test_the_qlib_preset_sets_qlibs_conventions_and_keeps_the_rest():
+    raw = yaml.safe_load(Path("params.yaml").read_text())
+    raw["eval"]["backtest"]["preset"] = "qlib"
+    raw["eval"]["backtest"]["topk"] = 30
+    p = params_from_dict(raw)
+    assert (p.eval.execution_lag, p.eval.backtest.annualization, p.eval.backtest.delisting) == (1, 238.0, "hold")
+    assert p.eval.backtest.topk == 30  # not a convention: the user's
+    base = load_params()
+    assert (base.eval.execution_lag, base.eval.backtest.annualization, base.eval.backtest.delisting) == (1, 252.0, "sell")

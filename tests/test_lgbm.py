@@ -70,7 +70,7 @@ def test_label_delay_keeps_the_oracle_a_ceiling(make_small_pipeline):
     cfg = params.eval
 
     def pooled_rank_ic(p):
-        return evaluate(p, realized(sp), horizons, cfg, label_delay=1)[0]["test"]["rank_ic_1d"]
+        return evaluate(p, realized(sp), horizons, cfg)[0]["test"]["rank_ic_1d"]
 
     delayed = oracle_predictions(sp.oracle, sp.panel, sp.folds[:1], horizons, reach, label_delay=1)
     undelayed = oracle_predictions(sp.oracle, sp.panel, sp.folds[:1], horizons, reach)

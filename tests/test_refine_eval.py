@@ -51,11 +51,15 @@ def test_evaluate_adds_new_keys_and_keeps_the_old_ones():
     preds = rows.select("date", "code", "fold", "split").with_columns(
         pred_1d=pl.Series(rows["ret_1d"].to_numpy() + rng.normal(0, 0.03, rows.height))
     )
-    t = evaluate(preds, realized, [1], EvalConfig())[0]["test"]
+    t = evaluate(preds, realized, [1], EvalConfig(execution_lag=0))[0]["test"]
     new = {"sharpe_horizon_1d", "horizon_autocorr_1d", "sharpe_horizon_adj_1d", "ic_per_turnover_1d"}
     assert new <= set(t)
     # h = 1 without a label delay: the trade is the book, ret_1d is r_next: the same Sharpe
     assert t["sharpe_horizon_1d"] == pytest.approx(t["sharpe_1d"], abs=2e-6)
+    # ... and a day later both trade the next day's return (the book's first day is flat: 0 P&L)
+    lagged = evaluate(preds, realized, [1], EvalConfig())[0]["test"]
+    assert lagged["sharpe_horizon_1d"] == pytest.approx(lagged["sharpe_1d"], abs=0.1)
+    assert abs(lagged["sharpe_1d"]) < t["sharpe_1d"] / 3
     assert t["ic_per_turnover_1d"] == pytest.approx(t["rank_ic_1d"] / t["turnover_1d"], rel=1e-5)
     rho = t["horizon_autocorr_1d"]
     assert t["sharpe_horizon_adj_1d"] == pytest.approx(t["sharpe_horizon_1d"] / math.sqrt(1 + 2 * max(rho, 0)), rel=1e-6)

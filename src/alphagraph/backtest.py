@@ -4,9 +4,10 @@ Qlib's ``TopkDropoutStrategy`` (method_sell "bottom", method_buy "top",
 hold_thresh 1), its ``Exchange`` (deal price close, costs with a minimum per
 trade, optional price limit) and ``risk_analysis`` (sum mode), daily:
 
-- The signal of market day p trades at the close of day p + ``label_delay``
-  (Qlib trades day t on the score of day t - 1 and labels it so; here a
-  prediction dated p already uses only the close of p).
+- The signal of market day p trades at the close of day p + ``delay``
+  (``eval.execution_lag``, default 1: the next session, as Qlib trades day t
+  on the score of day t - 1; 0 is the idealized same-close fill, which no
+  trader gets: the score needs the close it would trade at).
 - ``last``: the held stocks by score, best first (a held stock without a score
   that day is last). ``today``: the ``n_drop + topk - len(last)`` best scored
   stocks not held. ``comb``: both, by score. ``sell``: the held stocks among
@@ -19,13 +20,17 @@ trade, optional price limit) and ``risk_analysis`` (sum mode), daily:
 - A stock without a close that day (suspended), or whose close moved by at
   least ``limit_threshold`` (Qlib's default forbids both directions at a
   limit), is not traded: a sell waits, a buy's slot stays cash. A held stock
-  that never trades again (delisted) is sold at its last close (Qlib would
-  keep it as a dead position).
+  that never trades again (delisted): ``delisting: sell`` sells it at its last
+  close the day after; ``hold`` keeps it, as Qlib does, as a dead position
+  valued at its last close that takes one of the ``topk`` slots (unscored, so
+  always among the sells, which never fill) for the rest of the backtest.
 - Day t: return = (V_t - V_t-1 + cost_t) / V_t-1 (holdings valued at their last
   close), cost = cost_t / V_t-1, turnover = traded value / V_t-1, excess =
-  return - benchmark - cost. Annualized excess = mean x 252, information ratio
-  = mean / std x sqrt(252), max drawdown = min(cumsum - running max of cumsum)
-  (Qlib's sign: <= 0). The first day trades from cash, as in Qlib.
+  return - benchmark - cost. Annualized excess = mean x A, information ratio
+  = mean / std x sqrt(A), max drawdown = min(cumsum - running max of cumsum)
+  (Qlib's sign: <= 0), with A = ``annualization`` (252 sessions a year on US
+  exchanges; Qlib 0.9.7's ``risk_analysis`` uses 238 for daily data). The
+  first day trades from cash, as in Qlib.
 """
 
 from __future__ import annotations
@@ -158,7 +163,7 @@ def topk_dropout(
     signal_day: int | None = None
     for t in range(t0, t1 + 1):
         cost = traded_value = 0.0
-        for i in [i for i in shares if final_day[i] < t]:  # delisted: sold at the last close
+        for i in [i for i in shares if final_day[i] < t and cfg.delisting == "sell"]:  # delisted: sold at the last close
             value = shares.pop(i) * px[t, i]
             fee = _fee(value, cfg.close_cost, cfg.min_cost)
             cash, cost, traded_value = cash + value - fee, cost + fee, traded_value + value
@@ -218,7 +223,7 @@ def _decide(score: np.ndarray, held: list[int], cfg: BacktestConfig) -> tuple[li
     return sell, buy
 
 
-def risk_analysis(returns: np.ndarray) -> dict[str, float]:
+def risk_analysis(returns: np.ndarray, annualization: float = TRADING_DAYS) -> dict[str, float]:
     """Qlib's ``risk_analysis`` (sum mode) of daily returns: annualized return, information ratio, max drawdown."""
     r = returns[np.isfinite(returns)]
     if len(r) == 0:
@@ -226,16 +231,16 @@ def risk_analysis(returns: np.ndarray) -> dict[str, float]:
     std = float(np.std(r, ddof=1)) if len(r) > 1 else math.nan
     cum = np.cumsum(r)
     return {
-        "annualized_return": float(np.mean(r) * TRADING_DAYS),
-        "information_ratio": float(np.mean(r) / std * math.sqrt(TRADING_DAYS)) if std and std > 0 else math.nan,
+        "annualized_return": float(np.mean(r) * annualization),
+        "information_ratio": float(np.mean(r) / std * math.sqrt(annualization)) if std and std > 0 else math.nan,
         "max_drawdown": float(np.min(cum - np.maximum.accumulate(cum))),
     }
 
 
-def topk_stats(daily: pl.DataFrame) -> dict[str, float]:
+def topk_stats(daily: pl.DataFrame, annualization: float = TRADING_DAYS) -> dict[str, float]:
     """Headline and detail figures of a backtest (keys without the ``topk_`` prefix and horizon suffix)."""
-    excess = risk_analysis(daily["excess"].to_numpy())
-    gross = risk_analysis((daily["return"] - daily["benchmark"]).to_numpy())
+    excess = risk_analysis(daily["excess"].to_numpy(), annualization)
+    gross = risk_analysis((daily["return"] - daily["benchmark"]).to_numpy(), annualization)
     return {
         "excess_return": excess["annualized_return"],
         "information_ratio": excess["information_ratio"],
@@ -243,7 +248,7 @@ def topk_stats(daily: pl.DataFrame) -> dict[str, float]:
         "turnover": float(daily["turnover"].mean()) if daily.height else math.nan,
         "excess_return_gross": gross["annualized_return"],
         "information_ratio_gross": gross["information_ratio"],
-        "return": float((daily["return"] - daily["cost"]).mean() * TRADING_DAYS) if daily.height else math.nan,
-        "cost": float(daily["cost"].mean() * TRADING_DAYS) if daily.height else math.nan,
+        "return": float((daily["return"] - daily["cost"]).mean() * annualization) if daily.height else math.nan,
+        "cost": float(daily["cost"].mean() * annualization) if daily.height else math.nan,
         "mean_held": float(daily["n_held"].mean()) if daily.height else math.nan,
     }

@@ -489,6 +489,18 @@ class BacktestConfig:
     risk_degree: float = 0.95  # share of the cash spent on each day's buys
     # |close / previous close - 1| at or above it: the stock cannot be traded that day (null: no limit)
     limit_threshold: float | None = None
+    # Daily figures x this (IR: x its root): 252 sessions a year on US exchanges; Qlib 0.9.7 uses 238
+    annualization: float = 252.0
+    # A held stock that leaves the data: sell (at its last close) or hold (Qlib's dead position)
+    delisting: Literal["sell", "hold"] = "sell"
+    # qlib: Qlib 0.9.7's conventions (QLIB_PRESET) over the values above; a value set apart from
+    # both the default and the preset's is an error
+    preset: Literal["none", "qlib"] = "none"
+
+
+# The conventions of Qlib 0.9.7's backtest and risk_analysis (eval.backtest.preset: qlib): it trades
+# the score of day t - 1 at day t's close, annualizes daily figures with 238, keeps delisted stocks.
+QLIB_PRESET: dict[str, Any] = {"eval.execution_lag": 1, "eval.backtest.annualization": 238.0, "eval.backtest.delisting": "hold"}
 
 
 @dataclass(frozen=True)
@@ -497,6 +509,10 @@ class EvalConfig:
     cost_bps: float = 10.0
     psi_bins: int = 10
     psi_alert: float = 0.25  # val-vs-test PSI of a prediction above this: a warning and psi_alert_{h}d = 1
+    # Market days from a prediction's date to the close its books trade at (long-short and top-k):
+    # 1 = the next session, what a trader gets; 0 = the same close (idealized: the score needs that
+    # close), also reported beside as *_same_close_* figures
+    execution_lag: int = 1
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
 
 
@@ -553,6 +569,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 def params_from_dict(raw: Any, source: str = "params") -> Params:
     """Build :class:`Params` from a plain dict (the parsed YAML)."""
     params = _build(Params, raw, prefix="", source=source)
+    params = apply_preset(params, source)
     # The zoo groups' null horizon weights are the core model's (one list to change with features.horizons).
     for group in ("temporal", "tgcn"):
         cfg = getattr(params, group)
@@ -560,6 +577,26 @@ def params_from_dict(raw: Any, source: str = "params") -> Params:
             params = dataclasses.replace(params, **{group: dataclasses.replace(cfg, horizon_weights=params.train.horizon_weights)})
     _check(params, source)
     return params
+
+
+def apply_preset(params: Params, source: str = "params") -> Params:
+    """``eval.backtest.preset: qlib``: :data:`QLIB_PRESET`'s values replace the defaults they name."""
+    if params.eval.backtest.preset != "qlib":
+        return params
+    defaults = Params()
+    tree = to_dict(params)
+    for key, value in QLIB_PRESET.items():
+        *groups, leaf = key.split(".")
+        node, default = tree, defaults
+        for g in groups:
+            node, default = node[g], getattr(default, g)
+        if node[leaf] not in (value, getattr(default, leaf)):
+            raise ConfigError(
+                f"{source}: {key} is {node[leaf]!r}, but eval.backtest.preset qlib sets {value!r}:"
+                " set the preset to none to choose your own"
+            )
+        node[leaf] = value
+    return _build(Params, tree, prefix="", source=source)
 
 
 def to_dict(obj: Any) -> Any:
@@ -690,6 +727,8 @@ def _check(p: Params, source: str) -> None:
     if p.eval.psi_alert <= 0:
         fail("eval.psi_alert", f"must be > 0 (0.1: moderate, 0.25: large shift), got {p.eval.psi_alert}")
     _check_backtest(p.eval.backtest, fail)
+    if not 0 <= p.eval.execution_lag <= 20:
+        fail("eval.execution_lag", f"must be 0 (same close, idealized) to 20 market days, got {p.eval.execution_lag}")
     if p.normalize.clip <= 0:
         fail("normalize.clip", f"must be > 0, got {p.normalize.clip}")
     groups = (("gat", p.gat), ("train", p.train), ("temporal", p.temporal), ("tgcn", p.tgcn))
@@ -746,6 +785,8 @@ def _check_backtest(bt: BacktestConfig, fail: Any) -> None:
         fail("eval.backtest.risk_degree", f"must be in (0, 1], got {bt.risk_degree}")
     if bt.limit_threshold is not None and bt.limit_threshold <= 0:
         fail("eval.backtest.limit_threshold", f"must be > 0 or null, got {bt.limit_threshold}")
+    if not 1 <= bt.annualization <= 366:
+        fail("eval.backtest.annualization", f"must be the periods of a year, 1 to 366 (e.g. 252), got {bt.annualization}")
 
 
 def _check_pretrain(p: Params, fail: Any) -> None:

@@ -49,6 +49,15 @@ benchmark after costs), ``topk_information_ratio_{h}d``,
 detail adds the gross excess, the portfolio's return, the annualized cost and
 the mean number held; per fold, the same figures over that fold's trading days.
 
+Execution (``eval.execution_lag``, default 1): every book trades at the close
+``lag`` market days after its prediction's date, the next session by default,
+since a score made from the close of day p cannot fill at that close. The
+long-short book, the h-day trades and the top-k backtest all use it; the
+pooled test group adds the idealized same-close figures
+(``{sharpe,sharpe_net,ann_return}_same_close_{h}d``,
+``topk_{excess_return,information_ratio,excess_return_gross}_same_close_{h}d``)
+for contrast, never as headline figures.
+
 A metric that is undefined (one class absent, no predicted signal) is null.
 """
 
@@ -65,6 +74,9 @@ from alphagraph.config import EvalConfig
 from alphagraph.log import get_logger
 
 TRADING_DAYS = 252
+# Figures also reported with the idealized same-close fill (execution lag 0), for contrast.
+SAME_CLOSE = ("sharpe", "sharpe_net", "ann_return")
+TOPK_SAME_CLOSE = ("excess_return", "information_ratio", "excess_return_gross")
 log = get_logger("evaluate")
 
 
@@ -112,13 +124,16 @@ def _matrices(frame: pl.DataFrame, cols: list[str]) -> tuple[pl.Series, list[np.
     return dates, out
 
 
-def trade_returns(frame: pl.DataFrame, pred: str, target: str, quantile: float) -> np.ndarray:
-    """Gross return of each date's long-short formation over its label window: sum_i w_t,i * target_i,t.
+def trade_returns(frame: pl.DataFrame, pred: str, target: str, quantile: float, lag: int = 0) -> np.ndarray:
+    """Gross return of each date's long-short formation over its label window: sum_i w_t,i * target_i,t+lag.
 
+    ``lag``: market days between the formation and its trade (the trade earns the label of its own day).
     A null return contributes 0; dates where no stock has ``target`` (the end of the data) are left out.
     """
     _, (P, R) = _matrices(frame, [pred, target])
     w = _formations(P, quantile)
+    if lag:
+        R = np.vstack([R[lag:], np.full((min(lag, len(R)), R.shape[1]), np.nan)])
     known = np.isfinite(R).any(axis=1)
     return (w * np.nan_to_num(R, nan=0.0)).sum(axis=1)[known]
 
@@ -138,13 +153,13 @@ def horizon_sharpe(trades: np.ndarray, horizon: int) -> dict[str, float]:
 
 
 def long_short_pnl(
-    frame: pl.DataFrame, pred: str, horizon: int, quantile: float, label_delay: int, cost_bps: float
+    frame: pl.DataFrame, pred: str, horizon: int, quantile: float, lag: int, cost_bps: float
 ) -> pl.DataFrame:
     """Daily P&L of the overlapping-tranche long-short book (gross exposure 2).
 
     Formation w_t: +1/n on the top ``quantile`` of predictions, -1/n on the
     bottom. Book W_t = mean of the last ``horizon`` formations, each first
-    held ``label_delay`` days after it was made. P&L t -> t+1 is
+    held ``lag`` market days after it was made (bought at that day's close). P&L t -> t+1 is
     sum_i W_t,i * r_next_i,t (a missing return contributes 0).
     """
     dates = frame.select(pl.col("date").unique().sort())["date"]
@@ -164,8 +179,8 @@ def long_short_pnl(
     cs = np.cumsum(np.vstack([np.zeros((1, shape[1])), w]), axis=0)
     lagged = np.arange(1, shape[0] + 1)
     book = (cs[lagged] - cs[np.maximum(lagged - horizon, 0)]) / horizon
-    if label_delay:
-        book = np.vstack([np.zeros((label_delay, shape[1])), book[:-label_delay]])[: shape[0]]
+    if lag:
+        book = np.vstack([np.zeros((lag, shape[1])), book[:-lag]])[: shape[0]]
     pnl = (book * R).sum(axis=1)
     turnover = np.abs(np.diff(np.vstack([np.zeros((1, shape[1])), book]), axis=0)).sum(axis=1)
     net = pnl - cost_bps * 1e-4 * turnover
@@ -276,7 +291,7 @@ def _values(frame: pl.DataFrame, col: str) -> np.ndarray:
 
 
 def _window_metrics(
-    frame: pl.DataFrame, horizons: list[int], cfg: EvalConfig, label_delay: int
+    frame: pl.DataFrame, horizons: list[int], cfg: EvalConfig, same_close: bool = False
 ) -> tuple[dict[str, Any], dict[int, pl.DataFrame], dict[int, pl.DataFrame]]:
     out: dict[str, Any] = {}
     ic_series, pnl_series = {}, {}
@@ -286,10 +301,14 @@ def _window_metrics(
         ic_mean, icir = _mean_ir(ics["ic"].to_numpy())
         ric_mean, ricir = _mean_ir(ics["rank_ic"].to_numpy())
         out |= {f"ic_{h}d": ic_mean, f"icir_{h}d": icir, f"rank_ic_{h}d": ric_mean, f"rank_icir_{h}d": ricir}
-        pnl = long_short_pnl(frame, pred, h, cfg.quantile, label_delay, cfg.cost_bps)
+        pnl = long_short_pnl(frame, pred, h, cfg.quantile, cfg.execution_lag, cfg.cost_bps)
         stats = portfolio_stats(pnl)
         out |= {f"{k}_{h}d": v for k, v in stats.items()}
-        out |= {f"{k}_{h}d": v for k, v in horizon_sharpe(trade_returns(frame, pred, target, cfg.quantile), h).items()}
+        trades = trade_returns(frame, pred, target, cfg.quantile, cfg.execution_lag)
+        out |= {f"{k}_{h}d": v for k, v in horizon_sharpe(trades, h).items()}
+        if same_close and cfg.execution_lag:  # the idealized fill, beside the tradable one
+            ideal = portfolio_stats(long_short_pnl(frame, pred, h, cfg.quantile, 0, cfg.cost_bps))
+            out |= {f"{k}_same_close_{h}d": ideal[k] for k in SAME_CLOSE}
         turnover = stats["turnover"]
         out[f"ic_per_turnover_{h}d"] = ric_mean / turnover if turnover > 0 else float("nan")
         # A signal head makes the model hierarchical: direction is learned where sig == 1 only.
@@ -313,7 +332,6 @@ def evaluate(
     realized: pl.DataFrame,
     horizons: list[int],
     cfg: EvalConfig,
-    label_delay: int = 0,
     oracle_rank_ic_1d: float | None = None,
     name: str = "predictions",
     market: Market | None = None,
@@ -333,14 +351,14 @@ def evaluate(
     if test.is_empty():
         raise ValueError("predictions: no rows with split == 'test' to evaluate")
     metrics: dict[str, Any] = {}
-    pooled, ic_series, pnl_series = _window_metrics(test, horizons, cfg, label_delay)
+    pooled, ic_series, pnl_series = _window_metrics(test, horizons, cfg, same_close=True)
     pooled["n_dates"] = test["date"].n_unique()
     pooled["n_rows"] = test.height
     if oracle_rank_ic_1d is not None and 1 in horizons and oracle_rank_ic_1d > 0:
         pooled["rank_ic_1d_vs_oracle"] = pooled["rank_ic_1d"] / oracle_rank_ic_1d
     metrics["test"] = pooled
     for (fold,), part in test.group_by("fold", maintain_order=True):
-        metrics[f"fold{fold}"] = _window_metrics(part, horizons, cfg, label_delay)[0]
+        metrics[f"fold{fold}"] = _window_metrics(part, horizons, cfg)[0]
     val = frame.filter(pl.col("split") == "val")
     if not val.is_empty():
         metrics["psi"] = {
@@ -354,7 +372,7 @@ def evaluate(
         metrics["psi"] |= psi_alerts(metrics["psi"], horizons, cfg.psi_alert, name)
     topk_series = None
     if market is not None:
-        by_fold, topk_series = topk_backtests(test, horizons, cfg, market, label_delay, name)
+        by_fold, topk_series = topk_backtests(test, horizons, cfg, market, name)
         for group, figures in by_fold.items():
             metrics.setdefault(group, {}).update(figures)
     series = {
@@ -369,9 +387,13 @@ def evaluate(
 
 
 def topk_backtests(
-    test: pl.DataFrame, horizons: list[int], cfg: EvalConfig, market: Market, label_delay: int, name: str
+    test: pl.DataFrame, horizons: list[int], cfg: EvalConfig, market: Market, name: str
 ) -> tuple[dict[str, dict[str, float]], pl.DataFrame]:
-    """Top-k dropout figures (``test`` and ``fold{k}`` groups) and the daily series, per horizon."""
+    """Top-k dropout figures (``test`` and ``fold{k}`` groups) and the daily series, per horizon.
+
+    Trades ``cfg.execution_lag`` market days after each prediction; with a lag, the pooled test group
+    also has the idealized same-close figures (``topk_{excess_return,...}_same_close_{h}d``).
+    """
     bt = cfg.backtest
     width = test.group_by("date").len()["len"].median() or 0
     if width < bt.topk + bt.n_drop:
@@ -384,14 +406,18 @@ def topk_backtests(
     parts = []
     for h in horizons:
         scores = test.select("date", "code", pl.col(f"pred_{h}d").cast(pl.Float64).alias("score"))
-        daily = topk_dropout(scores, market, bt, label_delay, source=name)
-        out["test"] |= {f"topk_{k}_{h}d": v for k, v in topk_stats(daily).items()}
+        daily = topk_dropout(scores, market, bt, cfg.execution_lag, source=name)
+        out["test"] |= {f"topk_{k}_{h}d": v for k, v in topk_stats(daily, bt.annualization).items()}
+        if cfg.execution_lag:
+            ideal = topk_stats(topk_dropout(scores, market, bt, 0, source=name), bt.annualization)
+            out["test"] |= {f"topk_{k}_same_close_{h}d": ideal[k] for k in TOPK_SAME_CLOSE}
         daily = daily.join(folds, on="signal_date", how="left").with_columns(pl.col("fold").forward_fill())
         for (fold,), part in daily.group_by("fold", maintain_order=True):
             if fold is not None:
-                out.setdefault(f"fold{fold}", {}).update({f"topk_{k}_{h}d": v for k, v in topk_stats(part).items()})
+                figures = topk_stats(part, bt.annualization)
+                out.setdefault(f"fold{fold}", {}).update({f"topk_{k}_{h}d": v for k, v in figures.items()})
         parts.append(daily)
-    out["test"]["topk_benchmark_return"] = float(parts[0]["benchmark"].mean() * TRADING_DAYS)
+    out["test"]["topk_benchmark_return"] = float(parts[0]["benchmark"].mean() * bt.annualization)
     series = parts[0].select("date", "benchmark")
     for h, daily in zip(horizons, parts):
         series = series.join(

@@ -93,7 +93,6 @@ def evaluate_and_write(
         realized_returns(panel, horizons, prices),
         horizons,
         params.eval,
-        label_delay=params.features.label_delay,
         oracle_rank_ic_1d=oracle_ic,
         name=name,
         market=market,
