@@ -52,9 +52,10 @@ import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-QLIB_VERSION = "0.9.7"
 
 from features import make_panel  # noqa: E402
+
+from alphagraph.qlib_parity import QLIB_VERSION, write_qlib_data  # noqa: E402
 
 PEAK = textwrap.dedent(
     """
@@ -119,29 +120,6 @@ QLIB = textwrap.dedent(
                       "rows": int(df.shape[0]), "n_features": int(df.shape[1])}))
     """
 ).replace("HELPER\n", PEAK)
-
-
-def write_qlib_data(prices: pl.DataFrame, root: Path) -> None:
-    """The panel in Qlib's binary layout (what ``scripts/dump_bin.py`` writes)."""
-    calendar = prices.get_column("date").unique().sort()
-    (root / "calendars").mkdir(parents=True)
-    (root / "instruments").mkdir()
-    (root / "calendars" / "day.txt").write_text("\n".join(str(d) for d in calendar.to_list()) + "\n")
-    cal_index = {d: i for i, d in enumerate(calendar.to_list())}
-    df = prices.with_columns(vwap=(pl.col("high") + pl.col("low") + pl.col("close")) / 3)
-    lines = []
-    for (code,), g in df.sort("code", "date").group_by("code", maintain_order=True):
-        dates = g.get_column("date").to_list()
-        i0, i1 = cal_index[dates[0]], cal_index[dates[-1]]
-        lines.append(f"{code}\t{dates[0]}\t{dates[-1]}")
-        idx = np.array([cal_index[d] for d in dates]) - i0
-        folder = root / "features" / code.lower()
-        folder.mkdir(parents=True)
-        for field in ("open", "high", "low", "close", "volume", "vwap"):
-            values = np.full(i1 - i0 + 1, np.nan, dtype="<f4")
-            values[idx] = g.get_column(field).to_numpy()
-            np.hstack([np.array([i0], dtype="<f4"), values]).astype("<f4").tofile(folder / f"{field}.day.bin")
-    (root / "instruments" / "all.txt").write_text("\n".join(lines) + "\n")
 
 
 def qlib_python(given: str | None, cache: Path) -> str:
