@@ -2,10 +2,11 @@
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
 
-from alphagraph.reproduce import compare, flatten, main, tolerance
+from alphagraph.reproduce import compare, flatten, load_dir, main, tolerance
 
 REFERENCE = {
     "ingest": {"rows": 100, "first_date": "2015-01-02"},
@@ -67,7 +68,21 @@ def test_command_exits_non_zero_with_a_readable_diff(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("stem", "key", "expected"),
     [("graph", "edges_total", 0.0), ("core", "train.best_epoch_fold0", None), ("tgcn", "test.rank_ic_1d", 0.02),
-     ("summary", "significance.1d.core-lgbm", 1.0), ("ensemble", "test.sharpe_1d", 1.0)],
+     ("summary", "significance.1d.core-lgbm", 1.0), ("ensemble", "test.sharpe_1d", 1.0),
+     ("core", "test.topk_information_ratio_1d", 1.0), ("gat", "test.topk_excess_return_1d", 0.05),
+     ("core", "test.rank_ic_1d_vs_oracle", 0.25), ("core", "test.rank_icir_5d", 0.15)],
 )
 def test_tolerance_lookup(stem, key, expected):
     assert tolerance(stem, key) == expected
+
+
+@pytest.mark.parametrize("folder", ["metrics", "tests/reference/tiny"])
+def test_every_committed_headline_metric_has_a_derived_tolerance(folder):
+    root = Path(__file__).resolve().parents[1]
+    for stem, doc in load_dir(root / folder).items():
+        for key in flatten(doc):
+            tolerance(stem, key)  # raises for a metric without a rule
+    run = copy.deepcopy(REFERENCE)
+    run["core"]["test"]["new_figure_1d"] = 1.0
+    (line,) = compare(REFERENCE, run)
+    assert "test.new_figure_1d: no reproduce tolerance rule" in line
