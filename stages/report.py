@@ -78,7 +78,8 @@ def main() -> None:
         ingest = read_json(paths.METRICS / "ingest.json") if (paths.METRICS / "ingest.json").exists() else {}
         folds = load_folds(paths.FOLDS) if paths.FOLDS.exists() else []
         note = backtest_description(params, ingest.get("benchmark", "equal_weight"))
-        write_text(to_markdown(board, horizons, tests=tests, wins=wins or None, backtest=note), LEADERBOARD)
+        markdown = to_markdown(board, horizons, tests=tests, wins=wins or None, backtest=note, execution_lag=params.eval.execution_lag)
+        write_text(markdown, LEADERBOARD)
         page = render_report(Path("."), board, horizons, run_facts(params, ingest, folds, note), psi_alert=params.eval.psi_alert)
         write_text(page, PAGE)
         log.info("wrote %s, %s and %s (%.1f MB): %s; best %s", SUMMARY, LEADERBOARD, PAGE, len(page) / 1e6,

@@ -379,3 +379,10 @@ def test_run_facts_name_the_split_and_the_backtest():
     fixed = params_from_dict({"split": {"val_start": "2016-01-01", "test_start": "2017-01-01"}})
     assert run_facts(fixed, {}, folds[:1], "b")["split"] == "fixed split, test days 2016-07-01 to 2016-12-01"
     assert backtest_description(params, "inputs/index.csv").endswith("benchmark: the index in inputs/index.csv")
+    # Which fills the figures assume is said in the header, for both books.
+    assert "fills at the next session's close after each prediction (execution lag 1)" in facts["long-short book"]
+    assert "252 days a year, delisted stocks sold at their last close" in backtest_description(params, "equal_weight")
+    qlib = params_from_dict({"eval": {"backtest": {"preset": "qlib"}}})
+    assert "238 days a year, delisted stocks held as dead positions (Qlib)" in backtest_description(qlib, "equal_weight")
+    ideal = params_from_dict({"eval": {"execution_lag": 0}})
+    assert "same-close fills (execution lag 0: idealized" in run_facts(ideal, {}, folds, "b")["long-short book"]

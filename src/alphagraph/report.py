@@ -231,10 +231,12 @@ def to_markdown(
     tests: Mapping[int, pl.DataFrame] | None = None,
     wins: Mapping[str, pl.DataFrame] | None = None,
     backtest: str | None = None,
+    execution_lag: int = 1,
 ) -> str:
     """A Markdown leaderboard of ``board`` (deterministic; ends with a newline).
 
-    ``backtest`` describes the top-k dropout backtest (:func:`backtest_note`) for its table.
+    ``backtest`` describes the top-k dropout backtest (:func:`backtest_note`) for its table;
+    ``execution_lag`` says when the long-short book trades.
 
     With ``wins`` (``{"sector", "regime", "stocks"}`` frames of :mod:`alphagraph.wins`)
     a section says where each model wins.
@@ -294,8 +296,9 @@ def to_markdown(
         "",
         "- RankIC / IC: mean daily Spearman / Pearson correlation of prediction and realized h-day return; "
         "ICIR: its mean over its standard deviation.",
-        "- Sharpe: annualized, long-short top/bottom-quantile book held in overlapping h-day tranches; "
-        "net: after trading costs (`eval.cost_bps`). Where an oracle is shown (the synthetic market) a Sharpe "
+        "- Sharpe: annualized, long-short top/bottom-quantile book held in overlapping h-day tranches, "
+        f"{fills_note(execution_lag)}; the same-close figures (idealized) are in `reports/models/*.json` "
+        "as `*_same_close_*`; net: after trading costs (`eval.cost_bps`). Where an oracle is shown (the synthetic market) a Sharpe "
         "is a calibration against the planted signal, not a forecast of live performance: no market impact, "
         "no borrow costs, a signal that is there by construction.",
         f"- Max DD: largest fall of the cumulative gross {short}d P&L; "
@@ -327,11 +330,24 @@ def to_markdown(
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def backtest_note(topk: int, n_drop: int, open_cost: float, close_cost: float, min_cost: float, benchmark: str) -> str:
+def fills_note(execution_lag: int) -> str:
+    """When the books trade (``eval.execution_lag``), said plainly."""
+    if execution_lag == 0:
+        return "same-close fills (execution lag 0: idealized, the score needs the close it trades at)"
+    when = "the next session's close" if execution_lag == 1 else f"the close {execution_lag} sessions later"
+    return f"fills at {when} after each prediction (execution lag {execution_lag})"
+
+
+def backtest_note(
+    topk: int, n_drop: int, open_cost: float, close_cost: float, min_cost: float, benchmark: str,
+    execution_lag: int = 1, annualization: float = 252.0, delisting: str = "sell",
+) -> str:
     """One sentence of the top-k backtest's settings, for the tables that show it."""
+    dead = "sold at their last close" if delisting == "sell" else "held as dead positions (Qlib)"
     return (
         f"top {topk}, n_drop {n_drop}, open cost {open_cost:.2%}, close cost {close_cost:.2%}, minimum cost"
-        f" {min_cost:g}, deal price close; benchmark: {benchmark}"
+        f" {min_cost:g}, {fills_note(execution_lag)}, {annualization:g} days a year, delisted stocks {dead};"
+        f" benchmark: {benchmark}"
     )
 
 
@@ -339,7 +355,10 @@ def backtest_description(params: Params, benchmark: str) -> str:
     """:func:`backtest_note` of ``eval.backtest``; ``benchmark``: what ingest used (``equal_weight`` or a file)."""
     bt = params.eval.backtest
     name = "the equal-weight universe" if benchmark == "equal_weight" else f"the index in {benchmark}"
-    return backtest_note(bt.topk, bt.n_drop, bt.open_cost, bt.close_cost, bt.min_cost, name)
+    return backtest_note(
+        bt.topk, bt.n_drop, bt.open_cost, bt.close_cost, bt.min_cost, name,
+        params.eval.execution_lag, bt.annualization, bt.delisting,
+    )
 
 
 def run_facts(params: Params, ingest: Mapping[str, Any], folds: Sequence[Fold], backtest: str) -> dict[str, str]:
@@ -361,7 +380,9 @@ def run_facts(params: Params, ingest: Mapping[str, Any], folds: Sequence[Fold], 
         )
     horizons = ", ".join(f"{h}d" for h in params.features.horizons)
     facts["horizons"] = f"{horizons} (label delay {params.features.label_delay})"
-    facts["long-short book"] = f"top / bottom {params.eval.quantile:.0%}, {params.eval.cost_bps:g} bp cost"
+    facts["long-short book"] = (
+        f"top / bottom {params.eval.quantile:.0%}, {params.eval.cost_bps:g} bp cost, {fills_note(params.eval.execution_lag)}"
+    )
     facts["top-k backtest"] = backtest
     facts["seed"] = str(params.seed)
     return facts
