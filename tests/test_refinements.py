@@ -57,3 +57,13 @@ def test_the_validation_figures_read_no_day_that_a_fold_tests():
     got = _window_metrics(frame, "val")
     assert got["val_rank_ic_1d"] == pytest.approx(1.0)  # the inverted days after the first test day do not count
     assert _window_metrics(frame, "test")["test_rank_ic_1d"] == pytest.approx(-1.0)
+
+
+def test_a_refinement_that_excludes_a_default_switch_is_judged_against_its_own_reference():
+    records = [_rec("baseline", s, 0.030) for s in range(3)]
+    records += [_rec("no_ridge_path", s, 0.020 + 0.001 * s) for s in range(3)]
+    records += [_rec("pretrain_masked", s, 0.0215 + 0.001 * s) for s in range(3)]  # +7 % over no_ridge_path
+    rows = {r["refinement"]: r for r in judge(records)}
+    assert rows["pretrain_masked"]["against"] == "no_ridge_path" and rows["pretrain_masked"]["verdict"] == "pass"
+    assert rows["no_ridge_path"]["against"] == "baseline" and rows["no_ridge_path"]["verdict"].startswith("fail")
+    assert "| pretrain_masked (vs no_ridge_path) |" in to_markdown(list(rows.values()), "t")
