@@ -1,8 +1,11 @@
-"""check_params: validate the whole params.yaml, so a key no stage reads (a typo) still fails the run."""
+"""check_params: validate the whole params.yaml, so a key no stage reads (a typo) still fails the run.
+
+Also the machine: ``device: cuda`` where torch sees no GPU fails here, before the upstream stages run.
+"""
 
 import argparse
 
-from alphagraph.config import load_params
+from alphagraph.config import check_device, load_params
 from alphagraph.errors import run_main
 from alphagraph.log import get_logger
 
@@ -11,7 +14,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
     path = parser.parse_args().params
-    load_params(path)
+    params = load_params(path)
+    check_device(params.device, path)
     get_logger("check_params").info("%s: every key known and well typed", path)
 
 

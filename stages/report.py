@@ -80,7 +80,16 @@ def main() -> None:
         note = backtest_description(params, ingest.get("benchmark", "equal_weight"))
         markdown = to_markdown(board, horizons, tests=tests, wins=wins or None, backtest=note, execution_lag=params.eval.execution_lag)
         write_text(markdown, LEADERBOARD)
-        page = render_report(Path("."), board, horizons, run_facts(params, ingest, folds, note), psi_alert=params.eval.psi_alert)
+        # What the data stages kept and the span the models saw: a stage that drops most dates
+        # must not leave the header showing the ingested span alone.
+        stage_metrics = {s: read_json(paths.METRICS / f"{s}.json") if (paths.METRICS / f"{s}.json").exists() else {}
+                         for s in ("features", "normalize")}
+        span = (
+            pl.scan_parquet(paths.NORMALIZED_PANEL).select(pl.col("date").min(), pl.col("date").max().alias("last")).collect().row(0)
+            if paths.NORMALIZED_PANEL.exists() else None
+        )
+        facts = run_facts(params, ingest, folds, note, span=span, **stage_metrics)
+        page = render_report(Path("."), board, horizons, facts, psi_alert=params.eval.psi_alert)
         write_text(page, PAGE)
         log.info("wrote %s, %s and %s (%.1f MB): %s; best %s", SUMMARY, LEADERBOARD, PAGE, len(page) / 1e6,
                  ", ".join(models), result["best_model_rank_ic_1d"])

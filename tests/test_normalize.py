@@ -111,3 +111,41 @@ def test_no_leakage_through_features_and_normalize(mode):
         changed = perturb_after(prices, t, seed=7) if mode == "perturb" else truncate_after(prices, t)
         # Labels look forward by design (and rank-based labels move with them); features may not.
         assert_unchanged_through(base, run(changed), t, exclude=targets)
+
+
+def _thin_history(n_thin: int) -> pl.DataFrame:
+    """30 dates x 40 stocks whose first ``n_thin`` dates hold 5 stocks only (a short listing history)."""
+    panel = random_panel(4, n_stocks=40)
+    thin = panel["date"].unique().sort()[:n_thin]
+    return panel.filter(~pl.col("date").is_in(thin.implode()) | (pl.col("code") < "S005"))
+
+
+def test_dropping_over_a_fifth_of_the_dates_warns_once_with_counts_reason_and_param(caplog, tmp_path):
+    from alphagraph.normalize import DROP_WARN_SHARE, normalize_file
+
+    panel = _thin_history(24)  # 24 of 30 dates: 80%
+    cfg = NormalizeConfig(min_stocks=10)
+    with caplog.at_level("WARNING", logger="alphagraph.normalize"):
+        out, stats = normalize_panel(panel, cfg, [1])
+    [record] = [r for r in caplog.records if r.levelname == "WARNING"]
+    first, last = out["date"].min(), out["date"].max()
+    assert record.getMessage() == (
+        f"dropped 24 of 30 dates (80%; 120 of 360 rows, 33%) with fewer than normalize.min_stocks = 10 stocks:"
+        f" the panel kept spans {first} to {last}; lower normalize.min_stocks or add stocks to keep them"
+    )
+    assert "\n" not in record.getMessage() and stats["dates_dropped_min_stocks"] == 24
+    # The stage's streaming path says the same.
+    src = tmp_path / "features.parquet"
+    panel.sort("date", "code").write_parquet(src)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="alphagraph.normalize"):
+        normalize_file(src, tmp_path / "normalized.parquet", cfg, [1], block_rows=100)
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [record.getMessage()]
+    assert DROP_WARN_SHARE == 0.2
+
+
+def test_a_small_drop_is_no_warning(caplog):
+    with caplog.at_level("WARNING", logger="alphagraph.normalize"):
+        _, stats = normalize_panel(_thin_history(3), NormalizeConfig(min_stocks=10), [1])  # 10% of the dates
+    assert stats["dates_dropped_min_stocks"] == 3
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]

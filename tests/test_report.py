@@ -386,3 +386,64 @@ def test_run_facts_name_the_split_and_the_backtest():
     assert "238 days a year, delisted stocks held as dead positions (Qlib)" in backtest_description(qlib, "equal_weight")
     ideal = params_from_dict({"eval": {"execution_lag": 0}})
     assert "same-close fills (execution lag 0: idealized" in run_facts(ideal, {}, folds, "b")["long-short book"]
+
+
+# RSR-like: a 30-year file history whose early dates hold a handful of stocks each.
+RSR_INGEST = {
+    "stocks": 1026, "first_date": "1987-12-11", "last_date": "2017-12-08", "rows": 2_000_000, "dropped_rows": 2_015,
+    "dropped.duplicate_key": 1_500, "dropped.null_value": 500, "dropped.non_finite": 0,
+    "dropped.universe_unknown_code": 15,  # a universe row, not a price row
+}
+RSR_FEATURES = {"rows": 2_000_000, "null_share": 0.016502, "n_features": 191}
+RSR_NORMALIZE = {"dates": 1_222, "dates_dropped_min_stocks": 6_339, "rows": 400_000, "rows_dropped_min_stocks": 1_600_000}
+
+
+def test_run_facts_say_what_each_data_stage_kept_and_the_span_modelled():
+    from alphagraph.config import params_from_dict
+    from alphagraph.report import run_facts
+    from alphagraph.split import Fold
+
+    d = dt.date
+    folds = [Fold(k, (d(2013, 1, 2), d(2015, 1, 1)), (d(2015, 2, 1), d(2016, 1, 1)), (d(2016 + k, 1, 4), d(2016 + k, 12, 8)))
+             for k in range(2)]
+    params = params_from_dict({})
+    facts = run_facts(params, RSR_INGEST, folds, "b", features=RSR_FEATURES, normalize=RSR_NORMALIZE,
+                      span=(d(2013, 1, 2), d(2017, 12, 8)))
+    assert facts["data"].endswith("1026 stocks, 1987-12-11 to 2017-12-08")  # as ingested
+    assert facts["data kept"] == (
+        "ingest 99.9% of price rows (2,000 of 2,002,000 dropped: duplicate_key 1,500, null_value 500),"
+        " features all rows (warm-up windows kept: 1.7% of feature values null),"
+        " normalize 16.2% of dates, 20.0% of rows (6,339 of 7,561 dates dropped: fewer than normalize.min_stocks = 20 stocks)"
+    )
+    assert facts["modelled"] == "2013-01-02 to 2017-12-08 (1,222 dates, normalized panel); folds 2013-01-02 to 2017-12-08"
+    assert list(facts)[:4] == ["data", "data kept", "modelled", "split"]
+
+    # The default synthetic run drops nothing (its ingest has no per-reason counts), and says so.
+    synthetic = {"stocks": 200, "first_date": "2015-01-02", "last_date": "2020-12-14", "rows": 275_780, "dropped_rows": 0}
+    facts = run_facts(params, synthetic, [], "b", features={"rows": 275_780, "null_share": 0.016502},
+                      normalize={"dates": 1_500, "dates_dropped_min_stocks": 0, "rows": 275_780, "rows_dropped_min_stocks": 0},
+                      span=(d(2015, 1, 2), d(2020, 12, 14)))
+    assert facts["data kept"] == (
+        "ingest all 275,780 price rows, features all rows (warm-up windows kept: 1.7% of feature values null),"
+        " normalize all 1,500 dates"
+    )
+    assert facts["modelled"] == "2015-01-02 to 2020-12-14 (1,500 dates, normalized panel)"
+    # A share is never rounded to 100% while rows were dropped.
+    one = run_facts(params, {"rows": 99_999, "dropped_rows": 1}, [], "b")["data kept"]
+    assert one == "ingest 99.9% of price rows (1 of 100,000 dropped)"
+
+
+def test_stage_header_shows_the_data_kept_and_the_modelled_span(tmp_path, monkeypatch, metrics):
+    for name, doc in {**metrics, "ingest": RSR_INGEST, "features": RSR_FEATURES, "normalize": RSR_NORMALIZE}.items():
+        write(tmp_path / "metrics" / f"{name}.json", doc)
+    panel = tmp_path / "data" / "normalized" / "panel.parquet"
+    panel.parent.mkdir(parents=True)
+    pl.DataFrame({"date": [dt.date(2013, 1, 2), dt.date(2017, 12, 8)], "code": ["A", "B"]}).write_parquet(panel)
+    (tmp_path / "params.yaml").write_text("{}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["report.py", "--params", "params.yaml"])
+    load_stage().main()
+    page = (tmp_path / "reports" / "index.html").read_text()
+    assert "<dt>data kept</dt><dd>ingest 99.9% of price rows" in page
+    assert "normalize 16.2% of dates, 20.0% of rows (6,339 of 7,561 dates dropped" in page
+    assert "<dt>modelled</dt><dd>2013-01-02 to 2017-12-08 (1,222 dates, normalized panel)</dd>" in page

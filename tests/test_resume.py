@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 TEMP_SHAPE = re.compile(r"^\.[^/]+\.[A-Za-z0-9_]{8}(\.tmp)?$")
@@ -66,8 +67,13 @@ def reference(repo: Path, name: str) -> dict:
     return json.loads((repo / "reports" / "models" / f"{name}.json").read_text())
 
 
+def tree_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def test_sigkill_mid_fold_resumes_from_the_last_epoch_with_identical_metrics(workspace):
     expected = reference(workspace, "core")
+    models = tree_bytes(workspace / "models" / "core")  # dvc.lock hashes these bytes: a resume must not change them
     (workspace / "reports" / "models" / "core.json").unlink()
 
     proc = stage(workspace, "core")
@@ -86,8 +92,40 @@ def test_sigkill_mid_fold_resumes_from_the_last_epoch_with_identical_metrics(wor
         assert "fold 0: finished in an earlier run, reused" in out
         assert re.search(r"fold 1: resumed from \S+last\.pt after epoch [12]", out), out
     assert json.loads((workspace / "reports" / "models" / "core.json").read_text()) == expected
+    resumed = tree_bytes(workspace / "models" / "core")
+    assert resumed.keys() == models.keys()
+    assert [name for name in models if resumed[name] != models[name]] == []  # last.pt, best.pt: byte-identical
     assert temporaries(workspace) == []
     assert not (workspace / ".alphagraph").exists()
+
+
+def test_a_resumed_fit_writes_the_same_checkpoint_bytes_as_an_uninterrupted_one(tmp_path):
+    """Same tensors are not enough: DVC hashes bytes. Pickle wrote a string it had seen (by identity) as a
+    back-reference, and a resumed run's history keys come from the unpickled checkpoint, not code constants."""
+    from alphagraph.train.loop import LoopConfig, fit
+    from tests.test_refit import ToyData, ToyModel, mse
+
+    cfg = LoopConfig(epochs=3, lr=1e-2, batch_days=5, eval_batch_days=10, patience=0, num_threads=1, device="cpu", warmup_epochs=0.5)
+    fit(ToyModel(seed=1), ToyData(), mse, cfg, run_dir=tmp_path / "straight")
+    fit(ToyModel(seed=1), ToyData(), mse, cfg, run_dir=tmp_path / "resumed", until_epoch=1)
+    for until in (2, None):  # resumed twice: after epoch 1, then after epoch 2
+        fit(ToyModel(seed=7), ToyData(), mse, cfg, run_dir=tmp_path / "resumed", until_epoch=until)
+    for name in ("last.pt", "best.pt"):
+        assert (tmp_path / "straight" / name).read_bytes() == (tmp_path / "resumed" / name).read_bytes(), name
+
+
+def test_checkpoint_bytes_depend_on_values_not_on_which_objects_are_shared(tmp_path):
+    from alphagraph.train.loop import _save, load_checkpoint
+
+    key = "".join(["val_", "loss"])  # a string built at run time: equal to, but not, the constant below
+    shared = [{"val_loss": 1.0, "epoch": 1}, {"val_loss": 2.0, "epoch": 2}]
+    distinct = [{key: 1.0, "epoch": 1}, {"".join(["val_", "loss"]): 2.0, "epoch": 2}]
+    state = torch.nn.Linear(2, 1).state_dict()
+    _save({"history": shared, "model": state}, tmp_path / "a.pt")
+    _save({"history": distinct, "model": state}, tmp_path / "b.pt")
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+    loaded = load_checkpoint(tmp_path / "a.pt")
+    assert loaded["history"] == shared and list(loaded["model"]._metadata) == list(state._metadata)  # a state_dict's version info kept
 
 
 def test_sigterm_removes_temporaries_keeps_checkpoints_and_the_rerun_matches(workspace):
@@ -102,6 +140,28 @@ def test_sigterm_removes_temporaries_keeps_checkpoints_and_the_rerun_matches(wor
     assert "stopped by signal SIGTERM" in out and "Traceback" not in out
     assert temporaries(workspace) == []
     assert list(workspace.glob(".alphagraph/work/gat/*/fold0/last.pt")), "checkpoints must survive SIGTERM"
+
+    rc, out = finish(stage(workspace, "gat"))
+    assert rc == 0, out
+    assert "fold 0: resumed from" in out
+    assert json.loads((workspace / "reports" / "models" / "gat.json").read_text()) == expected
+
+
+def test_ctrl_c_prints_one_line_exits_130_keeps_checkpoints_and_the_rerun_resumes(workspace):
+    expected = reference(workspace, "gat")
+    proc = stage(workspace, "gat")
+    wait_for(workspace, ".alphagraph/work/gat/*/fold0/last.pt", proc)
+    proc.send_signal(signal.SIGINT)
+    rc, out = finish(proc)
+    if rc == 0:
+        pytest.skip("the stage finished before SIGINT arrived")
+    assert rc == 128 + signal.SIGINT, out
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out
+    assert [line for line in out.splitlines() if line.startswith("interrupted:")] == [
+        "interrupted: python stages/gat.py stopped; temporary files removed; rerun the command to resume"
+    ]
+    assert temporaries(workspace) == []
+    assert list(workspace.glob(".alphagraph/work/gat/*/fold0/last.pt")), "checkpoints must survive Ctrl-C"
 
     rc, out = finish(stage(workspace, "gat"))
     assert rc == 0, out

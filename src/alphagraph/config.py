@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import types
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
@@ -690,6 +691,7 @@ def _check(p: Params, source: str) -> None:
         raise ConfigError(f"{source}: {key}: {msg}")
 
     syn = p.data.synthetic
+    _check_training(p, fail)
     if p.distributed.nproc_per_node < 1:
         fail("distributed.nproc_per_node", f"must be >= 1, got {p.distributed.nproc_per_node}")
     if syn.n_stocks < 2:
@@ -741,13 +743,6 @@ def _check(p: Params, source: str) -> None:
     for group, cfg in groups[1:]:
         if cfg.select_horizon not in p.features.horizons:
             fail(f"{group}.select_horizon", f"{cfg.select_horizon} is not in features.horizons")
-    for group, cfg in groups:
-        if cfg.restart_epochs < 0:
-            fail(f"{group}.restart_epochs", f"must be >= 0 (0 = one cosine, no restarts), got {cfg.restart_epochs}")
-        if cfg.restart_mult < 1:
-            fail(f"{group}.restart_mult", f"must be >= 1 (each cycle at least as long as the previous), got {cfg.restart_mult}")
-        if cfg.refit_epochs < 1:
-            fail(f"{group}.refit_epochs", f"must be >= 1, got {cfg.refit_epochs}")
     _check_pretrain(p, fail)
     if p.train.regime_window < 2:
         fail("train.regime_window", f"a volatility and a correlation need at least 2 returns, got {p.train.regime_window}")
@@ -773,6 +768,113 @@ ZOO_MODULES = ("temporal", "tgcn", "linear")  # alphagraph.models modules that t
 MODEL_STAGES = ("lgbm", "lgbm_graph", "gat", "core")
 
 
+@dataclass(frozen=True)
+class Bound:
+    """The range of a numeric param: ``low <= value <= high`` (``>`` / ``<`` where open), and what it means."""
+
+    name: str
+    low: float
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+    meaning: str = ""
+
+    def holds(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below and not math.isnan(value)
+
+    def describe(self) -> str:
+        if math.isinf(self.high):
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+# The settings of the shared training loop (alphagraph.train.loop.LoopConfig) in every group that trains with
+# it: the core model (train), gat and the zoo's torch modules (temporal, tgcn: LoopParams).
+LOOP_BOUNDS = (
+    Bound("epochs", 1, meaning="training epochs per fold"),
+    Bound("batch_days", 1, meaning="trading days per optimizer step"),
+    Bound("days_per_epoch", 0, meaning="training days sampled per epoch, 0 = all"),
+    Bound("patience", 0, meaning="epochs without improvement before stopping early, 0 = never stop early"),
+    Bound("refit_epochs", 1, meaning="epochs of a warm-started refit fold"),
+    Bound("num_threads", 0, meaning="torch threads, 0 = torch's default"),
+    Bound("lr", 0, low_open=True, meaning="the peak learning rate"),
+    Bound("weight_decay", 0, meaning="AdamW's decoupled weight decay"),
+    Bound("warmup_epochs", 0, meaning="epochs of linear warmup, 0 = none"),
+    Bound("min_lr_ratio", 0, 1, meaning="the cosine's floor as a share of lr"),
+    Bound("grad_clip", 0, meaning="max gradient norm, 0 = no clipping"),
+    Bound("select_smoothing", 0, 1, high_open=True, meaning="EMA weight of the past val metric, 0 = raw"),
+    Bound("restart_epochs", 0, meaning="0 = one cosine, no restarts"),
+    Bound("restart_mult", 1, meaning="each cycle at least as long as the previous"),
+)
+SEQ_LEN = Bound("seq_len", 1, meaning="days of history per stock")
+TRAINING_BOUNDS: dict[str, tuple[Bound, ...]] = {
+    "train": (*LOOP_BOUNDS, SEQ_LEN),
+    "gat": LOOP_BOUNDS,
+    "temporal": (*LOOP_BOUNDS, SEQ_LEN),
+    "tgcn": (*LOOP_BOUNDS, SEQ_LEN),
+    "pretrain": (
+        Bound("epochs", 1, meaning="pretraining epochs per fold"),
+        Bound("batch_days", 1, meaning="anchor days per optimizer step"),
+        Bound("days_per_epoch", 0, meaning="anchor days sampled per epoch, 0 = all"),
+        Bound("num_threads", 0, meaning="torch threads, 0 = torch's default"),
+        Bound("lr", 0, low_open=True, meaning="the learning rate"),
+        Bound("offset_days", 1, meaning="trading days between a contrastive pair's views"),
+    ),
+    "lgbm": (
+        Bound("n_estimators", 1, meaning="boosting rounds"),
+        Bound("early_stopping_rounds", 1, meaning="rounds without a better validation l2 before stopping"),
+        Bound("num_leaves", 2, meaning="leaves per tree"),
+        Bound("min_data_in_leaf", 1, meaning="training rows per leaf"),
+        Bound("bagging_freq", 0, meaning="rounds between row resamplings, 0 = no bagging"),
+        Bound("num_threads", 0, meaning="LightGBM threads, 0 = OpenMP's default"),
+        Bound("learning_rate", 0, low_open=True, meaning="shrinkage per round"),
+        Bound("feature_fraction", 0, 1, low_open=True, meaning="share of features per tree"),
+        Bound("bagging_fraction", 0, 1, low_open=True, meaning="share of rows per bagging round"),
+        Bound("lambda_l2", 0, meaning="L2 penalty"),
+    ),
+    "export": (Bound("batch_days", 1, meaning="trading days per inference batch"),),
+}
+
+
+def _check_bounds(group: str, cfg: Any, bounds: Sequence[Bound], fail: Any) -> None:
+    """Each bounded param of a group in its range; the message names the range, its meaning and the default."""
+    default = type(cfg)()
+    for b in bounds:
+        value = getattr(cfg, b.name)
+        if not b.holds(value):
+            fail(
+                f"{group}.{b.name}",
+                f"must be {b.describe()} ({b.meaning}), got {value}; e.g. {getattr(default, b.name)!r}, the default",
+            )
+
+
+def _check_training(p: Params, fail: Any) -> None:
+    """Epochs, batch sizes, patience, rounds, learning rates of every model group, before any stage trains."""
+    for group, bounds in TRAINING_BOUNDS.items():
+        _check_bounds(group, getattr(p, group), bounds, fail)
+
+
+def check_device(device: str, source: str = "params") -> None:
+    """``device: cuda`` on a machine where torch sees no GPU: a :class:`ConfigError` naming ``device``.
+
+    Not part of :func:`params_from_dict`, which checks the file: this checks the machine, and a
+    machine without a GPU may still read the params of a GPU run (a report, a comparison). The
+    check_params stage calls it, so a run fails before its first stage; the training loop too
+    (:func:`alphagraph.train.loop.resolve_device`), for a stage that DVC reruns on another machine.
+    """
+    if device != "cuda":
+        return
+    import torch  # only here: reading params never needs torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"{source}: device: cuda, but torch.cuda.is_available() is False on this machine (no GPU, no driver,"
+            " or a CPU-only torch build): set device: auto (the GPU when there is one, else the CPU) or cpu"
+        )
+
+
 def _check_backtest(bt: BacktestConfig, fail: Any) -> None:
     if bt.topk < 1 or bt.n_drop < 0:
         fail("eval.backtest.topk", f"topk must be >= 1 and n_drop >= 0, got {bt.topk} and {bt.n_drop}")
@@ -790,19 +892,11 @@ def _check_backtest(bt: BacktestConfig, fail: Any) -> None:
 
 
 def _check_pretrain(p: Params, fail: Any) -> None:
-    pre = p.pretrain
-    if pre.epochs < 1 or pre.batch_days < 1:
-        fail("pretrain.epochs", f"epochs and batch_days must be >= 1, got {pre.epochs} and {pre.batch_days}")
-    if pre.lr <= 0:
-        fail("pretrain.lr", f"must be > 0, got {pre.lr}")
+    pre = p.pretrain  # its epochs, batch_days, days_per_epoch, lr, offset_days: _check_training
     if pre.temperature <= 0:
         fail("pretrain.temperature", f"must be > 0, got {pre.temperature}")
-    if pre.days_per_epoch < 0 or pre.num_threads < 0:
-        fail("pretrain.days_per_epoch", "days_per_epoch and num_threads must be >= 0 (0 = all days / torch's threads)")
     if not 0 < pre.mask_share < 1:
         fail("pretrain.mask_share", f"must be in (0, 1), got {pre.mask_share}")
-    if pre.offset_days < 1:
-        fail("pretrain.offset_days", f"must be >= 1, got {pre.offset_days}")
     if p.train.init_from == "pretrain" and pre.objective == "none":
         fail("train.init_from", "pretrain needs a pretrained encoder: set pretrain.objective to masked, contrastive or both")
 
@@ -915,7 +1009,7 @@ def _check_dates(p: Params, fail: Any) -> None:
         except ValueError:
             fail(key, f"expected an ISO date YYYY-MM-DD, got {value!r}")
     if "data.start" in parsed and "data.end" in parsed and parsed["data.start"] > parsed["data.end"]:
-        fail("data.end", f"{p.data.end} is before data.start {p.data.start}")
+        fail("data.end", f"{p.data.end} is before data.start {p.data.start}: set data.end on or after data.start (null = to the last row)")
     if p.split.scheme != "walk_forward" and p.split.val_start is not None:
         fail("split.scheme", f"{p.split.scheme} cannot be combined with a fixed split (split.val_start / test_start)")
     if p.split.scheme == "rolling" and p.split.max_train_days is None:

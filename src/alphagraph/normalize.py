@@ -26,6 +26,7 @@ the standard deviation. Labels (a few columns) use polars per date.
 
 from __future__ import annotations
 
+import logging
 import math
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -39,8 +40,15 @@ from alphagraph.config import NormalizeConfig
 from alphagraph.errors import UserError
 from alphagraph.io import ParquetSink, memory_target
 
+log = logging.getLogger(__name__)
+
 MAD_TO_STD = 1.4826
 MISSING_SHARE = "missing_share"
+DROP_WARN_SHARE = 0.2
+"""Share of dates or rows dropped (too-small cross-sections) above which the stage warns. A few
+per cent is routine (thin first days of a listing history, a half-filled session); beyond a fifth,
+the modelled span is materially shorter or thinner than the data supplied, and a figure computed
+on it no longer describes that data."""
 BYTES_PER_CELL = 32
 """Working bytes per input feature cell of a block (the block read ahead, the block being
 normalized and its sorted copies, its output, the previous output being written)."""
@@ -102,11 +110,31 @@ class _Stats:
         self.dates = 0
         self.n_feats = n_feats
         self.k_counts = np.zeros(n_feats + 1, dtype=np.int64)
+        self.first: Any = None  # the kept dates' span, for the warning (blocks come in date order)
+        self.last: Any = None
 
     def add(self, block: pl.DataFrame, n_missing: np.ndarray) -> None:
         self.rows += block.height
         self.dates += block["date"].n_unique()
         self.k_counts += np.bincount(n_missing, minlength=self.n_feats + 1)
+        if block.height:
+            self.first = block["date"][0] if self.first is None else self.first
+            self.last = block["date"][-1]
+
+    def warn_dropped(self, small: pl.DataFrame, min_stocks: int) -> str | None:
+        """Log (and return) one WARNING line when dates with too few stocks are over DROP_WARN_SHARE of the data."""
+        n_dates, n_rows = small.height, int(small["len"].sum())
+        all_dates, all_rows = self.dates + n_dates, self.rows + n_rows
+        if not n_dates or max(n_dates / all_dates, n_rows / max(all_rows, 1)) <= DROP_WARN_SHARE:
+            return None
+        message = (
+            f"dropped {n_dates:,} of {all_dates:,} dates ({n_dates / all_dates:.0%}; {n_rows:,} of"
+            f" {all_rows:,} rows, {n_rows / max(all_rows, 1):.0%}) with fewer than normalize.min_stocks ="
+            f" {min_stocks} stocks: the panel kept spans {self.first} to {self.last}; lower normalize.min_stocks"
+            " or add stocks to keep them"
+        )
+        log.warning(message)
+        return message
 
     def result(self, small: pl.DataFrame) -> dict[str, Any]:
         shares = [float(np.float32(k / max(self.n_feats, 1))) for k in range(self.n_feats + 1)]
@@ -133,7 +161,8 @@ def normalize_panel(
     standard deviation where MAD is 0 (a feature that is mostly one value) and
     to 0 where both are; clipped to +-``cfg.clip``; inf -> null -> 0 with the
     row's share of missing features kept in ``missing_share``. Dates with
-    fewer than ``cfg.min_stocks`` stocks are dropped and counted. Output sorted
+    fewer than ``cfg.min_stocks`` stocks are dropped and counted (a WARNING when
+    over :data:`DROP_WARN_SHARE` of the dates or rows). Output sorted
     by (date, code); columns: the input's, then ``missing_share``, then ``y_{h}d``.
     """
     feats = feature_columns(panel)
@@ -153,6 +182,7 @@ def normalize_panel(
         parts.append(out)
         offset += n
     out = pl.concat(parts, how="vertical", rechunk=False) if parts else kept.clear()
+    stats.warn_dropped(small, cfg.min_stocks)
     return out, stats.result(small)
 
 
@@ -211,6 +241,7 @@ def normalize_file(
             stats.add(out, n_missing)
             sink.write(out)
             del out
+    stats.warn_dropped(small, cfg.min_stocks)
     return stats.result(small)
 
 

@@ -361,15 +361,102 @@ def backtest_description(params: Params, benchmark: str) -> str:
     )
 
 
-def run_facts(params: Params, ingest: Mapping[str, Any], folds: Sequence[Fold], backtest: str) -> dict[str, str]:
-    """What the visual report's header says about the run: data, split, horizons, costs, seed."""
+def _kept_share(kept: int, total: int) -> str:
+    """``kept / total`` in % to one decimal, never rounded to 100% while something was dropped, nor to 0% while kept."""
+    share = 100.0 * kept / total if total else 100.0
+    if kept < total:
+        share = min(share, 99.9)
+    if kept > 0:
+        share = max(share, 0.1)
+    return f"{share:.1f}%"
+
+
+# Ingest's `dropped.<reason>` counts that are not price rows (the universe's and the relations' rows).
+_SIDE_REASONS = ("universe_", "relations_")
+
+
+def data_kept(
+    ingest: Mapping[str, Any], features: Mapping[str, Any], normalize: Mapping[str, Any], min_stocks: int
+) -> str | None:
+    """What each data stage kept of what it read (``metrics/{ingest,features,normalize}.json``); None without them.
+
+    Ingest drops invalid price rows (per reason in ``dropped.*``), features drops none
+    (warm-up windows stay, as nulls), normalize drops dates with fewer than
+    ``normalize.min_stocks`` stocks.
+    """
+    parts = []
+    if isinstance(ingest.get("rows"), int):
+        reasons = {k.removeprefix("dropped."): int(v) for k, v in ingest.items()
+                   if k.startswith("dropped.") and not k.removeprefix("dropped.").startswith(_SIDE_REASONS) and v}
+        # A source without per-reason counts (synthetic) reports only the total.
+        dropped = sum(reasons.values()) if any(k.startswith("dropped.") for k in ingest) else int(ingest.get("dropped_rows", 0))
+        read = ingest["rows"] + dropped
+        if dropped:
+            top = ", ".join(f"{k} {v:,}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
+            parts.append(f"ingest {_kept_share(ingest['rows'], read)} of price rows ({dropped:,} of {read:,} dropped"
+                         + (f": {top}" if top else "") + ")")
+        else:
+            parts.append(f"ingest all {read:,} price rows")
+    if isinstance(features.get("rows"), int):
+        read = ingest.get("rows") if isinstance(ingest.get("rows"), int) else features["rows"]
+        nulls = features.get("null_share")
+        note = f" (warm-up windows kept: {100 * nulls:.1f}% of feature values null)" if isinstance(nulls, (int, float)) else ""
+        kept = "all rows" if features["rows"] >= read else f"{_kept_share(features['rows'], read)} of rows"
+        parts.append(f"features {kept}{note}")
+    if isinstance(normalize.get("dates"), int):
+        n_dates, n_rows = normalize.get("dates_dropped_min_stocks", 0), normalize.get("rows_dropped_min_stocks", 0)
+        all_dates, all_rows = normalize["dates"] + n_dates, normalize.get("rows", 0) + n_rows
+        if n_dates:
+            parts.append(
+                f"normalize {_kept_share(normalize['dates'], all_dates)} of dates, {_kept_share(normalize.get('rows', 0), all_rows)}"
+                f" of rows ({n_dates:,} of {all_dates:,} dates dropped: fewer than normalize.min_stocks = {min_stocks} stocks)"
+            )
+        else:
+            parts.append(f"normalize all {all_dates:,} dates")
+    return ", ".join(parts) or None
+
+
+def modelled_span(span: tuple[Any, Any] | None, n_dates: Any, folds: Sequence[Fold]) -> str | None:
+    """First and last date of the normalized panel (what the models see), and of the folds; None without either."""
+    parts = []
+    if span is not None:
+        count = f" ({n_dates:,} dates, normalized panel)" if isinstance(n_dates, int) else " (normalized panel)"
+        parts.append(f"{span[0]} to {span[1]}{count}")
+    if folds:
+        # purged k-fold trains after the test block too: the folds' last day is the later of both
+        first = min(f.train[0] for f in folds)
+        last = max(max(f.test[1], f.train[1]) for f in folds)
+        parts.append(f"folds {first} to {last}")
+    return "; ".join(parts) or None
+
+
+def run_facts(
+    params: Params,
+    ingest: Mapping[str, Any],
+    folds: Sequence[Fold],
+    backtest: str,
+    *,
+    features: Mapping[str, Any] | None = None,
+    normalize: Mapping[str, Any] | None = None,
+    span: tuple[Any, Any] | None = None,
+) -> dict[str, str]:
+    """What the visual report's header says about the run: data, what the data stages kept, the span modelled,
+    split, horizons, costs, seed.
+
+    ``features``, ``normalize``: those stages' metrics files; ``span``: the normalized panel's first and
+    last date. ``data`` is the data as ingested: a stage that drops dates can leave the models far less.
+    """
     source = (
         f"synthetic market (market_seed {params.data.synthetic.market_seed})"
         if params.data.source == "synthetic"
         else f"files: {params.data.path}"
     )
-    span = f"{ingest.get('stocks', '?')} stocks, {ingest.get('first_date', '?')} to {ingest.get('last_date', '?')}"
-    facts = {"data": f"{source}, {span}"}
+    span_in = f"{ingest.get('stocks', '?')} stocks, {ingest.get('first_date', '?')} to {ingest.get('last_date', '?')}"
+    facts = {"data": f"{source}, {span_in}"}
+    if kept := data_kept(ingest, features or {}, normalize or {}, params.normalize.min_stocks):
+        facts["data kept"] = kept
+    if modelled := modelled_span(span, (normalize or {}).get("dates"), folds):
+        facts["modelled"] = modelled
     if folds:
         fixed = params.split.test_start is not None
         scheme = "fixed split" if fixed else params.split.scheme.replace("_", " ")

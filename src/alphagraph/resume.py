@@ -9,8 +9,10 @@ after SIGTERM, SIGKILL or a crash reuses finished folds and resumes the
 running one from its last epoch (on CPU with metrics identical to an
 uninterrupted run), while any change to params, data or code starts afresh.
 Work folders of other keys are removed when a stage starts; the stage's own
-is removed once every artifact is written. The folder lives outside the
-stage's DVC outs, so DVC never caches or deletes it.
+is created by its first checkpoint (a run that fails or is interrupted before
+writing one leaves no folder, and a failure removes the empty folders it
+made) and removed once every artifact is written. The folder lives outside
+the stage's DVC outs, so DVC never caches or deletes it.
 
 Refits (``split.refit_every``) with a group's ``refit_warm_start``: a fold
 that is a later block of its test window starts from the previous fold's
@@ -103,15 +105,18 @@ class StageWork:
 
     def __init__(self, stage: str, params: Params, inputs: Sequence[str | Path], root: Path = WORK_ROOT) -> None:
         self.stage = stage
+        self.root = Path(root)
         key = ddp.broadcast(work_key(params, inputs) if ddp.is_main() else None)
         self.dir = Path(root) / stage / key
+        # Not created here: the first checkpoint or finished fold creates it, so a run that fails
+        # before writing one (a bad param, Ctrl-C in the first epoch) leaves no empty folder behind.
         if ddp.is_main():
             stale = [p for p in self.dir.parent.glob("*") if p != self.dir] if self.dir.parent.is_dir() else []
             for p in stale:
                 shutil.rmtree(p, ignore_errors=True)
             if stale:
                 log.info("%s: removed %d work folder(s) of earlier params, data or code", stage, len(stale))
-            self.dir.mkdir(parents=True, exist_ok=True)
+            self._remove_empty()
         ddp.barrier()
 
     def run_folds(
@@ -125,6 +130,15 @@ class StageWork:
         block of its test window trains within :func:`~alphagraph.train.fold.warm_start`
         from the previous fold's weights, for that many epochs.
         """
+        try:
+            return self._run_folds(folds, train_one, refit_epochs)
+        except BaseException:  # an error, SIGTERM, Ctrl-C: keep the checkpoints, not folders without one
+            self._remove_empty()
+            raise
+
+    def _run_folds(
+        self, folds: Sequence[Fold], train_one: TrainOne, refit_epochs: int | None
+    ) -> list[tuple[Fold, FoldOutput, dict[str, pl.DataFrame]]]:
         results = []
         ordered = sorted(folds, key=lambda f: f.fold)  # a warm start needs the fold before it trained first
         for fold in ordered:
@@ -164,7 +178,19 @@ class StageWork:
         """Remove the work folder (every artifact is written)."""
         if ddp.is_main():
             shutil.rmtree(self.dir, ignore_errors=True)
-            for parent in (self.dir.parent, self.dir.parent.parent, self.dir.parent.parent.parent):
-                if parent.is_dir() and not any(parent.iterdir()):
-                    parent.rmdir()
+            self._remove_empty()
+
+    def _remove_empty(self) -> None:
+        """Remove the empty folders of this run: its fold folders, its own, the stage's, and (the default
+        root) ``.alphagraph/work`` and ``.alphagraph``; another root belongs to the caller and stays."""
+        if not ddp.is_main():
+            return
+        folders = sorted(self.dir.glob("fold*/")) if self.dir.is_dir() else []
+        above = [self.root, self.root.parent] if self.root == WORK_ROOT else []
+        for folder in [*folders, self.dir, self.dir.parent, *above]:
+            try:
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
+            except OSError:  # another process wrote into it meanwhile, or it is not ours to remove
+                continue
 

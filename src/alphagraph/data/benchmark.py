@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import polars as pl
 
 from alphagraph.data.file_source import read_table
 from alphagraph.data.validate import DataError, coerce_numeric, parse_dates
+from alphagraph.log import get_logger
+
+log = get_logger("data.benchmark")
 
 SCHEMA = {"date": pl.Date, "return": pl.Float64}
 EQUAL_WEIGHT = "equal_weight"
@@ -58,3 +62,36 @@ def read_benchmark(path: str | Path, date_format: str | None = None) -> pl.DataF
     if frame.height < 2:
         raise DataError(f"{path}: a benchmark needs at least 2 days, got {frame.height}")
     return frame.with_columns(pl.col("return").cast(pl.Float64))
+
+
+def check_coverage(bench: pl.DataFrame, first: dt.date, last: dt.date, path: str | Path) -> None:
+    """The index must reach the prices' last day ``last``; one that starts after ``first`` is a warning.
+
+    The top-k backtest needs the index's return on every day of the test windows.
+    Ingest does not know the split (its params are ``data``), but every scheme's
+    last test window ends on the data's last day, so an index that stops earlier
+    always fails. A test window may start well after the data's first day
+    (walk-forward: after the training and validation windows), so an index that
+    starts late is often fine; the backtest stops, naming the day, where it is not.
+    """
+    b_first, b_last = bench["date"].min(), bench["date"].max()
+    if b_last < first or b_first > last:
+        raise DataError(
+            f"{path}: the benchmark's dates {b_first}..{b_last} do not overlap the prices' {first}..{last}"
+            " (data.benchmark_path)"
+        )
+    if b_last < last:
+        raise DataError(
+            f"{path}: the benchmark index ends on {b_last}, before the prices' last day {last}"
+            " (data.benchmark_path): the top-k backtest needs the index's return on every day of the"
+            f" test windows, and the last one ends on the data's last day. Extend the index to {last},"
+            f" set data.end: {b_last} to stop the prices there too, or set data.benchmark_path: null"
+            " (the equal-weight universe)"
+        )
+    if b_first > first:
+        log.warning(
+            "%s: the benchmark index starts on %s, after the prices' first day %s (data.benchmark_path):"
+            " the top-k backtest will stop if a test window starts before %s; extend the index back to"
+            " %s, or set data.start: %s",
+            path, b_first, first, b_first, first, b_first,
+        )

@@ -19,14 +19,21 @@ Universe and relations rows that name a code absent from the prices are always
 dropped and counted (``universe_unknown_code``, ``relations_unknown_code``):
 side files usually describe a wider market than the price file. But when less
 than ``data.min_code_match`` of the price codes appear in a side file, the
-codes are spelled differently (``AAPL`` vs ``AAPL.O``): an error. Self-loops
-in relations are always dropped (``relations_self_loop``); the graph stage
-adds its own. An unknown relation name is always an error (a typo would
-silently remove a relation type).
+codes are spelled differently (``AAPL`` vs ``AAPL.O``): an error. A self-loop
+in relations (src == dst; the graph stage adds its own) is an invalid row
+(``relations_self_loop``), as is a weight that is not a finite number (NaN
+included; an empty cell is weight 1). An unknown relation name is always an
+error (a typo would silently remove a relation type).
+
+Two per-ticker files whose codes differ only in case (``AAPL.csv``,
+``aapl.CSV``) are an error: one file system holds them as two stocks,
+another as one. A CSV that is not UTF-8 is an error naming the line and byte
+of the first bad byte.
 """
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import os
 import re
@@ -115,7 +122,9 @@ def _schema_names(lf: pl.LazyFrame, path: Path) -> list[str]:
     except pl.exceptions.NoDataError:
         raise DataError(f"{path}: the file is empty (no header, no rows)") from None
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise DataError(f"{path}: cannot read the file: {_first_line(exc)}") from None
+        raise _encoding_error(path) or DataError(f"{path}: cannot read the file: {_first_line(exc)}") from None
+    if _garbled(names) and (error := _encoding_error(path)):
+        raise error
     return [n for n in names if n != ROW_COL]
 
 
@@ -123,13 +132,80 @@ def _collect(lf: pl.LazyFrame, path: Path) -> pl.DataFrame:
     try:
         return lf.collect()
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise DataError(f"{path}: cannot parse the file: {_first_line(exc)}") from None
+        raise _encoding_error(path) or DataError(f"{path}: cannot parse the file: {_first_line(exc)}") from None
 
 
 def _first_line(exc: Exception) -> str:
     """Polars errors end with hints about reader options the user cannot set here."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+CHUNK_BYTES = 1 << 24
+UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
+def _first_non_utf8(path: Path) -> tuple[int, int] | None:
+    """(byte offset, line number) of the first byte of ``path`` that is not UTF-8; None if all is.
+
+    Read in chunks, so a large file is not held twice; only called once a read has failed.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    read = newlines = 0
+    with path.open("rb") as fh:
+        while True:
+            chunk = fh.read(CHUNK_BYTES)
+            pending = len(decoder.getstate()[0])  # the tail of a character split between chunks
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                offset = read - pending + exc.start
+                return offset, newlines + chunk.count(b"\n", 0, max(offset - read, 0)) + 1
+            if not chunk:
+                return None
+            read += len(chunk)
+            newlines += chunk.count(b"\n")
+
+
+def _encoding_error(path: Path, where: str | None = None) -> DataError | None:
+    """A DataError when the text file ``path`` is not UTF-8 (how to convert it included), else None.
+
+    ``where`` names the param that gave the path, when the caller's messages do not.
+    """
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        return None
+    fix = "Re-save it as UTF-8 (CSV UTF-8 in Excel), e.g."
+    param = f" ({where})" if where else ""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4096)
+        if head.startswith(UTF16_BOMS) or b"\x00" in head.split(b"\n", 1)[0]:
+            return DataError(
+                f"{path}: the file is UTF-16 (as Excel's Unicode Text export writes it), not UTF-8{param}."
+                f" {fix} iconv -f utf-16 -t utf-8 {path.name} > utf8_{path.name}, and use the new file"
+            )
+        found = _first_non_utf8(path)
+        if found is None:
+            return None
+        offset, line = found
+        start = max(offset - 40, 0)
+        with path.open("rb") as fh:
+            fh.seek(start)
+            around = fh.read(80)
+    except OSError:
+        return None
+    bad = offset - start
+    text = around[:bad].rsplit(b"\n", 1)[-1] + around[bad:].split(b"\n", 1)[0]  # the line, near the byte
+    return DataError(
+        f"{path}: line {line} (byte offset {offset}) is not UTF-8{param}: byte 0x{around[bad]:02X} in"
+        f" {text!r}; the file is probably Latin-1 or Windows-1252. {fix} iconv -f latin1 -t utf-8"
+        f" {path.name} > utf8_{path.name} (-f cp1252 for a Windows export), and use the new file"
+    )
+
+
+def _garbled(names: Sequence[str]) -> bool:
+    """Column names that a lossy decoding produced: a header that is not UTF-8."""
+    return any("\ufffd" in name or "\x00" in name for name in names)
 
 
 def _find(available: Sequence[str], want: str) -> str | None:
@@ -223,7 +299,10 @@ def ticker_lines(path: Path, where: str) -> list[str]:
         raise DataError(f"{path}: {what} ({where})")
     try:
         lines = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        error = _encoding_error(path, where)
+        raise error or DataError(f"{path}: cannot read the tickers file ({where}): {exc}") from None
+    except OSError as exc:
         raise DataError(f"{path}: cannot read the tickers file ({where}): {exc}") from None
     lines = [line for line in lines if line]
     if lines and lines[0].lower() in TICKER_HEADERS:
@@ -312,6 +391,36 @@ def _ticker_files(directory: Path, pattern: str | None) -> dict[Path, str]:
     return {f: code for f, code in codes.items() if code}
 
 
+def _check_case_collisions(directory: Path, coded: Mapping[Path, str], pattern: str | None) -> None:
+    """Structural: two files give one code, or codes equal but for case (``AAPL.csv``, ``aapl.CSV``).
+
+    Codes that differ in case would be two stocks here and one file on a
+    case-insensitive file system (macOS, Windows); one code from two files
+    (``AAPL.csv`` beside ``AAPL.CSV``, two names ``data.code_pattern`` maps to one
+    code) would be one stock's rows twice.
+    """
+    files = pl.DataFrame(
+        {"file": [f.name for f in coded], "code": list(coded.values())}, schema={"file": pl.Utf8, "code": pl.Utf8}
+    )
+    clashes = (
+        files.group_by(pl.col("code").str.to_lowercase().alias("key"), maintain_order=True)
+        .agg("file", "code")
+        .filter(pl.col("file").list.len() > 1)
+    )
+    if clashes.height == 0:
+        return
+    shown = "; ".join(
+        " and ".join(f"{file} (code {code!r})" for file, code in zip(row["file"], row["code"]))
+        for row in clashes.head(MAX_SHOWN).iter_rows(named=True)
+    )
+    how = f"the first group of data.code_pattern {pattern!r}" if pattern else "the file name without .csv"
+    raise DataError(
+        f"{directory}: {clashes.height} code(s) come from more than one file (the code is {how},"
+        f" compared ignoring case): {shown}. Keep one file per stock and remove or merge the others"
+        " (a case-insensitive file system, as on macOS or Windows, cannot even hold both)"
+    )
+
+
 def _read_ticker(
     path: Path, code: str, columns: Mapping[str, str], adjust: bool, files: pl.Enum
 ) -> tuple[pl.DataFrame, dict[str, str]]:
@@ -321,8 +430,10 @@ def _read_ticker(
     except pl.exceptions.NoDataError:
         raise DataError(f"{path}: the file is empty (no header, no rows)") from None
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise DataError(f"{path}: cannot parse the file: {_first_line(exc)}") from None
+        raise _encoding_error(path) or DataError(f"{path}: cannot parse the file: {_first_line(exc)}") from None
     available = [c for c in df.columns if c != ROW_COL]
+    if _garbled(available) and (error := _encoding_error(path)):
+        raise error
     mapping = _price_columns(available, columns, path, adjust)
     require_rows(df, str(path))
     read = {k: v for k, v in mapping.items() if adjust or k != ADJ_CLOSE}
@@ -342,6 +453,7 @@ def _read_directory(
         if not kept:
             raise _no_listed_code(str(cfg.tickers_path), tickers, sorted(set(coded.values())), str(directory))
         coded = kept
+    _check_case_collisions(directory, coded, cfg.code_pattern)
     enum = pl.Enum([f.name for f in coded])
     wanted = {k: v for k, v in columns.items() if k != "code"}
     # polars releases the GIL while parsing; map() re-raises the first failing file in order
@@ -459,7 +571,7 @@ def load_file_source(cfg: DataConfig) -> FileSource:
     raw, names, source = _read_prices(cfg, tickers)
     adjust = cfg.adjust == "adj_close"
     df = prepare_prices(raw, source, cfg.invalid_rows, names, adjust)
-    df, zero_open_rows = fix_zero_open(df, cfg.zero_open, source, names)
+    df, zero_open_rows = fix_zero_open(df, cfg.zero_open, source, names, cfg.max_price)
     if zero_open_rows:
         log.warning("%d rows with open = 0 and close > 0 (vendor placeholders): data.zero_open = %s",
                     zero_open_rows, cfg.zero_open)

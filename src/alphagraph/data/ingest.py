@@ -11,7 +11,7 @@ import polars as pl
 
 from alphagraph import paths
 from alphagraph.config import DataConfig, Params
-from alphagraph.data.validate import DataError, validate_prices
+from alphagraph.data.validate import validate_prices
 from alphagraph.io import write_json, write_parquet
 from alphagraph.log import get_logger
 
@@ -73,19 +73,14 @@ def ingest(params: Params) -> RawData:
 
 
 def _with_benchmark(raw: RawData, cfg: DataConfig) -> RawData:
-    from alphagraph.data.benchmark import EQUAL_WEIGHT, equal_weight_benchmark, read_benchmark
+    from alphagraph.data.benchmark import EQUAL_WEIGHT, check_coverage, equal_weight_benchmark, read_benchmark
 
     if cfg.benchmark_path is None:
         return replace(raw, benchmark=equal_weight_benchmark(raw.prices), benchmark_source=EQUAL_WEIGHT)
     if not _inside(cfg.benchmark_path, "inputs"):
         log.warning("data.benchmark_path=%s lies outside inputs/: DVC will not rerun ingest when it changes", cfg.benchmark_path)
     bench = read_benchmark(cfg.benchmark_path, cfg.date_format)
-    first, last = raw.prices["date"].min(), raw.prices["date"].max()
-    if bench["date"].max() < first or bench["date"].min() > last:
-        raise DataError(
-            f"{cfg.benchmark_path}: the benchmark's dates {bench['date'].min()}..{bench['date'].max()} do not"
-            f" overlap the prices' {first}..{last} (data.benchmark_path)"
-        )
+    check_coverage(bench, raw.prices["date"].min(), raw.prices["date"].max(), cfg.benchmark_path)
     return replace(raw, benchmark=bench, benchmark_source=cfg.benchmark_path)
 
 

@@ -7,7 +7,10 @@ unparseable dates, a column with no numeric value) are always a
 :class:`DataError`. Row-level problems raise with ``invalid_rows="error"`` and
 are dropped and counted per reason with ``invalid_rows="drop"``; every row is
 counted under the first reason it fails, in the order of :data:`PRICE_REASONS`,
-so the counts add up to the rows dropped.
+so the counts add up to the rows dropped. With ``invalid_rows="error"`` a
+repeated (date, code) is reported before the row checks: the rows of a key
+given twice often disagree (a restated close), and a range error on one of
+them would hide the cause.
 
 Prices are checked in steps: :func:`prepare_prices` (parse and cast),
 :func:`fix_zero_open` (vendor placeholders, ``data.zero_open``) and
@@ -38,6 +41,7 @@ ROW_COL = "__row"
 _BAD_NUMERIC = "__bad_numeric"
 _REASON = "__reason"
 _RATIO = "__adj_ratio"
+_NAN = "__nan"
 
 PRICE_REASONS = (
     "non_numeric",
@@ -105,6 +109,8 @@ class Check:
     rule: str
     show: pl.Expr | None = None  # rows to display, when not the failing rows themselves
     hint: str = ""  # a sentence naming the knob that governs the rule, if any
+    extra: tuple[str, ...] = ()  # more columns to display (a duplicate's values)
+    in_file_order: bool = True  # display rows in file order (not duplicates: they stay grouped by key)
 
 
 # ----------------------------------------------------------------------- messages
@@ -159,7 +165,10 @@ def _row_error(
     context: Sequence[str],
 ) -> DataError:
     rows = df.filter(check.show if check.show is not None else check.mask)
-    shown = list(dict.fromkeys([*context, *check.columns]))
+    position = [c for c in (FILE_COL, ROW_COL) if c in rows.columns]
+    if check.in_file_order and position:  # the frame may be sorted by (date, code) already
+        rows = rows.sort(position)
+    shown = list(dict.fromkeys([*context, *check.columns, *check.extra]))
     return DataError(
         f"{source}: {_columns_label(check.columns, names)}: {n_bad} row(s) fail the check"
         f" {check.reason!r} ({check.rule}); first offending rows:\n{format_rows(rows, shown, source)}\n"
@@ -200,16 +209,22 @@ def apply_checks(
     return tagged.filter(pl.col(_REASON).is_null()).drop(_REASON), dropped
 
 
-def duplicate_check(keys: Sequence[str], reason: str) -> Check:
+def duplicate_check(
+    keys: Sequence[str], reason: str, extra: Sequence[str] = (), null_keys: bool = True, hint: str = ""
+) -> Check:
     """For a frame stably sorted by ``keys``: repeats of a key fail, the first in file order is kept.
 
     Comparing neighbours of a sorted frame is far cheaper than hashing struct keys. Nulls
-    compare equal (two rows of a code without a ``start`` are duplicates).
+    compare equal (two rows of a code without a ``start`` are duplicates), unless
+    ``null_keys`` is false: then a key with a null is never a repeat (a null check reports it).
+    ``extra``: columns shown beside the keys, so that the rows of a key can be compared.
     """
     same = pl.all_horizontal(pl.col(k).eq_missing(pl.col(k).shift(1)) for k in keys)
+    if not null_keys:
+        same = same & pl.all_horizontal(pl.col(k).is_not_null() for k in keys)
     repeat = (same & (pl.int_range(pl.len()) > 0)).fill_null(False)  # row 0 has no neighbour
     show = repeat | repeat.shift(-1).fill_null(False)  # every occurrence, the kept one too
-    return Check(reason, tuple(keys), repeat, "must be unique", show)
+    return Check(reason, tuple(keys), repeat, "must be unique", show, hint, tuple(extra), in_file_order=False)
 
 
 def null_checks(columns: Sequence[str], reason: str) -> list[Check]:
@@ -415,18 +430,29 @@ def prepare_prices(
 
 
 def fix_zero_open(
-    df: pl.DataFrame, mode: str, source: str, names: Mapping[str, str] | None = None
+    df: pl.DataFrame,
+    mode: str,
+    source: str,
+    names: Mapping[str, str] | None = None,
+    max_price: float | None = None,
 ) -> tuple[pl.DataFrame, int]:
-    """Vendor placeholder rows (open == 0, close > 0): fill, drop or raise per ``data.zero_open``.
+    """Vendor placeholder rows (open == 0, a usable close): fill, drop or raise per ``data.zero_open``.
 
     ``fill_close`` sets open to the close clipped into [low, high]: the open is
     unknown, and the close leaves the day's candle body neutral instead of
     inventing an overnight gap. A high or low that is 0 in such a row is a
     placeholder too (no-trade days written as 0, 0, 0, close) and becomes the
     close. Returns the frame and the number of such rows (whatever the mode).
+
+    A close that is no usable price (infinite, or above ``max_price``) makes no
+    placeholder: the row is left as it is, for the row checks to report the
+    close as written (filled, the open would carry the bad value and be blamed).
     """
     col = pl.col
-    placeholder = ((col("open") == 0) & (col("close") > 0)).fill_null(False)
+    usable = col("close").is_finite() & (col("close") > 0)
+    if max_price is not None:
+        usable = usable & (col("close") <= max_price)
+    placeholder = ((col("open") == 0) & usable).fill_null(False)
     n_rows = int(df.select(placeholder.sum()).item())
     if n_rows == 0:
         return df, 0
@@ -478,13 +504,22 @@ def check_prices(
 
     ``adjust`` applies the adjusted close first (``data.adjust: adj_close``);
     ``max_price`` adds the ``implausible_price`` check. Returns the frame (sorted
-    by (date, code)) and rows dropped per reason.
+    by (date, code)) and rows dropped per reason. With ``invalid_rows="error"`` a
+    repeated key is reported first, with the values of its rows as written
+    (before ``adjust``).
     """
+    df = df.sort(KEYS, maintain_order=True)  # stable: the first row of a duplicated key stays first
+    shown = [c for c in (*NUMERIC_COLUMNS, ADJ_CLOSE) if c in df.columns]
+    hint = "Keep one row per date and code (data.invalid_rows: drop keeps the first in file order)."
+    duplicates = [duplicate_check(KEYS, "duplicate_key", shown, null_keys=False, hint=hint)]
+    error = invalid_rows == "error"
+    if error:
+        apply_checks(df, duplicates, source, invalid_rows, names)
     if adjust:
         df = _adjusted(df)
+    # drop: the rows that fail a row check go first, so a key's valid row outlives its bad twin
     df, dropped = apply_checks(df, _price_checks(max_price, adjust), source, invalid_rows, names)
-    df = df.sort(KEYS, maintain_order=True)  # stable: the first row of a duplicated key stays first
-    df, dup = apply_checks(df, [duplicate_check(KEYS, "duplicate_key")], source, invalid_rows, names)
+    df, dup = (df, {}) if error else apply_checks(df, duplicates, source, invalid_rows, names)
     counts = {reason: int(dropped.get(reason, 0) + dup.get(reason, 0)) for reason in PRICE_REASONS}
     return df.select(CANONICAL), counts
 
@@ -666,6 +701,18 @@ def validate_universe(
     return out, {r: int(counts.get(r, 0)) for r in UNIVERSE_REASONS}
 
 
+def _nan_cells(df: pl.DataFrame, column: str) -> pl.Expr:
+    """Cells of ``column`` that hold NaN: a float NaN, or text such as ``nan`` / ``NaN``."""
+    dtype = df.schema[column]
+    if dtype.is_float():
+        nan = pl.col(column).is_nan()
+    elif dtype == pl.Utf8 or dtype == pl.Categorical or isinstance(dtype, pl.Enum):
+        nan = pl.col(column).cast(pl.Utf8).str.strip_chars().cast(pl.Float64, strict=False).is_nan()
+    else:
+        nan = pl.lit(False)
+    return nan.fill_null(False)
+
+
 def _check_relation_names(df: pl.DataFrame, source: str) -> None:
     """Structural: an unknown relation name is a typo that would silently drop a relation type."""
     bad = df.filter(pl.col("relation").is_not_null() & ~pl.col("relation").is_in(list(RELATION_NAMES)))
@@ -688,7 +735,9 @@ def validate_relations(
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     """``src, dst, relation, weight, start, end``; a missing weight column or empty cell means 1.0.
 
-    Unique on (src, dst, relation, start); ``start``/``end`` are null when the file has none.
+    A weight that is not a finite number (text, inf, NaN) and a self-loop (src ==
+    dst: the graph stage adds each stock's own) are invalid rows. Unique on (src,
+    dst, relation, start); ``start``/``end`` are null when the file has none.
     """
     require_columns(df, ("src", "dst", "relation"), source)
     require_rows(df, source)
@@ -701,18 +750,22 @@ def validate_relations(
     _check_relation_names(df, source)
     df = _with_validity(df, source, date_format)
     context = ("src", "dst", "relation")
+    # NaN (a failed computation, "nan" in a CSV) is no weight, unlike an empty cell: flag it
+    # before coerce_numeric turns it into a null, and keep it NaN for the finite check.
+    df = df.with_columns(_nan_cells(df, "weight").alias(_NAN))
     df = coerce_numeric(df, ("weight",), source, invalid_rows, context=context)
-    df = df.with_columns(pl.col("weight").fill_null(1.0))  # bad text is flagged in _BAD_NUMERIC
+    weight = pl.when(pl.col(_NAN)).then(float("nan")).otherwise(pl.col("weight").fill_null(1.0))
+    df = df.with_columns(weight.alias("weight"))  # bad text is flagged in _BAD_NUMERIC
+    loop_rule = "src must differ from dst: the graph stage adds each stock's own self-loop"
     checks = [
         Check("relations_invalid_weight", ("weight",), pl.col(_BAD_NUMERIC), "must be a number"),
         *null_checks(("src", "dst", "relation"), "relations_null_value"),
-        Check("relations_invalid_weight", ("weight",), ~pl.col("weight").is_finite(), "must be finite"),
+        Check("relations_invalid_weight", ("weight",), ~pl.col("weight").is_finite(),
+              "must be a finite number; leave the cell empty for weight 1"),
         _interval_check("relations_invalid_interval"),
+        Check("relations_self_loop", ("src", "dst"), pl.col("src") == pl.col("dst"), loop_rule),
     ]
     df, dropped = apply_checks(df, checks, source, invalid_rows, context=context)
-    loops = pl.col("src") == pl.col("dst")
-    n_loops = int(df.select(loops.sum()).item())
-    df = df.filter(~loops)
     key = (*context, "start")
     df, dup = apply_checks(
         df.sort(key, nulls_last=False, maintain_order=True),
@@ -725,7 +778,7 @@ def validate_relations(
     df, unknown = _drop_unknown(df, ("src", "dst"), codes)
     what = "are an endpoint of a relation row"
     _check_code_match(df, before, ("src", "dst"), codes, min_code_match, source, what)
-    counts = {**dropped, **dup, "relations_self_loop": n_loops, "relations_unknown_code": unknown}
+    counts = {**dropped, **dup, "relations_unknown_code": unknown}
     out = df.select("src", "dst", "relation", "weight", *VALIDITY)
     out = out.sort("relation", "src", "dst", "start", nulls_last=False)
     return out, {r: int(counts.get(r, 0)) for r in RELATION_REASONS}

@@ -39,7 +39,8 @@ What :func:`fit` does
   and ``last.pt`` (everything needed for an exact resume: model, optimizer,
   scheduler, torch / numpy / python RNG states, epoch, early-stopping state,
   history). ``fit`` resumes from ``last.pt`` when it exists: on CPU, N epochs
-  then M more after a restart give bit-identical weights to N + M epochs.
+  then M more after a restart give bit-identical weights to N + M epochs, and
+  byte-identical ``last.pt`` / ``best.pt`` files (so ``dvc.lock`` does not change).
   Checkpoints hold only tensors and plain containers (RNG states included)
   and are read with :func:`load_checkpoint` (``weights_only=True``): loading
   a checkpoint from a colleague or a shared remote never runs code.
@@ -67,8 +68,10 @@ import math
 import os
 import pickle
 import random
+import sys
 import time
 import zipfile
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +83,7 @@ import torch
 from tqdm.auto import tqdm
 
 from alphagraph import distributed as ddp
+from alphagraph.config import check_device
 from alphagraph.errors import UserError
 from alphagraph.evaluate import daily_ic
 from alphagraph.io import atomic_path
@@ -257,10 +261,10 @@ class FitResult:
 
 
 def resolve_device(device: str) -> torch.device:
+    """The torch device of the ``device`` param; ``cuda`` without a GPU is the user's error (:func:`check_device`)."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device: cuda requested but torch.cuda.is_available() is False")
+    check_device(device)
     return torch.device(device)
 
 
@@ -348,11 +352,35 @@ def _plain(obj: Any) -> Any:
     return obj.item() if isinstance(obj, np.generic) else obj
 
 
+def _canonical(obj: Any) -> Any:
+    """``obj`` with fresh containers and every string interned, so that its pickle depends on values only.
+
+    Pickle writes an object it has seen before as a back-reference (memo), by identity: a key
+    that a fresh run takes from one code constant ("epoch", "lr") but a resumed run from the
+    unpickled checkpoint (another object per occurrence) is written out again, so the same
+    checkpoint got other bytes after a resume (and DVC saw a changed models/ folder). Interned,
+    equal strings are one object in both runs; rebuilt dicts, lists and tuples are never shared.
+    Tensors are kept as they are (torch.save writes each storage once, by its own key).
+    """
+    kind = type(obj)
+    if kind is str:
+        return sys.intern(obj)
+    if kind in (dict, OrderedDict):  # a state_dict is an OrderedDict whose _metadata attribute is pickled too
+        out = kind((_canonical(k), _canonical(v)) for k, v in obj.items())
+        for attr, value in getattr(obj, "__dict__", {}).items():
+            setattr(out, attr, _canonical(value))
+        return out
+    if kind in (list, tuple):
+        return kind(_canonical(v) for v in obj)
+    return obj
+
+
 def _save(obj: Any, path: Path) -> None:
     # Saving to a file object: torch names the zip records after a path's stem, and the
     # temporary file's random name would make identical checkpoints differ byte-wise.
+    # _canonical: a resumed run's checkpoint byte-identical to an uninterrupted run's.
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        torch.save(obj, fh)
+        torch.save(_canonical(obj), fh)
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Any:
