@@ -50,7 +50,7 @@ def main() -> None:
     os.chdir(args.workspace)
     raw = yaml.safe_load(Path("params.yaml").read_text())
     raw.setdefault("eval", {})["execution_lag"] = 1  # the preset's conventions, whatever the workspace chose
-    raw["eval"].setdefault("backtest", {}).update(preset="qlib", annualization=238.0, delisting="hold")
+    raw["eval"].setdefault("backtest", {}).update(preset="qlib", annualization=238.0, delisting="hold", replace_only=False)
     p = params_from_dict(raw)
     bt = p.eval.backtest
     prices = as_qlib_sees(pl.read_parquet(paths.PRICES))

@@ -256,3 +256,18 @@ def test_ingest_writes_the_users_index_or_the_equal_weight_universe(tmp_path):
     pl.DataFrame({"date": [dt.date(1990, 1, 1), dt.date(1990, 1, 2)], "close": [1.0, 2.0]}).write_csv(index)
     with pytest.raises(DataError, match=r"index.csv: the benchmark's dates 1990-01-01..1990-01-02 do not overlap"):
         ingest(params_from_dict(small))
+
+
+def test_a_universe_smaller_than_the_book_is_held_not_churned():
+    rng = np.random.default_rng(3)
+    days, codes, _, mkt = random_market(rng, 40, 20)
+    scores = pl.DataFrame(
+        [(d, c, float(rng.normal())) for d in days[:-1] for c in codes], schema=["date", "code", "score"], orient="row"
+    )
+    cfg = BacktestConfig(topk=50, n_drop=5, account=1e6)
+    held = topk_dropout(scores, mkt, cfg)
+    assert held["n_held"].to_list() == [20] * held.height
+    assert held["turnover"][1:].max() == 0.0  # bought on the first day, never sold for nothing better
+    # Qlib sells the 5 worst with no candidate to replace them and buys them back the next day.
+    churn = topk_dropout(scores, mkt, dataclasses.replace(cfg, replace_only=False))
+    assert churn["turnover"][1:].mean() > 0.1 and churn["n_held"].min() == 15

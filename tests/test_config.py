@@ -85,6 +85,7 @@ def test_the_qlib_preset_sets_qlibs_conventions_and_keeps_the_rest():
     raw["eval"]["backtest"]["topk"] = 30
     p = params_from_dict(raw)
     assert (p.eval.execution_lag, p.eval.backtest.annualization, p.eval.backtest.delisting) == (1, 238.0, "hold")
+    assert p.eval.backtest.replace_only is False
     assert p.eval.backtest.topk == 30  # not a convention: the user's
     base = load_params()
     assert (base.eval.execution_lag, base.eval.backtest.annualization, base.eval.backtest.delisting) == (1, 252.0, "sell")

@@ -12,7 +12,10 @@ trade, optional price limit) and ``risk_analysis`` (sum mode), daily:
   that day is last). ``today``: the ``n_drop + topk - len(last)`` best scored
   stocks not held. ``comb``: both, by score. ``sell``: the held stocks among
   the ``n_drop`` worst of ``comb``. ``buy``: the first ``len(sell) + topk -
-  len(last)`` of ``today``. Ties: by code.
+  len(last)`` of ``today``. Ties: by code. With ``replace_only`` (the default;
+  Qlib's is false) at most as many held stocks are sold as ``today`` has
+  candidates left once the empty slots are filled, so a universe of ``topk``
+  stocks or fewer is held, not churned.
 - Sells first, at the close: cash += value - max(value x close_cost, min_cost).
   Then each buy gets cash x risk_degree / len(buy), less max(value x open_cost,
   min_cost) (clipped to the cash left as Qlib's exchange does). Holdings are
@@ -219,6 +222,8 @@ def _decide(score: np.ndarray, held: list[int], cfg: BacktestConfig) -> tuple[li
     comb = _ranked(score, np.concatenate([last, today]))
     worst = set(comb[len(comb) - cfg.n_drop :].tolist()) if cfg.n_drop else set()
     sell = [int(i) for i in last if int(i) in worst]
+    if cfg.replace_only:  # as many sells as candidates left once the empty slots are filled
+        sell = sell[: max(len(today) - max(cfg.topk - len(last), 0), 0)]
     buy = [int(i) for i in today[: max(len(sell) + cfg.topk - len(last), 0)]]
     return sell, buy
 

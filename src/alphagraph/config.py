@@ -494,6 +494,9 @@ class BacktestConfig:
     annualization: float = 252.0
     # A held stock that leaves the data: sell (at its last close) or hold (Qlib's dead position)
     delisting: Literal["sell", "hold"] = "sell"
+    # A held stock is dropped only for a candidate that takes its slot; Qlib (false) also sells
+    # when no candidate is left (a universe of topk stocks or fewer) and buys it back the next day
+    replace_only: bool = True
     # qlib: Qlib 0.9.7's conventions (QLIB_PRESET) over the values above; a value set apart from
     # both the default and the preset's is an error
     preset: Literal["none", "qlib"] = "none"
@@ -501,7 +504,10 @@ class BacktestConfig:
 
 # The conventions of Qlib 0.9.7's backtest and risk_analysis (eval.backtest.preset: qlib): it trades
 # the score of day t - 1 at day t's close, annualizes daily figures with 238, keeps delisted stocks.
-QLIB_PRESET: dict[str, Any] = {"eval.execution_lag": 1, "eval.backtest.annualization": 238.0, "eval.backtest.delisting": "hold"}
+QLIB_PRESET: dict[str, Any] = {
+    "eval.execution_lag": 1, "eval.backtest.annualization": 238.0, "eval.backtest.delisting": "hold",
+    "eval.backtest.replace_only": False,
+}
 
 
 @dataclass(frozen=True)
