@@ -128,6 +128,8 @@ def test_dropout_swaps_at_most_n_drop_stocks_a_day_and_holds_topk():
     assert all(len(h) == 5 for h in held)
     assert all(len(h - g) <= 2 for g, h in zip(held, held[1:]))
     assert sum(len(h - g) for g, h in zip(held, held[1:])) > 30  # random scores do churn
+    # A universe larger than the book always has candidates: replace_only changes nothing.
+    assert daily.equals(topk_dropout(scores, mkt, BacktestConfig(topk=5, n_drop=2, account=1e6, replace_only=False)))
     # n_drop 0: what is bought on the first day is held to the end.
     still = topk_dropout(scores, mkt, BacktestConfig(topk=5, n_drop=0, account=1e6))
     assert len({tuple(h) for h in still["held"].to_list()}) == 1

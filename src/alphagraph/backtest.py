@@ -222,8 +222,8 @@ def _decide(score: np.ndarray, held: list[int], cfg: BacktestConfig) -> tuple[li
     comb = _ranked(score, np.concatenate([last, today]))
     worst = set(comb[len(comb) - cfg.n_drop :].tolist()) if cfg.n_drop else set()
     sell = [int(i) for i in last if int(i) in worst]
-    if cfg.replace_only:  # as many sells as candidates left once the empty slots are filled
-        sell = sell[: max(len(today) - max(cfg.topk - len(last), 0), 0)]
+    if cfg.replace_only:  # no sell whose slot no candidate fills (buys = sells + topk - len(last))
+        sell = sell[: max(len(today) + len(last) - cfg.topk, 0)]
     buy = [int(i) for i in today[: max(len(sell) + cfg.topk - len(last), 0)]]
     return sell, buy
 
