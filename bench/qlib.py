@@ -47,8 +47,6 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-import numpy as np
-import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))

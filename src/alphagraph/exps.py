@@ -28,12 +28,11 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from alphagraph.errors import UserError, run_main
 from alphagraph.report import DASH, MODELS, _fmt, _pct, markdown_table
-from alphagraph.seeds import parse_exp_show, run_exp_show
+from alphagraph.seeds import add_source_args, load_exp_show, parse_exp_show
 
 # What a user compares first: RankIC at both horizons, Sharpe gross and net of costs, the top-k
 # backtest's excess return (test windows pooled; every key of a model's `test` dict is allowed).
@@ -50,40 +49,6 @@ class Row:
     baseline: bool
     params: dict[str, Any]  # every param, flattened (dotted keys)
     metrics: dict[str, dict[str, Any]]  # model -> test metric -> value
-
-
-# ---------------------------------------------------------------------- input
-
-
-def dvc_root(start: Path) -> Path | None:
-    """The nearest directory at or above ``start`` holding ``.dvc/``; None outside a DVC repository."""
-    for d in (start, *start.parents):
-        if (d / ".dvc").is_dir():
-            return d
-    return None
-
-
-def load_exp_show(source: str | None, all_commits: bool = False) -> Any:
-    """``dvc exp show --json`` run here (``source`` None), or read from a file ('-': stdin)."""
-    if source is not None:
-        try:
-            return json.loads(sys.stdin.read() if source == "-" else Path(source).read_text())
-        except OSError as exc:
-            raise UserError(f"{source}: cannot read ({exc.strerror or exc})") from None
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{source}: not JSON ({exc})") from None
-    # Checked here rather than left to dvc: its message comes after a second of start-up.
-    if dvc_root(Path.cwd()) is None:
-        raise UserError(
-            f"{Path.cwd()}: not inside a DVC repository (no .dvc/ here or above); "
-            "run this from the project's directory, or pass --input FILE"
-        )
-    try:
-        return run_exp_show(all_commits=all_commits)
-    except UserError as exc:
-        # dvc's stderr can run to many lines; its first says what went wrong.
-        first = next((ln for ln in str(exc).splitlines() if ln.strip()), str(exc))
-        raise UserError(first) from None
 
 
 def experiment_rows(doc: Any) -> tuple[list[Row], list[str]]:
@@ -207,8 +172,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         prog="python -m alphagraph.exps",
         description="dvc experiments in a few columns: the params that changed and each model's headline test metrics.",
     )
-    parser.add_argument("--input", help="a saved `dvc exp show --json` file ('-' for stdin); default: run it here")
-    parser.add_argument("-A", "--all-commits", action="store_true", help="experiments of all commits (dvc exp show -A)")
+    add_source_args(parser)
     parser.add_argument("--metrics", default=",".join(HEADLINE), help=f"comma-separated test metrics (default: {','.join(HEADLINE)})")
     parser.add_argument("--models", help="comma-separated models (default: every model found)")
     parser.add_argument("--params", default="*", help="comma-separated fnmatch patterns of the changed params to show (default: all)")

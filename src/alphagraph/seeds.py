@@ -374,16 +374,41 @@ def to_markdown(rows: Sequence[Mapping[str, Any]], comparisons: Sequence[Mapping
 # ------------------------------------------------------------------------- CLI
 
 
-def _load(args: argparse.Namespace) -> Any:
-    if args.input is None:
-        return run_exp_show(all_commits=args.all_commits)
+def dvc_root(start: Path) -> Path | None:
+    """The nearest directory at or above ``start`` holding ``.dvc/``; None outside a DVC repository."""
+    for d in (start, *start.parents):
+        if (d / ".dvc").is_dir():
+            return d
+    return None
+
+
+def load_exp_show(source: str | None, all_commits: bool = False) -> Any:
+    """``dvc exp show --json`` run here (``source`` None), or read from a file ('-': stdin)."""
+    if source is not None:
+        try:
+            return json.loads(sys.stdin.read() if source == "-" else Path(source).read_text())
+        except OSError as exc:
+            raise UserError(f"{source}: cannot read ({exc.strerror or exc})") from None
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{source}: not JSON ({exc})") from None
+    # Checked here rather than left to dvc: its message comes after a second of start-up.
+    if dvc_root(Path.cwd()) is None:
+        raise UserError(
+            f"{Path.cwd()}: not inside a DVC repository (no .dvc/ here or above); "
+            "run this from the project's directory, or pass --input FILE"
+        )
     try:
-        text = sys.stdin.read() if args.input == "-" else Path(args.input).read_text()
-        return json.loads(text)
-    except OSError as exc:
-        raise UserError(f"{args.input}: cannot read ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{args.input}: not JSON ({exc})") from None
+        return run_exp_show(all_commits=all_commits)
+    except UserError as exc:
+        # dvc's stderr can run to many lines; its first says what went wrong.
+        first = next((ln for ln in str(exc).splitlines() if ln.strip()), str(exc))
+        raise UserError(first) from None
+
+
+def add_source_args(parser: argparse.ArgumentParser) -> None:
+    """``--input`` and ``-A``: where the experiments come from (for :func:`load_exp_show`)."""
+    parser.add_argument("--input", help="a saved `dvc exp show --json` file ('-' for stdin); default: run it here")
+    parser.add_argument("-A", "--all-commits", action="store_true", help="experiments of all commits (dvc exp show -A)")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -391,8 +416,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         prog="python -m alphagraph.seeds",
         description="Mean and std over seeds of the headline test metrics of dvc experiments.",
     )
-    parser.add_argument("--input", help="a saved `dvc exp show --json` file ('-' for stdin); default: run it here")
-    parser.add_argument("-A", "--all-commits", action="store_true", help="experiments of all commits (dvc exp show -A)")
+    add_source_args(parser)
     parser.add_argument("--baselines", action="store_true", help="also count the commits' own runs")
     parser.add_argument("--by", choices=("params", "name"), default="params", help="how runs are grouped (default params)")
     parser.add_argument("--ignore", action="append", default=[], metavar="PATTERN",
@@ -407,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     ignore = (*IGNORED, *args.ignore)
-    experiments, skipped = parse_exp_show(_load(args), baselines=args.baselines)
+    experiments, skipped = parse_exp_show(load_exp_show(args.input, args.all_commits), baselines=args.baselines)
     if skipped:
         print(f"skipped (queued, running, failed or search trials): {', '.join(skipped)}", file=sys.stderr)
     if not experiments:
