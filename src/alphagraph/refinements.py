@@ -231,7 +231,8 @@ def judge(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         raise UserError("refinements: no baseline runs in the results")
     rows = []
     for name in [n for n in CATALOG if n in by]:
-        against = REFERENCE.get(name, "baseline") if REFERENCE.get(name) in by else "baseline"
+        against = REFERENCE.get(name, "baseline")
+        against = against if against in by else "baseline"
         on, off = by[name], by[against]
         seeds = sorted(set(on) & set(off))
         mean = {k: float(np.mean([on[s][k] for s in seeds])) for k in (TARGET, *GUARDS, "test_rank_ic_1d", "cpu_seconds")}
