@@ -6,13 +6,13 @@
 ``W`` is a workspace whose training inputs exist: a DVC copy of this
 repository after ``dvc repro graph oracle``, or one built by
 ``bench/train_scale.py --workdir W``. The stage runs as
-``python stages/<stage>.py --params <generated>`` (N > 1 relaunches itself
+``python stages/model.py --model <stage> --params <generated>`` (N > 1 relaunches itself
 under torchrun), once per process count, each time in a fresh process. The
 script prints the wall seconds, the speed-up, the peak resident memory summed
 over the process tree (sampled every 0.2 s from /proc), and the test and
 validation RankIC of each run with their differences to the 1-process run.
 ``--deterministic`` turns dropout and PEARL's random features off, the
-setting in which the runs are expected to agree (see the README).
+setting in which the runs are expected to agree (see docs/scale.md).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def run(workdir: Path, stage: str, params_file: str) -> dict[str, Any]:
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     t0 = time.perf_counter()
     with open(workdir / f"bench_{params_file}.log", "w") as log:
-        proc = subprocess.Popen([sys.executable, f"stages/{stage}.py", "--params", params_file], cwd=workdir, env=env,
+        proc = subprocess.Popen([sys.executable, "stages/model.py", "--model", stage, "--params", params_file], cwd=workdir, env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
         peak = [0]
 

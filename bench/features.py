@@ -41,7 +41,7 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from alphagraph.config import FeaturesConfig  # noqa: E402
+from alphagraph.runtime.config import FeaturesConfig  # noqa: E402
 
 EPS = 1e-12
 RTOL, ATOL = 1e-6, 1e-9

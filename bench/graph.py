@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from alphagraph.config import GraphConfig
+from alphagraph.runtime.config import GraphConfig
 from alphagraph.graph import build_edges
 from alphagraph.graph.build import snapshot_positions
 from alphagraph.graph.correlation import min_observations

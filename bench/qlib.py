@@ -53,7 +53,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from features import make_panel  # noqa: E402
 
-from alphagraph.qlib_parity import QLIB_VERSION, write_qlib_data  # noqa: E402
+from alphagraph.evaluation.qlib_parity import QLIB_VERSION, write_qlib_data  # noqa: E402
 
 PEAK = textwrap.dedent(
     """
@@ -70,9 +70,9 @@ OURS = textwrap.dedent(
     """
     import json, resource, sys, time
     import polars as pl
-    from alphagraph.config import FeaturesConfig, NormalizeConfig
+    from alphagraph.runtime.config import FeaturesConfig, NormalizeConfig
     from alphagraph.features.stream import build_panel_file
-    from alphagraph.normalize import normalize_file
+    from alphagraph.features.normalize import normalize_file
 
     HELPER
     work = sys.argv[1]

@@ -8,7 +8,7 @@ prices (rounded to float32, as Qlib stores them) and benchmark. This project's s
 runs with ``eval.backtest.preset: qlib`` (next-session fills, annualization 238,
 delisted stocks held as dead positions) over the workspace's ``eval.backtest``
 strategy and costs; Qlib's side is pyqlib 0.9.7's ``backtest`` with
-``TopkDropoutStrategy`` (``alphagraph.qlib_parity``), in its own Python
+``TopkDropoutStrategy`` (``alphagraph.evaluation.qlib_parity``), in its own Python
 (``--qlib-python``, ``ALPHAGRAPH_QLIB_PYTHON``, or the environment ``bench/qlib.py``
 creates), once per ``--hash-seeds``: Qlib lists held stocks from a Python set, so
 when more of them lack a score than ``n_drop`` and nothing is bought (dead positions
@@ -30,10 +30,10 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from alphagraph import paths
-from alphagraph.backtest import Market, topk_dropout, topk_stats
-from alphagraph.config import params_from_dict
-from alphagraph.qlib_parity import as_qlib_sees, compare, qlib_python, qlib_topk_backtest
+from alphagraph.runtime import paths
+from alphagraph.evaluation.backtest import Market, topk_dropout, topk_stats
+from alphagraph.runtime.config import params_from_dict
+from alphagraph.evaluation.qlib_parity import as_qlib_sees, compare, qlib_python, qlib_topk_backtest
 
 
 def main() -> None:

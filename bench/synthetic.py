@@ -18,7 +18,7 @@ import sys
 import time
 import tracemalloc
 
-from alphagraph.config import SyntheticConfig
+from alphagraph.runtime.config import SyntheticConfig
 from alphagraph.data.synthetic import generate_market, signal_report
 
 

@@ -207,7 +207,7 @@ def main() -> None:
             shutil.rmtree(workdir / "models" / stage, ignore_errors=True)
             shutil.rmtree(workdir / ".alphagraph" / "work" / stage, ignore_errors=True)
             log = workdir / f"bench_{tag}.log"
-            r = run_measured([sys.executable, f"stages/{stage}.py", "--params", pfile.name], workdir, log, args.max_rss_gb)
+            r = run_measured([sys.executable, "stages/model.py", "--model", stage, "--params", pfile.name], workdir, log, args.max_rss_gb)
             epochs = epoch_seconds(log)
             runs.append((tag, r, epochs))
             note = "killed: over --max-rss-gb" if r["killed_for_memory"] else ("" if r["rc"] == 0 else f"FAILED rc={r['rc']} (log: {log})")

@@ -5,9 +5,9 @@ Also the machine: ``device: cuda`` where torch sees no GPU fails here, before th
 
 import argparse
 
-from alphagraph.config import check_device, load_params
-from alphagraph.errors import run_main
-from alphagraph.log import get_logger
+from alphagraph.runtime.config import check_device, load_params
+from alphagraph.runtime.errors import run_main
+from alphagraph.runtime.log import get_logger
 
 
 def main() -> None:

@@ -7,13 +7,13 @@ fold's validation rows only; ``ensemble_equal``: equal weights.
 
 import argparse
 
-from alphagraph import paths
-from alphagraph.config import load_params
-from alphagraph.ensemble import equal_weight, fit_weights, weighted, weights_frame
-from alphagraph.errors import UserError, run_main
-from alphagraph.io import read_parquet, write_csv
-from alphagraph.log import get_logger, stage_run
-from alphagraph.walkforward import evaluate_and_write, oracle_rank_ic_1d
+from alphagraph.runtime import paths
+from alphagraph.runtime.config import load_params
+from alphagraph.models.ensemble import equal_weight, fit_weights, weighted, weights_frame
+from alphagraph.runtime.errors import UserError, run_main
+from alphagraph.runtime.io import read_parquet, write_csv
+from alphagraph.runtime.log import get_logger, stage_run
+from alphagraph.evaluation.walkforward import evaluate_and_write, oracle_rank_ic_1d
 
 
 def main() -> None:

@@ -2,15 +2,15 @@
 
 import argparse
 
-from alphagraph import paths
-from alphagraph.config import load_params
-from alphagraph.export import choose_fold, export_features, load_core, schema
-from alphagraph.io import atomic_dir, read_parquet, write_json, write_parquet
-from alphagraph.log import get_logger, stage_run
+from alphagraph.runtime import paths
+from alphagraph.runtime.config import load_params
+from alphagraph.rl.export import choose_fold, export_features, load_core, schema
+from alphagraph.runtime.io import atomic_dir, read_parquet, write_json, write_parquet
+from alphagraph.runtime.log import get_logger, stage_run
 from alphagraph.models.core import core_index
-from alphagraph.split import load_folds
+from alphagraph.evaluation.split import load_folds
 from alphagraph.train.loop import resolve_device
-from alphagraph.errors import run_main
+from alphagraph.runtime.errors import run_main
 
 
 def main() -> None:

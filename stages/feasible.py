@@ -2,15 +2,15 @@
 
 import argparse
 
-from alphagraph import paths
-from alphagraph.config import load_params
-from alphagraph.errors import run_main
-from alphagraph.feasible import VARIANTS, choose_variant, feasible_alphas, feasible_predictions
-from alphagraph.io import read_parquet, write_csv, write_json, write_parquet
-from alphagraph.log import stage_run
-from alphagraph.oracle import empty_outputs
-from alphagraph.split import load_folds
-from alphagraph.walkforward import evaluate_and_write, headline, label_reach, oracle_rank_ic_1d
+from alphagraph.runtime import paths
+from alphagraph.runtime.config import load_params
+from alphagraph.runtime.errors import run_main
+from alphagraph.evaluation.feasible import VARIANTS, choose_variant, feasible_alphas, feasible_predictions
+from alphagraph.runtime.io import read_parquet, write_csv, write_json, write_parquet
+from alphagraph.runtime.log import stage_run
+from alphagraph.evaluation.oracle import empty_outputs
+from alphagraph.evaluation.split import load_folds
+from alphagraph.evaluation.walkforward import evaluate_and_write, headline, label_reach, oracle_rank_ic_1d
 
 OUTS = ["data/predictions/feasible.parquet", "metrics/feasible.json", "reports/models/feasible.json", "plots/feasible"]
 

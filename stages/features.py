@@ -6,13 +6,13 @@ Computed in bounded memory, a block of stocks at a time, and written incremental
 
 import argparse
 
-from alphagraph import paths
-from alphagraph.config import load_params
-from alphagraph.errors import run_main
+from alphagraph.runtime import paths
+from alphagraph.runtime.config import load_params
+from alphagraph.runtime.errors import run_main
 from alphagraph.features.compute import PRICE_COLUMNS
 from alphagraph.features.stream import build_panel_file
-from alphagraph.io import read_parquet, write_json
-from alphagraph.log import stage_run
+from alphagraph.runtime.io import read_parquet, write_json
+from alphagraph.runtime.log import stage_run
 
 
 def main() -> None:

@@ -2,12 +2,12 @@
 
 import argparse
 
-from alphagraph import paths
-from alphagraph.config import load_params
+from alphagraph.runtime import paths
+from alphagraph.runtime.config import load_params
 from alphagraph.graph.build import build_edges
-from alphagraph.io import read_parquet, write_json, write_parquet
-from alphagraph.log import stage_run
-from alphagraph.errors import run_main
+from alphagraph.runtime.io import read_parquet, write_json, write_parquet
+from alphagraph.runtime.log import stage_run
+from alphagraph.runtime.errors import run_main
 
 
 def main() -> None:

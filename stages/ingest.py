@@ -2,11 +2,11 @@
 
 import argparse
 
-from alphagraph import paths
-from alphagraph.config import load_params
+from alphagraph.runtime import paths
+from alphagraph.runtime.config import load_params
 from alphagraph.data.ingest import ingest, ingest_metrics, write_raw
-from alphagraph.log import stage_run
-from alphagraph.errors import run_main
+from alphagraph.runtime.log import stage_run
+from alphagraph.runtime.errors import run_main
 
 
 def main() -> None:

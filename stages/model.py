@@ -1,25 +1,24 @@
-"""model: one model of the zoo (params ``zoo.models``: name -> module) -> models/{name}/,
+"""model: one model of params ``zoo.models`` (name -> module) -> models/{name}/,
 data/predictions/{name}.parquet, metrics/{name}.json, reports/models/{name}.json, plots/{name}/.
 
-dvc.yaml runs it once per entry of ``zoo.models`` (``foreach``); by hand:
-``python stages/model.py --model transformer``.
+dvc.yaml runs it once per entry of ``zoo.models`` (``foreach``: model@lgbm, model@core, ...);
+by hand: ``python stages/model.py --model core``.
 """
 
 import argparse
 import sys
 
-from alphagraph import distributed as ddp
-from alphagraph import paths
-from alphagraph.config import load_params
-from alphagraph.errors import UserError, run_main
-from alphagraph.importance import stack_folds
-from alphagraph.io import atomic_dir, read_parquet, write_csv
-from alphagraph.log import stage_run
-from alphagraph.models.zoo import GRAPH_MODULES, PRICE_MODULES, zoo_module
-from alphagraph.resume import StageWork, warm_epochs
-from alphagraph.split import load_folds
+from alphagraph.evaluation.split import load_folds
+from alphagraph.evaluation.walkforward import evaluate_and_write, oracle_rank_ic_1d
+from alphagraph.models.zoo import GRAPH_MODULES, TORCH_MODULES, params_group, stage_inputs, summarize, zoo_module
+from alphagraph.runtime import distributed as ddp
+from alphagraph.runtime import paths
+from alphagraph.runtime.config import load_params
+from alphagraph.runtime.errors import UserError, run_main
+from alphagraph.runtime.io import atomic_dir, read_parquet, write_csv
+from alphagraph.runtime.log import stage_run
 from alphagraph.train.fold import collect_folds, write_training_curves
-from alphagraph.walkforward import evaluate_and_write, oracle_rank_ic_1d
+from alphagraph.train.resume import StageWork, warm_epochs
 
 
 def main() -> None:
@@ -31,28 +30,29 @@ def main() -> None:
     if name not in params.zoo.models:
         raise UserError(f"--model {name}: not in zoo.models of {args.params} ({', '.join(params.zoo.models) or 'empty'})")
     module_name = params.zoo.models[name]
-    ddp.relaunch(params.distributed, __file__, sys.argv[1:])
+    if module_name in TORCH_MODULES:
+        ddp.relaunch(params.distributed, __file__, sys.argv[1:])
     with ddp.process_group(params.distributed, params.device), stage_run(name, active=ddp.is_main()) as rec:
         module = zoo_module(module_name)
-        inputs = [paths.NORMALIZED_PANEL, paths.FOLDS] + ([paths.EDGES] if module_name in GRAPH_MODULES else [])
-        inputs += [paths.PRICES] if module_name in PRICE_MODULES else []  # read by the module's zoo_index
         panel, folds = read_parquet(paths.NORMALIZED_PANEL), load_folds(paths.FOLDS)
-        edges = read_parquet(paths.EDGES) if paths.EDGES in inputs else None
+        edges = read_parquet(paths.EDGES) if module_name in GRAPH_MODULES else None
         index = module.zoo_index(name, panel, edges, params)
+        inputs = stage_inputs(module, module_name, name, params, folds)
         work = StageWork(name, params, inputs)
         train_one = lambda fold, run_dir: module.train_zoo_fold(name, panel, index, fold, params, run_dir)  # noqa: E731
-        # the module's params group (LoopParams) carries refit_warm_start; a closed-form model's does not
-        results = work.run_folds(folds, train_one, warm_epochs(getattr(params, module_name, None)))
+        # a trained model's params group (LoopParams) carries refit_warm_start; a fitted one's does not
+        results = work.run_folds(folds, train_one, warm_epochs(params_group(params, module_name)))
         if not ddp.is_main():
             return
         predictions, curves, train = collect_folds([(fold.fold, out) for fold, out, _ in results])
+        frames = {key: [f[key] for _, _, f in results if key in f] for key in dict.fromkeys(k for _, _, f in results for k in f)}
+        extra, plots = summarize(module, name, index, frames, params)
         with atomic_dir(paths.MODELS / name) as model_dir:
             work.publish(model_dir)
-        metrics = evaluate_and_write(name, predictions, panel, params, extra={"train": train}, oracle_ic=oracle_rank_ic_1d())
-        write_training_curves(name, curves)
-        # Attention maps and feature importance: one file each over the folds.
-        for key in sorted({key for _, _, frames in results for key in frames}):
-            write_csv(stack_folds(key, [frames[key] for _, _, frames in results if key in frames]), paths.PLOTS / name / f"{key}.csv")
+        metrics = evaluate_and_write(name, predictions, panel, params, extra={"train": train} | extra, oracle_ic=oracle_rank_ic_1d())
+        write_training_curves(name, [(k, curve) for k, curve in curves if curve.height])
+        for key, frame in plots.items():  # attention maps, feature importance, coefficients: one file each over the folds
+            write_csv(frame, paths.PLOTS / name / f"{key}.csv")
         work.finish()
         rec.read = [str(p) for p in inputs]
         rec.wrote = [f"models/{name}", f"data/predictions/{name}.parquet", f"metrics/{name}.json", f"reports/models/{name}.json", f"plots/{name}"]

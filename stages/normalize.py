@@ -1,17 +1,17 @@
 """normalize: features panel -> per-date robust z-scores and labels (data/normalized/panel.parquet).
 
 Computed in bounded memory, a block of dates at a time, and written incrementally
-(:func:`alphagraph.normalize.normalize_file`).
+(:func:`alphagraph.features.normalize.normalize_file`).
 """
 
 import argparse
 
-from alphagraph import paths
-from alphagraph.config import load_params
-from alphagraph.errors import run_main
-from alphagraph.io import write_json
-from alphagraph.log import stage_run
-from alphagraph.normalize import normalize_file
+from alphagraph.runtime import paths
+from alphagraph.runtime.config import load_params
+from alphagraph.runtime.errors import run_main
+from alphagraph.runtime.io import write_json
+from alphagraph.runtime.log import stage_run
+from alphagraph.features.normalize import normalize_file
 
 
 def main() -> None:

@@ -2,14 +2,14 @@
 
 import argparse
 
-from alphagraph import paths
-from alphagraph.config import load_params
-from alphagraph.io import read_parquet, write_csv, write_json, write_parquet
-from alphagraph.log import stage_run
-from alphagraph.oracle import empty_outputs, oracle_predictions
-from alphagraph.split import load_folds
-from alphagraph.walkforward import evaluate_and_write, label_reach
-from alphagraph.errors import run_main
+from alphagraph.runtime import paths
+from alphagraph.runtime.config import load_params
+from alphagraph.runtime.io import read_parquet, write_csv, write_json, write_parquet
+from alphagraph.runtime.log import stage_run
+from alphagraph.evaluation.oracle import empty_outputs, oracle_predictions
+from alphagraph.evaluation.split import load_folds
+from alphagraph.evaluation.walkforward import evaluate_and_write, label_reach
+from alphagraph.runtime.errors import run_main
 
 
 def main() -> None:

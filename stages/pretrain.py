@@ -7,14 +7,14 @@ is short, ``distributed`` does not apply.
 
 import argparse
 
-from alphagraph import paths
-from alphagraph.config import load_params
-from alphagraph.errors import run_main
-from alphagraph.io import atomic_dir, read_parquet, write_json
-from alphagraph.log import stage_run
+from alphagraph.runtime import paths
+from alphagraph.runtime.config import load_params
+from alphagraph.runtime.errors import run_main
+from alphagraph.runtime.io import atomic_dir, read_parquet, write_json
+from alphagraph.runtime.log import stage_run
 
 INPUTS = [paths.NORMALIZED_PANEL, paths.FOLDS, paths.EDGES]
-PRETRAIN_DIR, SUMMARY = paths.MODELS / "pretrain", "pretrain.json"  # as alphagraph.pretrain's
+PRETRAIN_DIR, SUMMARY = paths.MODELS / "pretrain", "pretrain.json"  # as alphagraph.models.core.pretrain's
 
 
 def main() -> None:
@@ -30,9 +30,9 @@ def main() -> None:
             return
         # Imported here: the default run (objective none) takes a second, without torch.
         from alphagraph.models.core import core_index, core_kwargs
-        from alphagraph.normalize import feature_columns
-        from alphagraph.pretrain import pretrain_fold, pretrained_path, save_pretrained
-        from alphagraph.split import load_folds
+        from alphagraph.features.normalize import feature_columns
+        from alphagraph.models.core.pretrain import pretrain_fold, pretrained_path, save_pretrained
+        from alphagraph.evaluation.split import load_folds
 
         panel, folds = read_parquet(paths.NORMALIZED_PANEL), load_folds(paths.FOLDS)
         index = core_index(read_parquet(paths.EDGES), panel, params)

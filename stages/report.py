@@ -6,12 +6,12 @@ from pathlib import Path
 
 import polars as pl
 
-from alphagraph import paths
-from alphagraph.config import load_params
-from alphagraph.errors import run_main
-from alphagraph.io import read_json, read_parquet, write_csv, write_json, write_text
-from alphagraph.log import get_logger, stage_run
-from alphagraph.report import (
+from alphagraph.runtime import paths
+from alphagraph.runtime.config import load_params
+from alphagraph.runtime.errors import run_main
+from alphagraph.runtime.io import read_json, read_parquet, write_csv, write_json, write_text
+from alphagraph.runtime.log import get_logger, stage_run
+from alphagraph.reporting.report import (
     RANK_IC_FILE,
     backtest_description,
     leaderboard,
@@ -23,9 +23,9 @@ from alphagraph.report import (
     summary,
     to_markdown,
 )
-from alphagraph.report_page import render_report
-from alphagraph.split import load_folds
-from alphagraph.wins import regime_rank_ic, sector_rank_ic, stock_win_share, volatility_regimes
+from alphagraph.reporting.page import render_report
+from alphagraph.evaluation.split import load_folds
+from alphagraph.evaluation.wins import regime_rank_ic, sector_rank_ic, stock_win_share, volatility_regimes
 
 # Not a DVC out: it shows stage wall times, which would make dvc.lock differ on
 # every rerun. It is committed to git instead.

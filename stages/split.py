@@ -4,12 +4,12 @@ import argparse
 
 import polars as pl
 
-from alphagraph import paths
-from alphagraph.config import load_params
-from alphagraph.io import write_json
-from alphagraph.log import stage_run
-from alphagraph.split import folds_to_json, make_folds
-from alphagraph.errors import run_main
+from alphagraph.runtime import paths
+from alphagraph.runtime.config import load_params
+from alphagraph.runtime.io import write_json
+from alphagraph.runtime.log import stage_run
+from alphagraph.evaluation.split import folds_to_json, make_folds
+from alphagraph.runtime.errors import run_main
 
 
 def main() -> None:

@@ -38,8 +38,9 @@ TINY_PARAMS: dict[str, Any] = {
     "train": {"epochs": 2, "hidden": 16, "layers": 1, "seq_len": 5, "days_per_epoch": 48, "pearl": {"samples": 4, "dim": 8}},
     "temporal": {"epochs": 2, "hidden": 16, "seq_len": 10, "days_per_epoch": 48},
     "tgcn": {"epochs": 2, "hidden": 16, "seq_len": 5, "days_per_epoch": 48},
-    # The default runs the Transformer and the linear references; the tiny run exercises a graph network too.
-    "zoo": {"models": {"transformer": "temporal", "tgcn": "tgcn"}},
+    # The default models, and a graph network besides.
+    "zoo": {"models": {"lgbm": "lgbm", "lgbm_graph": "lgbm", "gat": "gat", "core": "core", "transformer": "temporal",
+                       "linear": "linear", "linear_graph": "linear", "tgcn": "tgcn"}},
     # 40 stocks: a top-10 book (Qlib's top 50 of 300 is a sixth of its universe).
     "eval": {"backtest": {"topk": 10, "n_drop": 2}},
 }
@@ -120,7 +121,7 @@ TRAINING_PARAMS: dict[str, Any] = deep_merge(
 def training_workspace(tmp_path_factory) -> Path:
     """A DVC copy of the repo with the tiny config and every input of the training stages built."""
     repo = make_dvc_repo(tmp_path_factory.mktemp("training"), TRAINING_PARAMS)
-    run(["dvc", "repro", "-q", "graph", "oracle"], repo)
+    run(["dvc", "repro", "-q", "graph", "oracle", "pretrain"], repo)  # every input of the model stages
     return repo
 
 
@@ -131,8 +132,8 @@ class SmallPipeline:
         from alphagraph.data.ingest import ingest
         from alphagraph.features.panel import build_panel
         from alphagraph.graph.build import build_edges
-        from alphagraph.normalize import normalize_panel
-        from alphagraph.split import make_folds
+        from alphagraph.features.normalize import normalize_panel
+        from alphagraph.evaluation.split import make_folds
 
         self.params = params
         raw = ingest(params)
@@ -154,7 +155,7 @@ SMALL_PARAMS: dict[str, Any] = {
 
 @pytest.fixture(scope="session")
 def small_pipeline() -> SmallPipeline:
-    from alphagraph.config import params_from_dict
+    from alphagraph.runtime.config import params_from_dict
 
     return SmallPipeline(params_from_dict(SMALL_PARAMS))
 
@@ -162,6 +163,6 @@ def small_pipeline() -> SmallPipeline:
 @pytest.fixture(scope="session")
 def make_small_pipeline() -> Callable[[dict[str, Any]], SmallPipeline]:
     """Builds the small pipeline with ``overrides`` merged into SMALL_PARAMS."""
-    from alphagraph.config import params_from_dict
+    from alphagraph.runtime.config import params_from_dict
 
     return lambda overrides: SmallPipeline(params_from_dict(deep_merge(SMALL_PARAMS, overrides)))

@@ -9,12 +9,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from alphagraph.backtest import Market, benchmark_on, risk_analysis, topk_dropout, topk_stats
-from alphagraph.config import BacktestConfig, EvalConfig
+from alphagraph.evaluation.backtest import Market, benchmark_on, risk_analysis, topk_dropout, topk_stats
+from alphagraph.runtime.config import BacktestConfig, EvalConfig
 from alphagraph.data.benchmark import equal_weight_benchmark, read_benchmark
 from alphagraph.data.validate import DataError
-from alphagraph.errors import UserError
-from alphagraph.evaluate import evaluate
+from alphagraph.runtime.errors import UserError
+from alphagraph.evaluation.evaluate import evaluate
 
 NAN = float("nan")
 DAYS = [dt.date(2020, 1, d) for d in range(1, 7)]
@@ -243,7 +243,7 @@ def test_a_benchmark_that_stops_before_the_test_window_ends_is_a_clear_error():
 
 
 def test_ingest_writes_the_users_index_or_the_equal_weight_universe(tmp_path):
-    from alphagraph.config import params_from_dict
+    from alphagraph.runtime.config import params_from_dict
     from alphagraph.data.ingest import ingest
 
     small = {"data": {"synthetic": {"n_stocks": 10, "n_days": 60, "n_sectors": 2, "n_funds": 3}}}

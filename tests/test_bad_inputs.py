@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from alphagraph.config import params_from_dict
+from alphagraph.runtime.config import params_from_dict
 from alphagraph.data import file_source
 from alphagraph.data.file_source import load_file_source, read_tickers
 from alphagraph.data.ingest import ingest, ingest_metrics

@@ -8,10 +8,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from alphagraph import paths
-from alphagraph.config import EvalConfig
-from alphagraph.evaluate import classification_stats, evaluate, signal_stats
-from alphagraph.io import write_parquet
+from alphagraph.runtime import paths
+from alphagraph.runtime.config import EvalConfig
+from alphagraph.evaluation.evaluate import classification_stats, evaluate, signal_stats
+from alphagraph.runtime.io import write_parquet
 from alphagraph.train.data import ClassBalance, label_balance
 
 # ------------------------------------------------------------ signal metrics
@@ -124,7 +124,7 @@ def test_direction_without_a_signal_head_is_scored_on_all_rows():
 
 
 def test_realized_returns_carry_signal_labels(tmp_path, monkeypatch):
-    from alphagraph.walkforward import realized_returns
+    from alphagraph.evaluation.walkforward import realized_returns
 
     preds, realized = hand_frames()
     prices = realized.select("date", "code", close=100 * (1 + pl.col("ret_1d")))

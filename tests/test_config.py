@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alphagraph.config import TRAINING_BOUNDS, ConfigError, Params, load_params, params_from_dict, to_dict
+from alphagraph.runtime.config import TRAINING_BOUNDS, ConfigError, Params, load_params, params_from_dict, to_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,11 +7,11 @@ import polars as pl
 import pytest
 import torch
 
-from alphagraph.config import params_from_dict
-from alphagraph.evaluate import daily_ic
+from alphagraph.runtime.config import params_from_dict
+from alphagraph.evaluation.evaluate import daily_ic
 from alphagraph.graph.loader import GraphIndex
 from alphagraph.models.core import CoreModel, core_fold_data, hierarchical_classes, train_core_fold
-from alphagraph.normalize import feature_columns
+from alphagraph.features.normalize import feature_columns
 from alphagraph.train import TEST, VAL, predict, seed_everything
 from alphagraph.train.losses import soft_rank_corr
 from tests.test_train_loop import TINY_TRAIN, tiny_pipeline
@@ -248,8 +248,8 @@ def test_weight_goes_to_the_relation_that_carries_the_signal():
     from alphagraph.data.ingest import ingest
     from alphagraph.features.panel import build_panel
     from alphagraph.graph.build import build_edges
-    from alphagraph.normalize import normalize_panel
-    from alphagraph.split import make_folds
+    from alphagraph.features.normalize import normalize_panel
+    from alphagraph.evaluation.split import make_folds
 
     raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in TINY_TRAIN.items()}
     only_sc = {"reversal": 0.0, "momentum": 0.0, "volume_price": 0.0, "sector_spillover": 0.0, "supply_chain": 0.3}
@@ -312,8 +312,8 @@ def test_every_model_and_loss_knob_reaches_the_code(tiny):
 
 def test_export_fold_choice(tiny):
     tiny_fold = tiny.fold
-    from alphagraph.export import choose_fold
-    from alphagraph.split import Fold
+    from alphagraph.rl.export import choose_fold
+    from alphagraph.evaluation.split import Fold
 
     folds = [Fold(k, tiny_fold.train, tiny_fold.val, tiny_fold.test) for k in range(3)]
     assert choose_fold(folds, -1).fold == 2 and choose_fold(folds, 0).fold == 0
@@ -322,7 +322,7 @@ def test_export_fold_choice(tiny):
 
 
 def test_a_relation_without_edges_is_not_a_module(tiny):
-    from alphagraph.errors import UserError
+    from alphagraph.runtime.errors import UserError
     from alphagraph.models.core import core_index
 
     params = core_params()
@@ -357,7 +357,7 @@ def test_neighbour_inputs_are_weighted_sums_and_means_per_relation():
 
 
 def test_unknown_neighbour_input_names_the_param(tiny):
-    from alphagraph.errors import UserError
+    from alphagraph.runtime.errors import UserError
     from alphagraph.models.core import core_kwargs
 
     params = core_params(neighbour_inputs=["f_no_such_feature"])

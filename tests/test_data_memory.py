@@ -13,10 +13,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from alphagraph.config import FeaturesConfig, NormalizeConfig
+from alphagraph.runtime.config import FeaturesConfig, NormalizeConfig
 from alphagraph.features.panel import build_panel
 from alphagraph.features.stream import build_panel_file
-from alphagraph.normalize import normalize_file, normalize_panel
+from alphagraph.features.normalize import normalize_file, normalize_panel
 from tests.leakage import toy_prices
 
 CFG = FeaturesConfig(windows=[5, 10, 20], horizons=[1, 5])
@@ -68,7 +68,7 @@ def test_streamed_normalize_equals_in_memory(tmp_path, in_memory, label, block_r
 
 def _old_normalize(panel: pl.DataFrame, cfg: NormalizeConfig, horizons: list[int]) -> pl.DataFrame:
     """The previous implementation (polars ``.over("date")`` expressions), kept as the reference."""
-    from alphagraph.normalize import MAD_TO_STD, _label, _rank_gauss_labels
+    from alphagraph.features.normalize import MAD_TO_STD, _label, _rank_gauss_labels
 
     feats = [c for c in panel.columns if c.startswith("f_")]
     counts = panel.group_by("date").len()
@@ -109,7 +109,7 @@ def test_normalize_bit_identical_to_the_polars_expressions(in_memory, dtype):
 def test_failure_leaves_nothing_half_written(tmp_path, in_memory, monkeypatch):
     panel, _ = in_memory
     panel.write_parquet(tmp_path / "features.parquet")
-    import alphagraph.normalize as norm
+    import alphagraph.features.normalize as norm
 
     calls = {"n": 0}
     real = norm._normalize_block
@@ -132,9 +132,9 @@ _CHILD = textwrap.dedent(
     """
     import json, sys
     from pathlib import Path
-    from alphagraph.config import FeaturesConfig, NormalizeConfig
+    from alphagraph.runtime.config import FeaturesConfig, NormalizeConfig
     from alphagraph.features.stream import build_panel_file
-    from alphagraph.normalize import normalize_file
+    from alphagraph.features.normalize import normalize_file
     from tests.leakage import toy_prices
 
     def status(key):  # kB; VmHWM is this process's own peak (ru_maxrss also counts the parent's at fork)

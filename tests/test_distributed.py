@@ -33,7 +33,7 @@ def run_stage(repo: Path, name: str, nproc: int) -> tuple[dict, str]:
     (repo / f"params_n{nproc}.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     proc = subprocess.run(
-        [sys.executable, f"stages/{name}.py", "--params", f"params_n{nproc}.yaml"],
+        [sys.executable, "stages/model.py", "--model", name, "--params", f"params_n{nproc}.yaml"],
         cwd=repo, env=env, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

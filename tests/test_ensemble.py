@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from alphagraph import ensemble
+from alphagraph.models import ensemble
 
 H = [1, 5]
 N_STOCKS, N_DAYS = 30, 120

@@ -5,8 +5,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from alphagraph.config import EvalConfig
-from alphagraph.evaluate import (
+from alphagraph.runtime.config import EvalConfig
+from alphagraph.evaluation.evaluate import (
     evaluate,
     long_short_pnl,
     next_day_returns,

@@ -11,8 +11,8 @@ import polars as pl
 import pytest
 import torch
 
-from alphagraph.errors import UserError
-from alphagraph.export import (
+from alphagraph.runtime.errors import UserError
+from alphagraph.rl.export import (
     MARKET,
     export_features,
     finrl_env_kwargs,
@@ -24,13 +24,13 @@ from alphagraph.export import (
     schema,
 )
 from alphagraph.graph.loader import GraphIndex
-from alphagraph.io import write_json, write_parquet
+from alphagraph.runtime.io import write_json, write_parquet
 from alphagraph.models.core import CoreModel, core_fold_data, core_kwargs
-from alphagraph.normalize import feature_columns
+from alphagraph.features.normalize import feature_columns
 from alphagraph.train import split_codes
 from alphagraph.train.core_data import CoreDayData
 from alphagraph.train.loop import CheckpointError
-from alphagraph.walkforward import label_reach
+from alphagraph.evaluation.walkforward import label_reach
 from tests.test_core import core_params
 from tests.test_train_loop import Smuggler, tiny_pipeline
 

@@ -1,4 +1,4 @@
-"""The compact experiments table (alphagraph.exps) on a canned `dvc exp show --json -A`.
+"""The compact experiments table (alphagraph.experiments.exps) on a canned `dvc exp show --json -A`.
 
 tests/fixtures/exp_show.json: a real document (dvc 3.67) trimmed to the workspace, one
 commit with four seed experiments (``-S seed=1..4``) and one commit without any;
@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 import alphagraph
-from alphagraph.errors import UserError
-from alphagraph.exps import HEADLINE, changed_params, experiment_rows, main, metric_cell
+from alphagraph.runtime.errors import UserError
+from alphagraph.experiments.exps import HEADLINE, changed_params, experiment_rows, main, metric_cell
 
 FIXTURE = Path(__file__).parent / "fixtures" / "exp_show.json"
 EXPERIMENTS = ["sheen-ghat", "oaten-ludo", "fenny-lien", "xeric-ludo"]
@@ -106,7 +106,7 @@ def test_outside_a_dvc_repo_fails_with_one_line(tmp_path):
     src = str(Path(alphagraph.__file__).parents[1])  # this checkout's package, not an installed one
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
     done = subprocess.run(
-        [sys.executable, "-m", "alphagraph.exps"], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "alphagraph.experiments.exps"], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
     )
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.count("\n") == 1

@@ -14,8 +14,8 @@ import pytest
 import torch
 import yaml
 
-from alphagraph.config import ConfigError, Params, check_device
-from alphagraph.errors import UserError, restore_hint
+from alphagraph.runtime.config import ConfigError, Params, check_device
+from alphagraph.runtime.errors import UserError, restore_hint
 from tests.conftest import ROOT, TINY_PARAMS, make_dvc_repo, run
 
 SRC = str(ROOT / "src")
@@ -84,7 +84,7 @@ def test_check_params_stops_device_cuda_on_a_machine_without_a_gpu(tmp_path):
 
 def test_reading_params_never_checks_the_machine(monkeypatch):
     """A CPU machine still reads a GPU run's params (the report, a comparison): only check_params and training check."""
-    from alphagraph.config import params_from_dict
+    from alphagraph.runtime.config import params_from_dict
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert params_from_dict({"device": "cuda"}).device == "cuda"
@@ -96,7 +96,7 @@ def test_reading_params_never_checks_the_machine(monkeypatch):
 def _fold(k: int):
     import datetime as dt
 
-    from alphagraph.split import Fold
+    from alphagraph.evaluation.split import Fold
 
     day = dt.date(2020, 1, 1)
     return Fold(k, (day, day), (day, day), (day, day))
@@ -104,7 +104,7 @@ def _fold(k: int):
 
 @pytest.mark.parametrize("failure", [ConfigError("params: device: cuda, but ..."), KeyboardInterrupt()], ids=["error", "ctrl-c"])
 def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_work_folder(tmp_path, monkeypatch, failure):
-    from alphagraph.resume import StageWork
+    from alphagraph.train.resume import StageWork
 
     monkeypatch.chdir(tmp_path)
     stale = tmp_path / ".alphagraph" / "work" / "toy" / "0123456789abcdef0123"  # an earlier key's run, killed
@@ -123,7 +123,7 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_work_folder(tmp_
 def test_a_later_fold_failing_keeps_the_finished_folds_and_nothing_else(tmp_path, monkeypatch):
     import polars as pl
 
-    from alphagraph.resume import StageWork
+    from alphagraph.train.resume import StageWork
     from alphagraph.train.fold import FoldOutput
     from alphagraph.train.loop import FitResult
 
@@ -147,7 +147,7 @@ def test_a_training_stage_with_device_cuda_and_no_gpu_fails_in_one_line_and_leav
     """The stage that DVC runs when check_params is cached (it passed on a machine with a GPU)."""
     params = yaml.safe_load((training_workspace / "params.yaml").read_text())
     (training_workspace / "params_cuda.yaml").write_text(yaml.safe_dump({**params, "device": "cuda"}, sort_keys=False))
-    proc = python(["stages/gat.py", "--params", "params_cuda.yaml"], training_workspace)
+    proc = python(["stages/model.py", "--model", "gat", "--params", "params_cuda.yaml"], training_workspace)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 2, stderr
     assert "Traceback" not in stderr
@@ -161,8 +161,8 @@ def test_a_training_stage_with_device_cuda_and_no_gpu_fails_in_one_line_and_leav
 BLOCKING_STAGE = """
 import sys, time
 from pathlib import Path
-from alphagraph.errors import run_main
-from alphagraph.io import atomic_path
+from alphagraph.runtime.errors import run_main
+from alphagraph.runtime.io import atomic_path
 
 def main():
     with atomic_path(Path("out") / "result.json") as tmp:

@@ -1,4 +1,4 @@
-"""The feasible ceiling (alphagraph.feasible, stage feasible): accuracy on the easy market, no look-ahead,
+"""The feasible ceiling (alphagraph.evaluation.feasible, stage feasible): accuracy on the easy market, no look-ahead,
 the file-source outputs, and a variant choice that reads no test label."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import polars as pl
 import pytest
 import yaml
 
-from alphagraph.config import ConfigError, FeasibleConfig, params_from_dict
+from alphagraph.runtime.config import ConfigError, FeasibleConfig, params_from_dict
 from alphagraph.data.synthetic import COMPONENTS, generate_market
-from alphagraph.feasible import VARIANTS, choose_variant, feasible_alphas, feasible_predictions
+from alphagraph.evaluation.feasible import VARIANTS, choose_variant, feasible_alphas, feasible_predictions
 from alphagraph.features.targets import compute_targets
-from alphagraph.split import make_folds
+from alphagraph.evaluation.split import make_folds
 from tests.conftest import EASY_MARKET, ROOT
 from tests.leakage import assert_unchanged_through, perturb_after, toy_prices
 
@@ -130,8 +130,8 @@ def test_a_file_source_writes_the_unavailable_outputs(tmp_path):
 
 
 def test_the_leaderboard_shows_the_feasible_ceiling_and_each_models_share_of_it():
-    from alphagraph.report import best_model, leaderboard, to_markdown
-    from alphagraph.report_page import board_columns
+    from alphagraph.reporting.report import best_model, leaderboard, to_markdown
+    from alphagraph.reporting.page import board_columns
 
     def doc(ic: float) -> dict:
         return {"test": {"rank_ic_1d": ic, "rank_ic_5d": ic / 2}}

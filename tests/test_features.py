@@ -12,7 +12,7 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view as swv
 from scipy.stats import percentileofscore
 
-from alphagraph.config import FeaturesConfig
+from alphagraph.runtime.config import FeaturesConfig
 from alphagraph.features import FAMILIES, compute_features, feature_families, feature_names
 from tests.leakage import assert_unchanged_through, perturb_after, toy_prices, truncate_after
 

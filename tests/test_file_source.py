@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from alphagraph.config import ColumnsConfig, DataConfig
+from alphagraph.runtime.config import ColumnsConfig, DataConfig
 from alphagraph.data.file_source import FileSource, load_file_source
 from alphagraph.data.validate import (
     ALL_REASONS,

@@ -7,10 +7,10 @@ import polars as pl
 import pytest
 import torch
 
-from alphagraph.evaluate import daily_ic
+from alphagraph.evaluation.evaluate import daily_ic
 from alphagraph.models.gat import GATBaseline, gat_fold_data, loop_config, train_gat_fold
 from alphagraph.train import FoldOutput
-from alphagraph.walkforward import split_for
+from alphagraph.evaluation.walkforward import split_for
 from tests.test_train_loop import tiny_params, tiny_pipeline
 
 # Every training day each epoch, 4 epochs: about 5 s on 1 thread.

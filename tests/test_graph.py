@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alphagraph.config import GraphConfig
+from alphagraph.runtime.config import GraphConfig
 from alphagraph.graph import EDGE_SCHEMA, build_edges
 from alphagraph.graph.correlation import correlation_top_k, pairwise_corr, top_k_neighbours
 from alphagraph.graph.static import ring_edges

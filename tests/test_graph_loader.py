@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 import torch
 
-from alphagraph.config import GraphConfig
+from alphagraph.runtime.config import GraphConfig
 from alphagraph.graph import GraphIndex, build_edges
 
 D = [dt.date(2022, 3, 1) + dt.timedelta(days=i) for i in range(6)]

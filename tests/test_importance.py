@@ -9,16 +9,11 @@ import torch
 from torch import nn
 
 from alphagraph.graph.loader import NODE
-from alphagraph.importance import (
-    core_lag_attention,
-    core_lag_attention_report,
-    permutation_importance,
-    relation_attention_by_date,
-    stock_attention,
-)
+from alphagraph.train.importance import permutation_importance
+from alphagraph.models.core.attention import core_lag_attention, core_lag_attention_report, relation_attention_by_date, stock_attention
 from alphagraph.models.core import CoreModel, core_fold_data, relation_report
 from alphagraph.models.temporal import TemporalModel
-from alphagraph.normalize import feature_columns
+from alphagraph.features.normalize import feature_columns
 from alphagraph.train import seed_everything
 from tests.test_core import core_params
 from tests.test_train_loop import tiny_pipeline

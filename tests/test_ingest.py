@@ -7,8 +7,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from alphagraph import paths
-from alphagraph.config import params_from_dict
+from alphagraph.runtime import paths
+from alphagraph.runtime.config import params_from_dict
 from alphagraph.data.ingest import RELATIONS_SCHEMA, UNIVERSE_SCHEMA, ingest, ingest_metrics, write_raw
 from alphagraph.data.validate import DataError
 from tests.conftest import ROOT

@@ -3,10 +3,10 @@ import dataclasses
 import polars as pl
 import pytest
 
-from alphagraph.evaluate import evaluate, next_day_returns
+from alphagraph.evaluation.evaluate import evaluate, next_day_returns
 from alphagraph.models.lgbm import train_fold
-from alphagraph.oracle import oracle_predictions
-from alphagraph.split import assign_split
+from alphagraph.evaluation.oracle import oracle_predictions
+from alphagraph.evaluation.split import assign_split
 
 
 def run_lgbm(sp, lgbm_cfg=None, horizons=None, n_folds=None):

@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 import yaml
 
-from alphagraph.config import ConfigError, params_from_dict
+from alphagraph.runtime.config import ConfigError, params_from_dict
 from alphagraph.models.linear import (
     fit_linear_fold,
     fold_output,
@@ -23,7 +23,7 @@ from alphagraph.models.linear import (
     write_coefficients,
     zscored_targets,
 )
-from alphagraph.split import Fold, assign_split
+from alphagraph.evaluation.split import Fold, assign_split
 from tests.conftest import ROOT, SMALL_PARAMS, deep_merge
 from tests.leakage import assert_unchanged_through, perturb_after, truncate_after
 from tests.test_relational import perturb_edges_after
@@ -114,7 +114,7 @@ def test_targets_are_zscored_within_each_date():
 
 
 def rows_of(panel, fold, split, params):
-    from alphagraph.walkforward import label_reach
+    from alphagraph.evaluation.walkforward import label_reach
 
     keys = assign_split(panel.select("date", "code"), fold, label_reach(params)).filter(pl.col("split") == split)
     return panel.join(keys.select("date", "code"), on=["date", "code"], how="semi")
@@ -252,14 +252,14 @@ def test_bad_linear_params_name_the_key(override, message):
 
 
 def test_the_zoo_stage_trains_linear_graph(small_pipeline, tmp_path, monkeypatch):
-    from alphagraph import paths
+    from alphagraph.runtime import paths
     from alphagraph.data.benchmark import equal_weight_benchmark
-    from alphagraph.io import write_json, write_parquet
-    from alphagraph.split import folds_to_json
+    from alphagraph.runtime.io import write_json, write_parquet
+    from alphagraph.evaluation.split import folds_to_json
 
     sp = small_pipeline
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(deep_merge(SMALL_PARAMS, {"zoo": {"models": {"linear_graph": "linear"}}})))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(deep_merge(SMALL_PARAMS, {"zoo": {"models": {"linear": "linear", "linear_graph": "linear"}}, "ensemble": {"members": ["linear", "linear_graph"]}})))
     write_parquet(sp.panel, paths.NORMALIZED_PANEL)
     write_parquet(sp.prices, paths.PRICES)
     write_parquet(equal_weight_benchmark(sp.prices), paths.BENCHMARK)

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alphagraph.config import NormalizeConfig
-from alphagraph.normalize import MISSING_SHARE, normalize_panel
+from alphagraph.runtime.config import NormalizeConfig
+from alphagraph.features.normalize import MISSING_SHARE, normalize_panel
 
 
 def random_panel(seed: int, n_dates=30, n_stocks=40, n_feats=5, missing=0.1) -> pl.DataFrame:
@@ -94,7 +94,7 @@ def test_property_finite_clipped_centered(seed, n_stocks, missing, clip):
 @pytest.mark.parametrize("mode", ["perturb", "truncate"])
 def test_no_leakage_through_features_and_normalize(mode):
     """Change or delete every price after t: the normalized panel dated <= t is identical."""
-    from alphagraph.config import FeaturesConfig
+    from alphagraph.runtime.config import FeaturesConfig
     from alphagraph.features.panel import build_panel
     from tests.leakage import assert_unchanged_through, perturb_after, toy_prices, truncate_after
 
@@ -121,11 +121,11 @@ def _thin_history(n_thin: int) -> pl.DataFrame:
 
 
 def test_dropping_over_a_fifth_of_the_dates_warns_once_with_counts_reason_and_param(caplog, tmp_path):
-    from alphagraph.normalize import DROP_WARN_SHARE, normalize_file
+    from alphagraph.features.normalize import DROP_WARN_SHARE, normalize_file
 
     panel = _thin_history(24)  # 24 of 30 dates: 80%
     cfg = NormalizeConfig(min_stocks=10)
-    with caplog.at_level("WARNING", logger="alphagraph.normalize"):
+    with caplog.at_level("WARNING", logger="alphagraph.features.normalize"):
         out, stats = normalize_panel(panel, cfg, [1])
     [record] = [r for r in caplog.records if r.levelname == "WARNING"]
     first, last = out["date"].min(), out["date"].max()
@@ -138,14 +138,14 @@ def test_dropping_over_a_fifth_of_the_dates_warns_once_with_counts_reason_and_pa
     src = tmp_path / "features.parquet"
     panel.sort("date", "code").write_parquet(src)
     caplog.clear()
-    with caplog.at_level("WARNING", logger="alphagraph.normalize"):
+    with caplog.at_level("WARNING", logger="alphagraph.features.normalize"):
         normalize_file(src, tmp_path / "normalized.parquet", cfg, [1], block_rows=100)
     assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [record.getMessage()]
     assert DROP_WARN_SHARE == 0.2
 
 
 def test_a_small_drop_is_no_warning(caplog):
-    with caplog.at_level("WARNING", logger="alphagraph.normalize"):
+    with caplog.at_level("WARNING", logger="alphagraph.features.normalize"):
         _, stats = normalize_panel(_thin_history(3), NormalizeConfig(min_stocks=10), [1])  # 10% of the dates
     assert stats["dates_dropped_min_stocks"] == 3
     assert not [r for r in caplog.records if r.levelname == "WARNING"]

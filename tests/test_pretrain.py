@@ -10,11 +10,11 @@ import polars as pl
 import pytest
 import torch
 
-from alphagraph.config import PearlConfig, PretrainConfig, TrainConfig, params_from_dict
-from alphagraph.errors import UserError
+from alphagraph.runtime.config import PearlConfig, PretrainConfig, TrainConfig, params_from_dict
+from alphagraph.runtime.errors import UserError
 from alphagraph.graph.loader import GraphIndex
 from alphagraph.models.core import CoreModel, core_kwargs
-from alphagraph.pretrain import (
+from alphagraph.models.core.pretrain import (
     HEAD_PREFIXES,
     Pretrainer,
     encoder_state,
@@ -23,7 +23,7 @@ from alphagraph.pretrain import (
     pretrain_encoder,
     save_pretrained,
 )
-from alphagraph.split import Fold
+from alphagraph.evaluation.split import Fold
 from alphagraph.train import seed_everything, split_codes
 from alphagraph.train.core_data import CoreDayData
 
@@ -204,8 +204,8 @@ def test_pretrain_params_are_checked():
 def test_a_fold_of_the_tiny_pipeline_pretrains_and_loads(tmp_path):
     """pretrain_fold on the tiny market (PEARL, neighbour inputs), then train_core_fold's build + load_pretrained."""
     from alphagraph.models.core import core_fold_data
-    from alphagraph.normalize import feature_columns
-    from alphagraph.pretrain import pretrain_fold
+    from alphagraph.features.normalize import feature_columns
+    from alphagraph.models.core.pretrain import pretrain_fold
     from tests.test_core import core_params
     from tests.test_train_loop import tiny_pipeline
 

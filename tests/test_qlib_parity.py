@@ -7,10 +7,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from alphagraph.backtest import Market, topk_dropout, topk_stats
-from alphagraph.config import BacktestConfig, params_from_dict
+from alphagraph.evaluation.backtest import Market, topk_dropout, topk_stats
+from alphagraph.runtime.config import BacktestConfig, params_from_dict
 from alphagraph.data.benchmark import equal_weight_benchmark
-from alphagraph.qlib_parity import as_qlib_sees, compare, qlib_python, qlib_topk_backtest, write_qlib_data
+from alphagraph.evaluation.qlib_parity import as_qlib_sees, compare, qlib_python, qlib_topk_backtest, write_qlib_data
 
 CFG = BacktestConfig(topk=10, n_drop=2, account=1e6, delisting="hold")
 

@@ -9,8 +9,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from alphagraph.config import ConfigError, EvalConfig, params_from_dict
-from alphagraph.evaluate import evaluate, horizon_sharpe, trade_returns
+from alphagraph.runtime.config import ConfigError, EvalConfig, params_from_dict
+from alphagraph.evaluation.evaluate import evaluate, horizon_sharpe, trade_returns
 from tests.test_evaluate import synthetic_eval_frame
 
 

@@ -14,11 +14,11 @@ import polars as pl
 import pytest
 import torch
 
-from alphagraph.config import ConfigError, GraphConfig, TrainConfig, params_from_dict
-from alphagraph.errors import UserError
+from alphagraph.runtime.config import ConfigError, GraphConfig, TrainConfig, params_from_dict
+from alphagraph.runtime.errors import UserError
 from alphagraph.graph import build_edges
 from alphagraph.graph.correlation import sector_mean_loo
-from alphagraph.models import core
+from alphagraph.models.core import model as core
 from alphagraph.models.core import CoreModel, TemporalEncoder, core_kwargs, depth_schedule
 from alphagraph.models.fan import FrequencyAdaptiveNorm, dominant_part
 from tests.test_graph import NO_RELATIONS, dated, day_of, full_inputs, to_prices, universe

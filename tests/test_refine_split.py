@@ -7,9 +7,9 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from alphagraph.config import ConfigError, SplitConfig, params_from_dict
-from alphagraph.io import write_json
-from alphagraph.split import Fold, SplitError, assign_split, folds_to_json, in_train, load_folds, make_folds
+from alphagraph.runtime.config import ConfigError, SplitConfig, params_from_dict
+from alphagraph.runtime.io import write_json
+from alphagraph.evaluation.split import Fold, SplitError, assign_split, folds_to_json, in_train, load_folds, make_folds
 from tests.test_split import business_calendar
 
 
@@ -111,7 +111,7 @@ def test_purged_kfold_no_training_label_window_touches_val_or_test():
 
 
 def test_purged_kfold_round_trips_and_reaches_every_consumer(tmp_path):
-    from alphagraph.export import date_split, in_sample_expr
+    from alphagraph.rl.export import date_split, in_sample_expr
     from alphagraph.train import TRAIN, split_codes
 
     cal = business_calendar(320, seed=3)

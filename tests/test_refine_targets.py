@@ -10,12 +10,12 @@ import polars as pl
 import pytest
 import torch
 
-from alphagraph.config import ConfigError, params_from_dict
-from alphagraph.errors import UserError
+from alphagraph.runtime.config import ConfigError, params_from_dict
+from alphagraph.runtime.errors import UserError
 from alphagraph.graph.loader import GraphIndex
 from alphagraph.models.core import CoreModel, core_fold_data, core_loss
-from alphagraph.regimes import REGIMES, market_state, regime_weights, row_weights
-from alphagraph.residual import BETA_EXPOSURE, beta_neutral, sector_neutral
+from alphagraph.evaluation.regimes import REGIMES, market_state, regime_weights, row_weights
+from alphagraph.features.residual import BETA_EXPOSURE, beta_neutral, sector_neutral
 from alphagraph.train import TRAIN, seed_everything
 from alphagraph.train.losses import MultiHorizonLoss
 from tests.test_core import core_params

@@ -5,9 +5,9 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from alphagraph.errors import UserError
-from alphagraph.config import Params, to_dict
-from alphagraph.refinements import CATALOG, _window_metrics, judge, to_markdown, variant_params
+from alphagraph.runtime.errors import UserError
+from alphagraph.runtime.config import Params, to_dict
+from alphagraph.experiments.refinements import CATALOG, _window_metrics, judge, to_markdown, variant_params
 
 
 def _rec(name, seed, ic, ic5=0.02, ic1=0.02, cpu=100.0):

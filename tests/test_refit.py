@@ -19,10 +19,10 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alphagraph.config import LgbmConfig, Params, SplitConfig
-from alphagraph.errors import UserError
-from alphagraph.io import write_json
-from alphagraph.split import Fold, SplitError, assign_split, folds_to_json, load_folds, make_folds
+from alphagraph.runtime.config import LgbmConfig, Params, SplitConfig
+from alphagraph.runtime.errors import UserError
+from alphagraph.runtime.io import write_json
+from alphagraph.evaluation.split import Fold, SplitError, assign_split, folds_to_json, load_folds, make_folds
 from alphagraph.train.data import TEST, TRAIN, VAL
 from alphagraph.train.loop import LoopConfig, load_checkpoint
 from tests.leakage import assert_unchanged_through, perturb_after, toy_prices, truncate_after
@@ -251,7 +251,7 @@ TOY_FOLDS = [
 
 def run_toy(tmp_path: Path, monkeypatch, refit_epochs: int | None, folds=TOY_FOLDS) -> tuple[Any, dict[int, Any]]:
     """Train the toy folds through StageWork; per fold, the weights and epochs ``fit`` started with."""
-    from alphagraph.resume import StageWork
+    from alphagraph.train.resume import StageWork
     from alphagraph.train import fold as fold_mod
     from alphagraph.train.loop import fit as real_fit
 

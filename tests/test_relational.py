@@ -13,10 +13,10 @@ import polars as pl
 import pytest
 import yaml
 
-from alphagraph.config import ConfigError, params_from_dict
-from alphagraph.errors import UserError
+from alphagraph.runtime.config import ConfigError, params_from_dict
+from alphagraph.runtime.errors import UserError
 from alphagraph.graph import EDGE_SCHEMA
-from alphagraph.relational import (
+from alphagraph.graph.relational import (
     RelationalSpec,
     column_names,
     relational_features,
@@ -271,10 +271,10 @@ def load_stage(name: str):
 
 
 def test_lgbm_graph_stage_predicts_every_val_and_test_row(small_pipeline, tmp_path, monkeypatch):
-    from alphagraph import paths
+    from alphagraph.runtime import paths
     from alphagraph.data.benchmark import equal_weight_benchmark
-    from alphagraph.io import write_json, write_parquet
-    from alphagraph.split import assign_split, folds_to_json
+    from alphagraph.runtime.io import write_json, write_parquet
+    from alphagraph.evaluation.split import assign_split, folds_to_json
 
     sp = small_pipeline
     monkeypatch.chdir(tmp_path)
@@ -285,8 +285,8 @@ def test_lgbm_graph_stage_predicts_every_val_and_test_row(small_pipeline, tmp_pa
     write_parquet(equal_weight_benchmark(sp.prices), paths.BENCHMARK)
     write_parquet(sp.edges, paths.EDGES)
     write_json(folds_to_json(sp.folds, sp.params.split), paths.FOLDS)
-    monkeypatch.setattr(sys, "argv", ["lgbm.py", "--model", "lgbm_graph"])
-    load_stage("lgbm").main()
+    monkeypatch.setattr(sys, "argv", ["model.py", "--model", "lgbm_graph"])
+    load_stage("model").main()
 
     preds = pl.read_parquet(paths.PREDICTIONS / "lgbm_graph.parquet")
     reach = max(sp.params.features.horizons) + sp.params.features.label_delay
@@ -302,7 +302,8 @@ def test_lgbm_graph_stage_predicts_every_val_and_test_row(small_pipeline, tmp_pa
     assert set(metrics["relational"]["coverage"]) == set(spec.relations)
     assert (paths.PLOTS / "lgbm_graph" / "rank_ic.csv").exists()
     assert (tmp_path / "metrics/timings/lgbm_graph.json").exists()
-    importance = pl.read_csv(paths.MODELS / "lgbm_graph" / "importance.csv")
+    importance = pl.concat([pl.read_csv(f) for f in sorted((paths.MODELS / "lgbm_graph").glob("fold*/importance.csv"))])
+    assert importance["fold"].unique().sort().to_list() == [f.fold for f in sp.folds]
     rel_gain = importance.filter(pl.col("feature").str.starts_with("f_rel_"))["gain"].sum()
     assert set(column_names(spec)) <= set(importance["feature"]) and rel_gain > 0
     assert not (paths.METRICS / "lgbm.json").exists()  # the plain model's outputs are untouched

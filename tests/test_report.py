@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from alphagraph.report import (
+from alphagraph.reporting.report import (
     MODELS,
     ReportError,
     backtest_note,
@@ -25,7 +25,7 @@ from alphagraph.report import (
     summary,
     to_markdown,
 )
-from alphagraph.significance import newey_west_t
+from alphagraph.evaluation.significance import newey_west_t
 
 ROOT = Path(__file__).resolve().parents[1]
 HORIZONS = [1, 5]
@@ -366,9 +366,9 @@ def test_stage_writes_significance(tmp_path, monkeypatch, metrics, series):
 
 
 def test_run_facts_name_the_split_and_the_backtest():
-    from alphagraph.config import params_from_dict
-    from alphagraph.report import backtest_description, run_facts
-    from alphagraph.split import Fold
+    from alphagraph.runtime.config import params_from_dict
+    from alphagraph.reporting.report import backtest_description, run_facts
+    from alphagraph.evaluation.split import Fold
 
     d = dt.date
     folds = [Fold(k, (d(2015, 1, 1), d(2016, 1, 1)), (d(2016, 2, 1), d(2016, 6, 1)), (d(2016 + k, 7, 1), d(2016 + k, 12, 1))) for k in range(2)]
@@ -399,9 +399,9 @@ RSR_NORMALIZE = {"dates": 1_222, "dates_dropped_min_stocks": 6_339, "rows": 400_
 
 
 def test_run_facts_say_what_each_data_stage_kept_and_the_span_modelled():
-    from alphagraph.config import params_from_dict
-    from alphagraph.report import run_facts
-    from alphagraph.split import Fold
+    from alphagraph.runtime.config import params_from_dict
+    from alphagraph.reporting.report import run_facts
+    from alphagraph.evaluation.split import Fold
 
     d = dt.date
     folds = [Fold(k, (d(2013, 1, 2), d(2015, 1, 1)), (d(2015, 2, 1), d(2016, 1, 1)), (d(2016 + k, 1, 4), d(2016 + k, 12, 8)))

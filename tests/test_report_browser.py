@@ -1,4 +1,4 @@
-"""The HTML report in headless Chromium (alphagraph.browser_check); skipped without Chromium or playwright."""
+"""The HTML report in headless Chromium (alphagraph.reporting.browser_check); skipped without Chromium or playwright."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from alphagraph.browser_check import ENV_CHROMIUM, check_page, find_chromium, main
-from alphagraph.report_page import render_report
+from alphagraph.reporting.browser_check import ENV_CHROMIUM, check_page, find_chromium, main
+from alphagraph.reporting.page import render_report
 from tests.test_report_page import HORIZONS, RUN, make_workspace
 
 SHOT_WIDTH = 1280

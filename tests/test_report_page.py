@@ -1,4 +1,4 @@
-"""The HTML report page (alphagraph.report_page, alphagraph.figures) on small made-up workspaces."""
+"""The HTML report page (alphagraph.reporting.page, alphagraph.reporting.figures) on small made-up workspaces."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from alphagraph import figures as F
-from alphagraph.report import leaderboard
-from alphagraph.report_page import fmt, ic_points, pct, render_report
+from alphagraph.reporting import figures as F
+from alphagraph.reporting.report import leaderboard
+from alphagraph.reporting.page import fmt, ic_points, pct, render_report
 
 ROOT = Path(__file__).resolve().parents[1]
 HORIZONS = [1, 5]
@@ -240,7 +240,7 @@ def test_render_is_deterministic(full: tuple[Path, pl.DataFrame, str]) -> None:
     # In a fresh interpreter with another hash seed: the bytes DVC hashes must not depend on the process.
     board.write_parquet(root / "board.parquet")
     code = (
-        "import sys, polars as pl; from pathlib import Path; from alphagraph.report_page import render_report;"
+        "import sys, polars as pl; from pathlib import Path; from alphagraph.reporting.page import render_report;"
         "root = Path(sys.argv[1]);"
         f"sys.stdout.write(render_report(root, pl.read_parquet(root / 'board.parquet'), {HORIZONS!r}, {RUN!r}))"
     )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from alphagraph.reproduce import compare, flatten, load_dir, main, tolerance
+from alphagraph.experiments.reproduce import compare, flatten, load_dir, main, tolerance
 
 REFERENCE = {
     "ingest": {"rows": 100, "first_date": "2015-01-02"},

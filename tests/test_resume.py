@@ -26,7 +26,7 @@ def workspace(training_workspace) -> Path:
 def stage(repo: Path, name: str, *args: str) -> subprocess.Popen:
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     return subprocess.Popen(
-        [sys.executable, f"stages/{name}.py", *args], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [sys.executable, "stages/model.py", "--model", name, *args], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
 
 
@@ -45,11 +45,11 @@ def wait_for(repo: Path, pattern: str, proc: subprocess.Popen) -> None:
 
 
 def stage_pids(repo: Path, name: str) -> list[int]:
-    """Processes running ``stages/{name}.py`` in ``repo``."""
+    """Processes running ``stages/model.py --model {name}`` in ``repo``."""
     pids = []
     for proc in Path("/proc").glob("[0-9]*"):
         try:
-            if f"stages/{name}.py" in (proc / "cmdline").read_text() and (proc / "cwd").resolve() == repo.resolve():
+            if f"stages/model.py --model {name}" in (proc / "cmdline").read_text().replace("\0", " ") and (proc / "cwd").resolve() == repo.resolve():
                 pids.append(int(proc.name))
         except OSError:  # gone, or not ours to read
             continue
@@ -158,7 +158,7 @@ def test_ctrl_c_prints_one_line_exits_130_keeps_checkpoints_and_the_rerun_resume
     assert rc == 128 + signal.SIGINT, out
     assert "Traceback" not in out and "KeyboardInterrupt" not in out
     assert [line for line in out.splitlines() if line.startswith("interrupted:")] == [
-        "interrupted: python stages/gat.py stopped; temporary files removed; rerun the command to resume"
+        "interrupted: python stages/model.py --model gat stopped; temporary files removed; rerun the command to resume"
     ]
     assert temporaries(workspace) == []
     assert list(workspace.glob(".alphagraph/work/gat/*/fold0/last.pt")), "checkpoints must survive Ctrl-C"
@@ -186,7 +186,7 @@ def test_changed_params_never_resume_an_older_run(workspace):
 
 
 def test_remove_stale_temporaries_touches_only_their_exact_shape(tmp_path):
-    from alphagraph.io import remove_stale_temporaries, write_json
+    from alphagraph.runtime.io import remove_stale_temporaries, write_json
 
     target = tmp_path / "core.json"
     keep = [tmp_path / ".core.json.keepme", tmp_path / ".core.jsonx.abcd1234.tmp", tmp_path / "core.json.abcd1234.tmp"]
@@ -208,7 +208,7 @@ def test_a_killed_dvc_repro_picks_up_where_it_stopped(workspace, shell):
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", SHELL=shell,
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     dvc = [str(Path(sys.executable).parent / "dvc")]
-    proc = subprocess.Popen([*dvc, "repro", "-f", "-s", "gat"], cwd=workspace, env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([*dvc, "repro", "-f", "-s", "model@gat"], cwd=workspace, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     wait_for(workspace, ".alphagraph/work/gat/*/fold0/last.pt", proc)
     proc.send_signal(signal.SIGTERM)
@@ -220,7 +220,7 @@ def test_a_killed_dvc_repro_picks_up_where_it_stopped(workspace, shell):
         assert time.monotonic() < deadline, "the stage outlived dvc repro"
         time.sleep(0.2)
     assert list(workspace.glob(".alphagraph/work/gat/*/fold0/last.pt"))
-    proc = subprocess.run([*dvc, "repro", "-s", "gat"], cwd=workspace, env=env, capture_output=True, text=True)
+    proc = subprocess.run([*dvc, "repro", "-s", "model@gat"], cwd=workspace, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "fold 0: resumed from" in proc.stdout + proc.stderr
     assert temporaries(workspace) == [] and not (workspace / ".alphagraph").exists()

@@ -12,11 +12,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from alphagraph.benchmark import PROTOCOL, comparison, protocol_params, uses_wikidata
-from alphagraph.config import params_from_dict, relation_names
+from alphagraph.experiments.benchmark import PROTOCOL, comparison, protocol_params, uses_wikidata
+from alphagraph.runtime.config import RELATION_NAMES, params_from_dict, relation_names
 from alphagraph.data.ingest import ingest
 from alphagraph.data.rsr_relations import convert, load_relation_array, main, relation_rows
-from alphagraph.data.validate import RELATION_NAMES, DataError
+from alphagraph.data.validate import DataError
 from alphagraph.graph.build import TABLE_RELATIONS, build_edges
 from tests.test_file_source import make_prices
 

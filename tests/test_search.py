@@ -1,4 +1,4 @@
-"""Hyperparameter search (alphagraph.search): parallel workers on shared storage, DVC experiments,
+"""Hyperparameter search (alphagraph.experiments.search): parallel workers on shared storage, DVC experiments,
 validation-only objectives (the test window is never read), search-file errors."""
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import polars as pl
 import pytest
 import yaml
 
-from alphagraph import paths
-from alphagraph.config import params_from_dict
-from alphagraph.errors import UserError, run_main
-from alphagraph.search import Inputs, Search, labels_before, load_search, main, search_folds
-from alphagraph.split import Fold, load_folds
+from alphagraph.runtime import paths
+from alphagraph.runtime.config import params_from_dict
+from alphagraph.runtime.errors import UserError, run_main
+from alphagraph.experiments.search import Inputs, Search, labels_before, load_search, main, search_folds
+from alphagraph.evaluation.split import Fold, load_folds
 from tests.conftest import deep_merge, run
 from tests.test_train_loop import TINY_TRAIN
 
@@ -46,9 +46,9 @@ def build_workspace(root: Path) -> None:
     from alphagraph.data.ingest import ingest
     from alphagraph.features.panel import build_panel
     from alphagraph.graph.build import build_edges
-    from alphagraph.io import write_json, write_parquet
-    from alphagraph.normalize import normalize_panel
-    from alphagraph.split import folds_to_json, make_folds
+    from alphagraph.runtime.io import write_json, write_parquet
+    from alphagraph.features.normalize import normalize_panel
+    from alphagraph.evaluation.split import folds_to_json, make_folds
 
     params = params_from_dict(PARAMS)
     raw = ingest(params)
@@ -76,7 +76,7 @@ def write_search(root: Path, name: str, **changes: Any) -> Path:
 
 
 def study_trials(storage: str, study: str) -> list[optuna.trial.FrozenTrial]:
-    from alphagraph.search import make_storage
+    from alphagraph.experiments.search import make_storage
 
     return optuna.load_study(study_name=study, storage=make_storage(storage)).get_trials()
 
@@ -93,7 +93,7 @@ def test_two_workers_on_shared_storage_finish_the_study_as_dvc_experiments(works
     search = write_search(repo, "search")
     run(["git", "add", "search.yaml"], repo)
     run(["git", "commit", "-qm", "search"], repo)
-    done = run([sys.executable, "-m", "alphagraph.search", "run", "search.yaml", "--workers", "2"], repo)
+    done = run([sys.executable, "-m", "alphagraph.experiments.search", "run", "search.yaml", "--workers", "2"], repo)
     assert search.exists()
 
     trials = study_trials("sqlite:///" + str(repo / "searches/tiny.db"), "tiny")
@@ -114,7 +114,7 @@ def test_two_workers_on_shared_storage_finish_the_study_as_dvc_experiments(works
     shown = run(["git", "show", f"{exp}:searches/dvclive/params.yaml"], repo).stdout
     logged = yaml.safe_load(shown)
     assert set(logged["train"]) == {"lr", "dropout"} and logged["search"]["study"] == "tiny"
-    best = run([sys.executable, "-m", "alphagraph.search", "best", "--study", "tiny"], repo).stdout
+    best = run([sys.executable, "-m", "alphagraph.experiments.search", "best", "--study", "tiny"], repo).stdout
     command = best.splitlines()[-1].strip()
     assert command.startswith("dvc exp run -n tiny-best -S train.dropout=") and " -S train.lr=" in command
     assert command in done.stdout  # the run's own summary

@@ -1,4 +1,4 @@
-"""Seed spread of dvc experiments (alphagraph.seeds): grouping, mean/std, paired differences, dvc JSON."""
+"""Seed spread of dvc experiments (alphagraph.experiments.seeds): grouping, mean/std, paired differences, dvc JSON."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from alphagraph.errors import UserError
-from alphagraph.seeds import (
+from alphagraph.runtime.errors import UserError
+from alphagraph.experiments.seeds import (
     HEADLINE,
     SeedWarning,
     aggregate,
@@ -150,7 +150,7 @@ def exp_show_json(experiments: list[dict]) -> list[dict]:
     # A running experiment already carries metrics: the workspace's, not its own.
     exps.append({"name": "running-1", "executor": {"state": "running", "name": "dvc-task", "local": None},
                  "revs": [{"rev": "r1", "name": "running-1", "data": data(run("running", 0, 0.05, 0.044)), "error": None, "experiments": None}]})
-    # A search trial (alphagraph.search): the workspace's metrics beside its own validation params file.
+    # A search trial (alphagraph.experiments.search): the workspace's metrics beside its own validation params file.
     trial = data(run("trial", 0, 0.05, 0.044))
     trial["params"]["searches/dvclive/params.yaml"] = {"data": {"search": {"study": "s", "trial": 0}}}
     exps.append({"name": "s-t0", "executor": None, "revs": [{"rev": "t0", "name": "s-t0", "data": trial, "error": None, "experiments": None}]})
@@ -205,7 +205,7 @@ def test_cli_reports_no_experiments_as_a_user_error(tmp_path):
     source = tmp_path / "exp.json"
     source.write_text(json.dumps(exp_show_json([])))
     done = subprocess.run(
-        [sys.executable, "-m", "alphagraph.seeds", "--input", str(source)], capture_output=True, text=True, cwd=tmp_path
+        [sys.executable, "-m", "alphagraph.experiments.seeds", "--input", str(source)], capture_output=True, text=True, cwd=tmp_path
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("error: no finished experiments")

@@ -1,4 +1,4 @@
-"""Newey-West inference for a daily mean and the pairwise RankIC tests (alphagraph.significance)."""
+"""Newey-West inference for a daily mean and the pairwise RankIC tests (alphagraph.evaluation.significance)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from alphagraph.significance import lags_for, newey_west, newey_west_t, pairwise_rank_ic_tests
+from alphagraph.evaluation.significance import lags_for, newey_west, newey_west_t, pairwise_rank_ic_tests
 
 
 def reference_nw(x: np.ndarray, lags: int) -> tuple[float, float]:

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alphagraph.config import SplitConfig
-from alphagraph.split import SplitError, assign_split, folds_to_json, load_folds, make_folds
+from alphagraph.runtime.config import SplitConfig
+from alphagraph.evaluation.split import SplitError, assign_split, folds_to_json, load_folds, make_folds
 
 
 def business_calendar(n: int, seed: int = 0) -> list[dt.date]:
@@ -53,7 +53,7 @@ def test_too_short_says_needed_and_available():
 def test_json_round_trip(tmp_path):
     cfg = SplitConfig(n_splits=2, min_train_days=50, val_days=30, test_days=30, embargo_days=5)
     folds = make_folds(business_calendar(300), cfg)
-    from alphagraph.io import write_json
+    from alphagraph.runtime.io import write_json
 
     write_json(folds_to_json(folds, cfg), tmp_path / "folds.json")
     assert load_folds(tmp_path / "folds.json") == folds

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alphagraph.config import ObservedRelationsConfig, SignalConfig, SyntheticConfig, params_from_dict
+from alphagraph.runtime.config import ObservedRelationsConfig, SignalConfig, SyntheticConfig, params_from_dict
 from alphagraph.data.synthetic import COMPONENTS, RELATIONS, Market, generate_market, signal_report
 
 CFG = SyntheticConfig(n_stocks=120, n_days=600)
@@ -525,7 +525,7 @@ def test_the_planted_lead_lag_follows_the_links_valid_each_day(market: Market) -
 
 def test_default_oracle_is_learnable_but_comes_and_goes() -> None:
     """The default market: oracle RankIC 1d in 0.05-0.10, daily RankICIR in 0.5-0.8 (real panels: ~0.4-0.5)."""
-    from alphagraph.config import params_from_dict
+    from alphagraph.runtime.config import params_from_dict
 
     report = signal_report(generate_market(params_from_dict({}).data.synthetic, 0))
     assert 0.05 <= report["rank_ic_1d"] <= 0.10

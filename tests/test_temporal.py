@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 import torch
 
-from alphagraph.evaluate import daily_ic
+from alphagraph.evaluation.evaluate import daily_ic
 from alphagraph.models.temporal import (
     KINDS,
     TemporalConfig,
@@ -21,7 +21,7 @@ from alphagraph.models.temporal import (
     temporal_loss,
     train_temporal_fold,
 )
-from alphagraph.split import Fold
+from alphagraph.evaluation.split import Fold
 from alphagraph.train import TRAIN, seed_everything
 
 # Small and fast: 4 epochs of 64 training days, a 10-day window, one thread. At 4 epochs every kind's

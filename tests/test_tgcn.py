@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 import torch
 
-from alphagraph.errors import UserError
-from alphagraph.evaluate import daily_ic
+from alphagraph.runtime.errors import UserError
+from alphagraph.evaluation.evaluate import daily_ic
 from alphagraph.graph.loader import GraphIndex
 from alphagraph.models.core import hierarchical_classes
 from alphagraph.models.tgcn import (
@@ -23,7 +23,7 @@ from alphagraph.models.tgcn import (
     train_zoo_fold,
     zoo_index,
 )
-from alphagraph.split import Fold
+from alphagraph.evaluation.split import Fold
 from alphagraph.train import TRAIN, seed_everything
 
 # Small and fast: 4 epochs of 64 training days, a 10-day window, one thread. With these settings the test

@@ -14,9 +14,9 @@ import polars as pl
 import pytest
 import torch
 
-from alphagraph.config import Params, params_from_dict
+from alphagraph.runtime.config import Params, params_from_dict
 from alphagraph.models.gat import GATBaseline, gat_fold_data
-from alphagraph.split import Fold
+from alphagraph.evaluation.split import Fold
 from alphagraph.train import (
     NONE,
     TEST,
@@ -34,7 +34,7 @@ from alphagraph.train import (
     split_codes,
 )
 from alphagraph.train.loop import CheckpointError, _rng_state, _set_rng_state, load_checkpoint
-from alphagraph.walkforward import split_for
+from alphagraph.evaluation.walkforward import split_for
 from tests.conftest import EASY_MARKET
 
 # A small market with a strong planted signal (so a tiny model learns it robustly)
@@ -98,8 +98,8 @@ def tiny_pipeline() -> Tiny:
     from alphagraph.features.panel import build_panel
     from alphagraph.graph.build import build_edges
     from alphagraph.graph.loader import GraphIndex
-    from alphagraph.normalize import normalize_panel
-    from alphagraph.split import make_folds
+    from alphagraph.features.normalize import normalize_panel
+    from alphagraph.evaluation.split import make_folds
 
     params = tiny_params()
     raw = ingest(params)

@@ -7,11 +7,11 @@ import sys
 import polars as pl
 import pytest
 
-from alphagraph.config import ConfigError, params_from_dict
-from alphagraph.errors import UserError
-from alphagraph.normalize import normalize_panel
-from alphagraph.oracle import empty_outputs
-from alphagraph.split import SplitError, make_folds
+from alphagraph.runtime.config import ConfigError, params_from_dict
+from alphagraph.runtime.errors import UserError
+from alphagraph.features.normalize import normalize_panel
+from alphagraph.evaluation.oracle import empty_outputs
+from alphagraph.evaluation.split import SplitError, make_folds
 from tests.conftest import ROOT
 
 
@@ -88,7 +88,7 @@ def test_empty_oracle_outputs_are_well_typed():
 
 def test_null_headline_metrics_stop_the_stage(tmp_path, monkeypatch):
     """Four stocks a day: no long-short book at eval.quantile 0.1, so the stage must not write null metrics."""
-    from alphagraph import walkforward
+    from alphagraph.evaluation import walkforward
 
     monkeypatch.chdir(tmp_path)
     params = params_from_dict({"features": {"horizons": [1]}, "gat": {"horizon_weights": [1.0]},

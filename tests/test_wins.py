@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from alphagraph import wins
+from alphagraph.evaluation import wins
 
 N_DAYS = 60
 START = dt.date(2021, 1, 1)

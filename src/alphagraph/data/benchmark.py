@@ -9,7 +9,7 @@ import polars as pl
 
 from alphagraph.data.file_source import read_table
 from alphagraph.data.validate import DataError, coerce_numeric, parse_dates
-from alphagraph.log import get_logger
+from alphagraph.runtime.log import get_logger
 
 log = get_logger("data.benchmark")
 

@@ -45,7 +45,7 @@ from typing import NamedTuple
 
 import polars as pl
 
-from alphagraph.config import DataConfig
+from alphagraph.runtime.config import DataConfig
 from alphagraph.data.validate import (
     ADJ_CLOSE,
     ALL_REASONS,
@@ -65,7 +65,7 @@ from alphagraph.data.validate import (
     validate_relations,
     validate_universe,
 )
-from alphagraph.log import get_logger
+from alphagraph.runtime.log import get_logger
 
 log = get_logger("data.file_source")
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import polars as pl
 
-from alphagraph import paths
-from alphagraph.config import DataConfig, Params
+from alphagraph.runtime import paths
+from alphagraph.runtime.config import DataConfig, Params
 from alphagraph.data.validate import validate_prices
-from alphagraph.io import write_json, write_parquet
-from alphagraph.log import get_logger
+from alphagraph.runtime.io import write_json, write_parquet
+from alphagraph.runtime.log import get_logger
 
 ORACLE_SCHEMA = {
     "date": pl.Date,

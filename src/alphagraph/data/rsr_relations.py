@@ -41,8 +41,9 @@ import numpy as np
 import polars as pl
 
 from alphagraph.data.file_source import ticker_lines
-from alphagraph.data.validate import RELATION_NAMES, DataError
-from alphagraph.errors import run_main
+from alphagraph.data.validate import DataError
+from alphagraph.runtime.config import RELATION_NAMES
+from alphagraph.runtime.errors import run_main
 
 RELATION = "wikidata"
 WEIGHTS = ("one", "paths")

@@ -16,30 +16,82 @@ Prices are checked in steps: :func:`prepare_prices` (parse and cast),
 :func:`fix_zero_open` (vendor placeholders, ``data.zero_open``) and
 :func:`check_prices` (``data.adjust``, the row checks, duplicates);
 :func:`validate_prices` runs the first and the last.
+
+The generic machinery (:class:`Check`, :func:`apply_checks`, the messages) is
+:mod:`alphagraph.data.rows`, the cell parsing :mod:`alphagraph.data.parse`; their
+public names are re-exported here.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 import polars as pl
 
-from alphagraph.errors import UserError
+from alphagraph.data.parse import (
+    _BAD_NUMERIC,
+    ISO_FORMATS,
+    NULL_SPELLINGS,
+    _blank_to_null,
+    coerce_numeric,
+    parse_dates,
+)
+from alphagraph.data.rows import (
+    FILE_COL,
+    KEYS,
+    MAX_SHOWN,
+    ROW_COL,
+    Check,
+    DataError,
+    _columns_label,
+    apply_checks,
+    duplicate_check,
+    format_rows,
+    null_checks,
+    require_columns,
+    require_rows,
+)
+from alphagraph.runtime.config import RELATION_NAMES
 
-KEYS = ("date", "code")
+__all__ = [
+    "ADJ_CLOSE",
+    "ALL_REASONS",
+    "CANONICAL",
+    "FILE_COL",
+    "ISO_FORMATS",
+    "KEYS",
+    "MAX_SHOWN",
+    "NULL_SPELLINGS",
+    "NUMERIC_COLUMNS",
+    "PRICE_COLUMNS",
+    "PRICE_REASONS",
+    "RELATION_REASONS",
+    "ROW_COL",
+    "UNIVERSE_REASONS",
+    "VALIDITY",
+    "Check",
+    "DataError",
+    "apply_checks",
+    "check_prices",
+    "coerce_numeric",
+    "detect_splits",
+    "duplicate_check",
+    "fix_zero_open",
+    "format_rows",
+    "null_checks",
+    "parse_dates",
+    "prepare_prices",
+    "require_columns",
+    "require_rows",
+    "validate_prices",
+    "validate_relations",
+    "validate_universe",
+]
+
 PRICE_COLUMNS = ("open", "high", "low", "close")
 NUMERIC_COLUMNS = (*PRICE_COLUMNS, "volume")
 CANONICAL = (*KEYS, *NUMERIC_COLUMNS)
-
-# Helper columns a loader may attach: the source file of each row (directory
-# layouts) and the row's 0-based index within that file, for error messages.
-FILE_COL = "__file"
-ROW_COL = "__row"
-_BAD_NUMERIC = "__bad_numeric"
-_REASON = "__reason"
 _RATIO = "__adj_ratio"
 _NAN = "__nan"
 
@@ -73,306 +125,9 @@ RELATION_REASONS = (
 ALL_REASONS = (*PRICE_REASONS, *UNIVERSE_REASONS, *RELATION_REASONS)
 # wikidata: RSR's Wikidata company links (alphagraph.data.rsr_relations), undirected and
 # static, collected once after the sample: look-ahead like a static industry map.
-RELATION_NAMES = ("competitor", "supply_chain", "fund_similarity", "wikidata")
 ADJ_CLOSE = "adj_close"
 # Optional validity columns of point-in-time side files (inclusive; null = unbounded).
 VALIDITY = ("start", "end")
-
-# Spellings of "missing" seen in vendor exports (Yahoo writes "null").
-_NULL_WORDS = ("", "null", "na", "n/a", "nan", "none", "#n/a", "-")
-_CASES = (str.lower, str.upper, str.capitalize)
-NULL_SPELLINGS = tuple(sorted({case(w) for w in _NULL_WORDS for case in _CASES} | {"NaN"}))
-ISO_FORMATS = (
-    "%Y-%m-%d",
-    "%Y-%m-%d %H:%M:%S",
-    "%Y-%m-%dT%H:%M:%S",
-    "%Y-%m-%d %H:%M:%S%.f",
-    "%Y-%m-%dT%H:%M:%S%.f",
-)
-MAX_SHOWN = 5
-# A UTC offset (or Z) after a time of day: stripped, so the date is the local calendar
-# date written in the string (16:00-05:00 is that day's close, not the next UTC day).
-_UTC_OFFSET = r"(\d:\d{2}(?::\d{2}(?:[.,]\d+)?)?)\s*(?:[zZ]|(?:UTC|GMT)?[+-]\d{2}(?::?\d{2})?)$"
-
-
-class DataError(UserError):
-    """Invalid user data; the message names the file, the column and the first bad rows."""
-
-
-@dataclass(frozen=True)
-class Check:
-    """One row-level rule: rows where ``mask`` is true fail with ``reason``."""
-
-    reason: str
-    columns: tuple[str, ...]
-    mask: pl.Expr
-    rule: str
-    show: pl.Expr | None = None  # rows to display, when not the failing rows themselves
-    hint: str = ""  # a sentence naming the knob that governs the rule, if any
-    extra: tuple[str, ...] = ()  # more columns to display (a duplicate's values)
-    in_file_order: bool = True  # display rows in file order (not duplicates: they stay grouped by key)
-
-
-# ----------------------------------------------------------------------- messages
-
-
-def _label(column: str, names: Mapping[str, str] | None) -> str:
-    """``'Adj Close' (close)`` when the file's name differs from the canonical one."""
-    actual = (names or {}).get(column, column)
-    if not actual.strip():  # the RSR / pandas-index layout: dates in a first column without a name
-        return f"{actual!r} ({column}, the unnamed first column)"
-    return repr(actual) if actual == column else f"{actual!r} ({column})"
-
-
-def _columns_label(columns: Sequence[str], names: Mapping[str, str] | None) -> str:
-    word = "column" if len(columns) == 1 else "columns"
-    return f"{word} {', '.join(_label(c, names) for c in columns)}"
-
-
-def _where(row: Mapping[str, object], source: str) -> str:
-    """'AAPL.csv line 7' / 'line 7' (CSV: header is line 1) / 'row 6' (others)."""
-    file = row.get(FILE_COL)
-    index = row.get(ROW_COL)
-    name = str(file) if file is not None else Path(source).name
-    prefix = f"{file} " if file is not None else ""
-    if index is None:
-        return f"{prefix}row ?"
-    if name.lower().endswith(".csv"):
-        return f"{prefix}line {int(index) + 2}"
-    return f"{prefix}row {int(index) + 1}"
-
-
-def _value(v: object) -> str:
-    return repr(v) if isinstance(v, str) else str(v)
-
-
-def format_rows(rows: pl.DataFrame, columns: Sequence[str], source: str) -> str:
-    """Render up to :data:`MAX_SHOWN` offending rows, one per line."""
-    shown = [c for c in columns if c in rows.columns]
-    lines = []
-    for row in rows.head(MAX_SHOWN).iter_rows(named=True):  # at most 5 rows
-        values = ", ".join(f"{c}={_value(row[c])}" for c in shown)
-        lines.append(f"  {_where(row, source)}: {values}")
-    return "\n".join(lines)
-
-
-def _row_error(
-    df: pl.DataFrame,
-    check: Check,
-    n_bad: int,
-    source: str,
-    names: Mapping[str, str] | None,
-    context: Sequence[str],
-) -> DataError:
-    rows = df.filter(check.show if check.show is not None else check.mask)
-    position = [c for c in (FILE_COL, ROW_COL) if c in rows.columns]
-    if check.in_file_order and position:  # the frame may be sorted by (date, code) already
-        rows = rows.sort(position)
-    shown = list(dict.fromkeys([*context, *check.columns, *check.extra]))
-    return DataError(
-        f"{source}: {_columns_label(check.columns, names)}: {n_bad} row(s) fail the check"
-        f" {check.reason!r} ({check.rule}); first offending rows:\n{format_rows(rows, shown, source)}\n"
-        f"{check.hint + ' ' if check.hint else ''}"
-        "Fix the file, or set data.invalid_rows: drop to drop such rows and count them."
-    )
-
-
-# ------------------------------------------------------------------ generic checks
-
-
-def apply_checks(
-    df: pl.DataFrame,
-    checks: Sequence[Check],
-    source: str,
-    invalid_rows: str,
-    names: Mapping[str, str] | None = None,
-    context: Sequence[str] = KEYS,
-) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Raise on the first failing check ("error"), or drop failing rows and count them ("drop")."""
-    if not checks or df.height == 0:
-        return df, {}
-    if invalid_rows == "error":
-        sums = df.select([c.mask.fill_null(False).sum().alias(str(i)) for i, c in enumerate(checks)])
-        for i, check in enumerate(checks):
-            n_bad = int(sums.item(0, str(i)))
-            if n_bad:
-                raise _row_error(df, check, n_bad, source, names, context)
-        return df, {}
-    if invalid_rows != "drop":
-        raise ValueError(f"invalid_rows must be 'error' or 'drop', got {invalid_rows!r}")
-    reason = pl.when(checks[0].mask).then(pl.lit(checks[0].reason))
-    for check in checks[1:]:
-        reason = reason.when(check.mask).then(pl.lit(check.reason))
-    tagged = df.with_columns(reason.otherwise(pl.lit(None, dtype=pl.Utf8)).alias(_REASON))
-    counts = tagged.group_by(_REASON).len().drop_nulls(_REASON)
-    dropped = dict(zip(counts[_REASON].to_list(), counts["len"].to_list()))
-    return tagged.filter(pl.col(_REASON).is_null()).drop(_REASON), dropped
-
-
-def duplicate_check(
-    keys: Sequence[str], reason: str, extra: Sequence[str] = (), null_keys: bool = True, hint: str = ""
-) -> Check:
-    """For a frame stably sorted by ``keys``: repeats of a key fail, the first in file order is kept.
-
-    Comparing neighbours of a sorted frame is far cheaper than hashing struct keys. Nulls
-    compare equal (two rows of a code without a ``start`` are duplicates), unless
-    ``null_keys`` is false: then a key with a null is never a repeat (a null check reports it).
-    ``extra``: columns shown beside the keys, so that the rows of a key can be compared.
-    """
-    same = pl.all_horizontal(pl.col(k).eq_missing(pl.col(k).shift(1)) for k in keys)
-    if not null_keys:
-        same = same & pl.all_horizontal(pl.col(k).is_not_null() for k in keys)
-    repeat = (same & (pl.int_range(pl.len()) > 0)).fill_null(False)  # row 0 has no neighbour
-    show = repeat | repeat.shift(-1).fill_null(False)  # every occurrence, the kept one too
-    return Check(reason, tuple(keys), repeat, "must be unique", show, hint, tuple(extra), in_file_order=False)
-
-
-def null_checks(columns: Sequence[str], reason: str) -> list[Check]:
-    return [Check(reason, (c,), pl.col(c).is_null(), "must not be empty") for c in columns]
-
-
-def require_columns(
-    df: pl.DataFrame | pl.LazyFrame, required: Sequence[str], source: str, what: str = "column"
-) -> None:
-    """Structural: every required column is present."""
-    present = df.collect_schema().names() if isinstance(df, pl.LazyFrame) else df.columns
-    missing = [c for c in required if c not in present]
-    if missing:
-        shown = [c for c in present if not c.startswith("__")]
-        raise DataError(
-            f"{source}: missing {what}(s) {', '.join(map(repr, missing))};"
-            f" the file has columns: {', '.join(map(repr, shown)) or '(none)'}"
-        )
-
-
-def require_rows(df: pl.DataFrame, source: str) -> None:
-    """Structural: an empty input is always an error (there is nothing to drop down to)."""
-    if df.height == 0:
-        raise DataError(f"{source}: the file is empty (0 data rows)")
-
-
-# ------------------------------------------------------------------------ parsing
-
-
-def _blank_to_null(text: pl.Expr) -> pl.Expr:
-    """Strip spaces; missing-value spellings become null (one hash lookup per cell)."""
-    return text.str.strip_chars().replace(list(NULL_SPELLINGS), None)
-
-
-def _date_expr(text: pl.Expr, fmt: str | None) -> pl.Expr:
-    """``fmt`` first, then ISO: both are unambiguous, and side files are often ISO.
-
-    ``fmt`` is tried on the text as written (it may hold ``%z``), then every format
-    on the text without a UTC offset after the time of day.
-    """
-    local = text.str.replace(_UTC_OFFSET, "${1}")
-    formats = ISO_FORMATS if fmt is None else (fmt, *ISO_FORMATS)
-    raw = [text.str.to_date(fmt, strict=False)] if fmt is not None else []
-    return pl.coalesce([*raw, *(local.str.to_date(f, strict=False) for f in formats)])
-
-
-def parse_dates(
-    df: pl.DataFrame,
-    column: str,
-    fmt: str | None,
-    source: str,
-    names: Mapping[str, str] | None = None,
-) -> pl.DataFrame:
-    """Make ``column`` a pl.Date: keep Date, truncate Datetime, parse text with ``fmt`` (else ISO).
-
-    Blank cells become null (a row-level problem); any non-blank value that does
-    not parse is structural (a wrong format would otherwise drop every row), so
-    it always raises.
-    """
-    dtype = df.schema[column]
-    if dtype == pl.Date:
-        return df
-    if isinstance(dtype, pl.Datetime):
-        return df.with_columns(pl.col(column).dt.date())
-    df = df.with_columns(_blank_to_null(pl.col(column).cast(pl.Utf8)))
-    # A panel repeats each date once per stock: parse the distinct strings only.
-    lookup = (
-        df.select(pl.col(column).unique().drop_nulls().alias("text"))
-        .with_columns(_date_expr(pl.col("text"), fmt).alias("date"))
-    )
-    unparsed = lookup.filter(pl.col("date").is_null()).get_column("text")
-    if unparsed.len():
-        bad = df.filter(pl.col(column).is_in(unparsed.implode()))
-        expected = (
-            f"match neither the format {fmt!r} (data.date_format) nor ISO YYYY-MM-DD"
-            if fmt
-            else "are not ISO dates YYYY-MM-DD (set data.date_format for other formats)"
-        )
-        shown = list(dict.fromkeys([column, *(c for c in KEYS if c in df.columns)]))
-        raise DataError(
-            f"{source}: {_columns_label([column], names)}: {bad.height} value(s) {expected};"
-            f" first offending rows:\n{format_rows(bad, shown, source)}"
-        )
-    parsed = pl.col(column).replace_strict(
-        lookup["text"], lookup["date"], default=None, return_dtype=pl.Date
-    )
-    return df.with_columns(parsed)
-
-
-def coerce_numeric(
-    df: pl.DataFrame,
-    columns: Sequence[str],
-    source: str,
-    invalid_rows: str,
-    names: Mapping[str, str] | None = None,
-    context: Sequence[str] = KEYS,
-) -> pl.DataFrame:
-    """Cast ``columns`` to Float64 (NaN -> null), flagging text that is not a number.
-
-    A column in which no value is a number is structural (wrong column mapped)
-    and always raises; isolated bad cells raise or, in drop mode, are flagged in
-    a helper column for :func:`apply_checks`.
-    """
-    text_columns = [c for c in columns if not df.schema[c].is_numeric()]
-    for column in text_columns:
-        dtype = df.schema[column]
-        if dtype not in (pl.Utf8, pl.Categorical) and not isinstance(dtype, pl.Enum):
-            label = _columns_label([column], names)
-            raise DataError(f"{source}: {label}: has type {dtype}, expected numbers")
-    # Materialize each step once: eager frames do not share common subexpressions.
-    df = df.with_columns(_blank_to_null(pl.col(c).cast(pl.Utf8)) for c in text_columns)
-    numbers = [f"__num_{c}" for c in text_columns]
-    df = df.with_columns(
-        pl.col(c).cast(pl.Float64, strict=False).alias(n) for c, n in zip(text_columns, numbers)
-    )
-    flags = [pl.col(c).is_not_null() & pl.col(n).is_null() for c, n in zip(text_columns, numbers)]
-    for column, bad in zip(text_columns, flags):
-        _raise_non_numeric(df, column, bad, source, invalid_rows, names, context)
-    flag = pl.any_horizontal(flags) if flags else pl.lit(False)
-    df = df.with_columns(flag.alias(_BAD_NUMERIC))
-    casts = [pl.col(n).alias(c) for c, n in zip(text_columns, numbers)]
-    casts += [pl.col(c).cast(pl.Float64) for c in columns if c not in text_columns]
-    return df.with_columns(casts).drop(numbers).with_columns(pl.col(c).fill_nan(None) for c in columns)
-
-
-def _raise_non_numeric(
-    df: pl.DataFrame,
-    column: str,
-    bad: pl.Expr,
-    source: str,
-    invalid_rows: str,
-    names: Mapping[str, str] | None,
-    context: Sequence[str],
-) -> None:
-    stats = df.select(bad.sum().alias("bad"), pl.col(column).is_not_null().sum().alias("filled"))
-    n_bad, n_filled = int(stats["bad"][0]), int(stats["filled"][0])
-    if n_bad == 0:
-        return
-    check = Check("non_numeric", (column,), bad, "must be a number")
-    if n_bad == n_filled:  # nothing in the column is a number: a mapping problem, never droppable
-        rows = df.filter(bad)
-        shown = list(dict.fromkeys([*context, column]))
-        raise DataError(
-            f"{source}: {_columns_label([column], names)}: is not numeric (no value parses as a"
-            f" number); first rows:\n{format_rows(rows, shown, source)}"
-        )
-    if invalid_rows == "error":
-        raise _row_error(df, check, n_bad, source, names, context)
 
 
 # ------------------------------------------------------------------------- prices

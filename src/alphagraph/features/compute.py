@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import polars as pl
 
-from alphagraph.config import FeaturesConfig
+from alphagraph.runtime.config import FeaturesConfig
 from alphagraph.features.alpha158 import kbar_price, rolling_family, volume_family
 from alphagraph.features.context import ChunkData
 from alphagraph.features.extra import relative_chunk, relative_post, technical_family, cross_section_means

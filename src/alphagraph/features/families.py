@@ -33,7 +33,7 @@ the volatility regime 61. Missing values are null, never NaN or inf.
 
 from __future__ import annotations
 
-from alphagraph.config import FeaturesConfig
+from alphagraph.runtime.config import FeaturesConfig
 
 ROLLING_OPS = [
     "roc", "ma", "std", "slope", "rsqr", "resi", "max", "min", "qtlu", "qtld", "rank", "rsv",

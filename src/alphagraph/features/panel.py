@@ -6,7 +6,7 @@ from typing import Any
 
 import polars as pl
 
-from alphagraph.config import FeaturesConfig
+from alphagraph.runtime.config import FeaturesConfig
 from alphagraph.features.compute import compute_features
 from alphagraph.features.families import feature_families
 from alphagraph.features.targets import compute_targets

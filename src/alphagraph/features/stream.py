@@ -34,13 +34,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from alphagraph.config import FeaturesConfig
+from alphagraph.runtime.config import FeaturesConfig
 from alphagraph.features.compute import PRICE_COLUMNS, CrossSection, _check_columns, _compute, _sector_ids
 from alphagraph.features.extra import cross_section_means, relative_means
 from alphagraph.features.families import feature_families, feature_names, relative_horizons
 from alphagraph.features.panel import panel_metrics
 from alphagraph.features.targets import compute_targets
-from alphagraph.io import ParquetSink, memory_target, remove_stale_temporaries
+from alphagraph.runtime.io import ParquetSink, memory_target, remove_stale_temporaries
 
 BYTES_PER_FEATURE_CELL = 10
 """Peak working bytes per feature cell while a block of stocks is computed (measured)."""

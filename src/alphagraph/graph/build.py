@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from alphagraph.config import ConfigError, GraphConfig
-from alphagraph.errors import UserError
+from alphagraph.runtime.config import ConfigError, GraphConfig
+from alphagraph.runtime.errors import UserError
 from alphagraph.graph.correlation import correlation_top_k, min_observations, residualize, sector_mean_loo
 from alphagraph.graph.static import (
     VALIDITY,
@@ -45,7 +45,7 @@ from alphagraph.graph.static import (
     table_edges,
     with_validity,
 )
-from alphagraph.log import get_logger
+from alphagraph.runtime.log import get_logger
 
 CORRELATION = "rolling_correlation"
 SECTOR_INDUSTRY = "sector_industry"

@@ -32,7 +32,7 @@ from torch_geometric.sampler import (
     SamplerOutput,
 )
 
-from alphagraph.log import get_logger
+from alphagraph.runtime.log import get_logger
 
 __all__ = ["TorchNeighborSampler", "neighbor_sampler", "sample_subgraph_edges"]
 

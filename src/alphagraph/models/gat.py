@@ -34,11 +34,11 @@ from torch import nn
 from torch_geometric.nn import GATv2Conv
 from torch_geometric.utils import add_self_loops, remove_self_loops
 
-from alphagraph.config import GatConfig, Params
-from alphagraph.normalize import feature_columns
-from alphagraph.split import Fold
+from alphagraph.runtime.config import GatConfig, Params
+from alphagraph.features.normalize import feature_columns
+from alphagraph.evaluation.split import Fold
 from alphagraph.train import FoldOutput, GraphDayData, LoopConfig, MultiHorizonLoss, seed_everything, split_codes, train_fold
-from alphagraph.walkforward import label_reach
+from alphagraph.evaluation.walkforward import label_reach
 
 SELF_LOOP_FILL = 0.0  # edge_attr of a self-loop: weight 0, sign 0, no relation
 
@@ -146,3 +146,25 @@ def train_gat_fold(
     model = GATBaseline.from_config(cfg, data.in_dim, data.edge_dim, len(data.horizons))
     loss = MultiHorizonLoss.from_balance(cfg.horizon_weights, data.class_balance("train"), cfg.dir_weight)
     return train_fold(model, data, loss, loop_config(cfg, params.seed, params.device, progress), fold.fold, run_dir)
+
+
+# ------------------------------------------------------------------ model stage hooks
+
+
+def zoo_index(name: str, panel: pl.DataFrame, edges: pl.DataFrame | None, params: Params) -> Any:
+    """The model stage's index: :func:`gat_index` on the graph stage's edges."""
+    _check_kind(name)
+    return gat_index(edges, panel, params)
+
+
+def train_zoo_fold(
+    name: str, panel: pl.DataFrame, index: Any, fold: Fold, params: Params, run_dir: str | Path | None = None
+) -> tuple[FoldOutput, dict[str, pl.DataFrame]]:
+    """The model stage's fold: :func:`train_gat_fold`, no extra frames."""
+    _check_kind(name)
+    return train_gat_fold(panel, index, fold, params, run_dir=run_dir), {}
+
+
+def _check_kind(name: str) -> None:
+    if name != "gat":
+        raise ValueError(f"the gat module trains gat, not {name!r}")

@@ -1,16 +1,34 @@
-"""LightGBM baseline: one regressor per horizon and fold on the normalized features."""
+"""LightGBM baseline: one regressor per horizon and fold on the normalized features.
+
+Two models of the model stage: ``lgbm`` (the panel's features) and
+``lgbm_graph`` (plus the relational ``f_rel_*`` features of
+:mod:`alphagraph.graph.relational`, params ``lgbm_graph``); both take the
+``lgbm`` section's hyperparameters, so lgbm vs lgbm_graph isolates what the graph adds.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 import polars as pl
 
-from alphagraph.config import LgbmConfig
-from alphagraph.normalize import feature_columns
+from alphagraph.evaluation.split import Fold
+from alphagraph.evaluation.walkforward import split_for
+from alphagraph.features.normalize import feature_columns
+from alphagraph.runtime import paths
+from alphagraph.runtime.config import LgbmConfig, Params
+from alphagraph.runtime.log import get_logger
+from alphagraph.train.fold import FoldOutput
+from alphagraph.train.loop import FitResult
+
+KINDS = ("lgbm", "lgbm_graph")
+TOP_FEATURES = 30  # features in the gain importance plot
 
 
 @dataclass
@@ -44,7 +62,7 @@ def booster_params(cfg: LgbmConfig, seed: int) -> dict:
 def train_fold(split_panel: pl.DataFrame, fold: int, horizons: list[int], cfg: LgbmConfig, seed: int) -> FoldResult:
     """Fit on ``split == train``, early-stop on ``val``, predict val and test rows.
 
-    ``split_panel`` is the output of :func:`alphagraph.split.assign_split`.
+    ``split_panel`` is the output of :func:`alphagraph.evaluation.split.assign_split`.
     """
     feats = feature_columns(split_panel)
     train = split_panel.filter(pl.col("split") == "train")
@@ -82,7 +100,70 @@ def train_fold(split_panel: pl.DataFrame, fold: int, horizons: list[int], cfg: L
     return FoldResult(predictions.select("date", "code", "fold", "split", *preds), imp, best, boosters)
 
 
-def save_boosters(result: FoldResult, fold: int, folder: Path) -> None:
+def save_boosters(result: FoldResult, folder: Path) -> None:
+    """One text model per horizon (``{h}d.txt``, cut at its best iteration) and the gain importance."""
     folder.mkdir(parents=True, exist_ok=True)
     for h, booster in result.boosters.items():
-        booster.save_model(str(folder / f"fold{fold}_{h}d.txt"), num_iteration=booster.best_iteration)
+        booster.save_model(str(folder / f"{h}d.txt"), num_iteration=booster.best_iteration)
+    result.importance.write_csv(folder / "importance.csv")
+
+
+# ------------------------------------------------------------------ model stage hooks
+
+
+def _check_kind(name: str) -> None:
+    if name not in KINDS:
+        raise ValueError(f"the lgbm module trains {', '.join(KINDS)}, not {name!r}")
+
+
+@dataclass
+class LgbmIndex:
+    """What every fold trains on: the panel (with lgbm_graph's relational columns) and their metrics entry."""
+
+    panel: pl.DataFrame
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def zoo_index(name: str, panel: pl.DataFrame, edges: pl.DataFrame | None, params: Params) -> LgbmIndex:
+    """The model stage's index; ``lgbm_graph`` reads the graph's edges and the raw closes here."""
+    _check_kind(name)
+    if name == "lgbm":
+        return LgbmIndex(panel)
+    from alphagraph.graph.relational import with_relational  # only lgbm_graph builds the graph's features
+
+    return LgbmIndex(*with_relational(panel, params, get_logger(name)))
+
+
+def zoo_inputs(name: str, params: Params, folds: Sequence[Fold]) -> list[Path]:
+    """lgbm_graph's relational features read the graph's edges and the raw closes."""
+    return [paths.EDGES, paths.PRICES] if name == "lgbm_graph" else []
+
+
+def train_zoo_fold(
+    name: str, panel: pl.DataFrame, index: LgbmIndex, fold: Fold, params: Params, run_dir: str | Path | None = None
+) -> tuple[FoldOutput, dict[str, pl.DataFrame]]:
+    """The model stage's fold: boosters and importance in ``run_dir``, the gain importance frame."""
+    _check_kind(name)
+    start = time.perf_counter()
+    result = train_fold(split_for(index.panel, fold, params), fold.fold, params.features.horizons, params.lgbm, params.seed)
+    if run_dir is not None:
+        save_boosters(result, Path(run_dir))
+    get_logger(name).info("fold %d: best iterations %s", fold.fold, result.best_iteration)
+    extra = {f"best_iteration_{h}d": it for h, it in result.best_iteration.items()}
+    fit = FitResult([], None, None, 0, False, True, time.perf_counter() - start, extra)
+    return FoldOutput(result.predictions, fit), {"importance": result.importance}
+
+
+def zoo_summary(
+    name: str, index: LgbmIndex, frames: dict[str, Sequence[pl.DataFrame]], params: Params
+) -> tuple[dict[str, Any], dict[str, pl.DataFrame]]:
+    """The metrics entries (lgbm_graph's relational features) and the plot of the gain share at the
+    first horizon, averaged over folds (the top :data:`TOP_FEATURES`)."""
+    importance = pl.concat(frames["importance"])
+    if name == "lgbm_graph":
+        from alphagraph.graph.relational import log_relational_gain
+
+        log_relational_gain(importance, get_logger(name))
+    gain = importance.filter(pl.col("horizon") == params.features.horizons[0]).group_by("feature").agg(pl.col("gain").mean())
+    top = gain.with_columns(gain_share=(pl.col("gain") / pl.col("gain").sum()).round(6)).sort("gain", "feature", descending=[True, False])
+    return index.metrics, {"importance": top.head(TOP_FEATURES).select("feature", "gain_share")}

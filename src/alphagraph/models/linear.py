@@ -4,7 +4,7 @@ Kinds (the zoo entry's name; one params group, ``linear``):
 
 - ``linear``: the normalized panel's ``f_*`` feature columns;
 - ``linear_graph``: the same plus the relational ``f_rel_*`` columns of the
-  ``lgbm_graph`` baseline (:mod:`alphagraph.relational`, its params group's spec),
+  ``lgbm_graph`` baseline (:mod:`alphagraph.graph.relational`, its params group's spec),
   so both graph-aware references see identical inputs.
 
 Per fold and horizon h, on the fold's train rows with a label ``y_{h}d``: the
@@ -42,18 +42,18 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from alphagraph import paths
-from alphagraph.config import Params
-from alphagraph.errors import UserError
+from alphagraph.runtime import paths
+from alphagraph.runtime.config import Params
+from alphagraph.runtime.errors import UserError
 from alphagraph.graph.build import blas_threads
-from alphagraph.io import read_parquet
-from alphagraph.log import get_logger
-from alphagraph.normalize import feature_columns
-from alphagraph.split import Fold
+from alphagraph.runtime.io import read_parquet
+from alphagraph.runtime.log import get_logger
+from alphagraph.features.normalize import feature_columns
+from alphagraph.evaluation.split import Fold
 from alphagraph.train.data import TEST, TRAIN, VAL, predictions_frame, split_codes
 from alphagraph.train.fold import FoldOutput
 from alphagraph.train.loop import FitResult
-from alphagraph.walkforward import label_reach
+from alphagraph.evaluation.walkforward import label_reach
 
 KINDS = ("linear", "linear_graph")
 # Rows per block of the Gram products: fixed (not memory-dependent) so that the float sums,
@@ -86,7 +86,7 @@ def linear_index(
     """The kind's inputs; ``linear_graph`` needs the graph stage's edges and the raw closes."""
     _check_kind(name)
     if name == "linear_graph":
-        from alphagraph.relational import add_relational_features, spec_from_params
+        from alphagraph.graph.relational import add_relational_features, spec_from_params
 
         if edges is None or prices is None:
             raise ValueError("linear_graph needs the edges and the prices (date, code, close)")

@@ -50,17 +50,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alphagraph.config import Params
-from alphagraph.config import TemporalConfig as TemporalParams
-from alphagraph.config import TrainConfig
+from alphagraph.runtime.config import Params
+from alphagraph.runtime.config import TemporalConfig as TemporalParams
+from alphagraph.runtime.config import TrainConfig
 from alphagraph.graph.build import empty_edges
 from alphagraph.graph.loader import GraphIndex, _DayEdges
-from alphagraph.models.core import AdaptiveWindowNorm, TransformerBlock, core_loss, loop_config, sinusoidal
-from alphagraph.normalize import feature_columns
-from alphagraph.split import Fold
+from alphagraph.models.core import AdaptiveWindowNorm, TransformerBlock, core_loss, sinusoidal
+from alphagraph.train.loop import loop_config
+from alphagraph.features.normalize import feature_columns
+from alphagraph.evaluation.split import Fold
 from alphagraph.train import FoldOutput, MultiHorizonLoss, seed_everything, split_codes, train_fold
 from alphagraph.train.core_data import CoreDayData
-from alphagraph.walkforward import label_reach
+from alphagraph.evaluation.walkforward import label_reach
 
 KINDS = ("lstm", "gru", "alstm", "transformer")
 POSITIONS = ("sinusoidal", "learned")
@@ -347,16 +348,21 @@ def train_zoo_fold(
     name: str, panel: pl.DataFrame, index: GraphIndex, fold: Fold, params: Params, run_dir: str | Path | None = None
 ) -> tuple[FoldOutput, dict[str, pl.DataFrame]]:
     """The model stage's fold: the ``temporal`` params with kind ``name``, and the fold's
-    interpretability frames (:func:`alphagraph.importance.fold_maps`)."""
-    from alphagraph.importance import fold_maps
+    interpretability frames (:func:`alphagraph.train.importance.fold_maps`)."""
+    from alphagraph.train.importance import fold_maps
 
     cfg = TemporalConfig.for_model(name, params)
     out, model, data = fit_temporal_fold(panel, fold, params, cfg, run_dir, index=index)
-    return out, fold_maps(model, data, fold.fold, params.seed, next(model.parameters()).device)
+    return out, fold_maps(model, data, fold.fold, params.seed, next(model.parameters()).device, attention_maps)
+
+
+def attention_maps(model: TemporalModel, data: Any, dates: Sequence[Any], device: torch.device) -> dict[str, pl.DataFrame]:
+    """The lag attention over ``dates`` of an attention kind (alstm, transformer); nothing for the others."""
+    return {"attention_lag": lag_attention_report(model, data, dates, device=device)} if model.has_attention else {}
 
 
 __all__ = [
     "KINDS", "TemporalConfig", "TemporalModel", "AttentionBlock", "WindowIndex", "temporal_kwargs", "lag_attention",
     "lag_attention_report", "temporal_index", "temporal_fold_data", "temporal_loss", "fit_temporal_fold",
-    "train_temporal_fold", "zoo_index", "train_zoo_fold",
+    "train_temporal_fold", "zoo_index", "train_zoo_fold", "attention_maps",
 ]

@@ -60,17 +60,17 @@ from torch_geometric.nn import GATv2Conv, GCNConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.utils import add_self_loops, remove_self_loops
 
-from alphagraph import paths
-from alphagraph.config import Params, TGCNConfig
-from alphagraph.errors import UserError
+from alphagraph.runtime import paths
+from alphagraph.runtime.config import Params, TGCNConfig
+from alphagraph.runtime.errors import UserError
 from alphagraph.graph.loader import GraphIndex
-from alphagraph.log import get_logger
-from alphagraph.models.core import loop_config
-from alphagraph.normalize import feature_columns
-from alphagraph.split import Fold
+from alphagraph.runtime.log import get_logger
+from alphagraph.train.loop import loop_config
+from alphagraph.features.normalize import feature_columns
+from alphagraph.evaluation.split import Fold
 from alphagraph.train import FoldOutput, MultiHorizonLoss, seed_everything, split_codes, train_fold
 from alphagraph.train.core_data import CoreDayData
-from alphagraph.walkforward import label_reach
+from alphagraph.evaluation.walkforward import label_reach
 
 CONVS = ("gcn", "gat")
 NAMES = ("tgcn",)  # the zoo names this module trains
@@ -263,8 +263,8 @@ def train_zoo_fold(
     run_dir: str | Path | None = None,
 ) -> tuple[FoldOutput, dict[str, pl.DataFrame]]:
     """The zoo entry point (:mod:`alphagraph.models.zoo`): the fold's output and its
-    interpretability frames (:func:`alphagraph.importance.fold_maps`)."""
-    from alphagraph.importance import fold_maps
+    interpretability frames (:func:`alphagraph.train.importance.fold_maps`)."""
+    from alphagraph.train.importance import fold_maps
 
     _check_name(name)
     out, model, data = fit_tgcn_fold(panel, index, fold, params, run_dir)

@@ -10,12 +10,12 @@ batch carries
   and zero, never filled in. Only dates <= the node's date are read.
 - ``y_sig`` [N, H]: the signal labels (``sig_{h}d``), NaN where null.
 - ``y_loss`` [N, H], only with ``targets`` (``train.target`` other than raw,
-  :mod:`alphagraph.residual`): what the regression and rank losses train on
+  :mod:`alphagraph.features.residual`): what the regression and rank losses train on
   instead of ``y``; ``y`` stays the raw label for every metric.
 - ``x_wide`` [N, W], only with ``wide_inputs`` (``train.wide``): extra per-row
   inputs of the core model's linear path (the relational features), nulls as 0.
 - ``loss_weight`` [N], only with ``row_weights`` (``train.regime_weighting``,
-  :mod:`alphagraph.regimes`): each node's loss weight (its date's).
+  :mod:`alphagraph.evaluation.regimes`): each node's loss weight (its date's).
 - PEARL inputs, once per distinct snapshot of the batch (the days of a
   snapshot share its graph, so its positional encodings are computed once):
   ``pearl_edge_index`` (the snapshots' undirected graphs over the codes that

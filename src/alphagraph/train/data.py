@@ -11,7 +11,7 @@ Every stock that trades on a day is a node of that day's graph, whatever its
 split: message passing always sees the full cross-section. Which nodes count
 is decided per node from ``batch.split``, the fold's split code of the node's
 panel row (:func:`split_codes`): the loss uses ``TRAIN`` nodes only (purged
-rows are absent from :func:`alphagraph.split.assign_split`, so they get
+rows are absent from :func:`alphagraph.evaluation.split.assign_split`, so they get
 ``NONE`` and never contribute), validation uses ``VAL`` nodes, and predictions
 are written for ``VAL`` and ``TEST`` nodes.
 
@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from alphagraph.split import Fold, assign_split
+from alphagraph.evaluation.split import Fold, assign_split
 
 NONE, TRAIN, VAL, TEST = 0, 1, 2, 3
 SPLIT_CODE = {"train": TRAIN, "val": VAL, "test": TEST}

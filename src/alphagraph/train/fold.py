@@ -13,15 +13,15 @@ from typing import Any
 import polars as pl
 import torch
 
-from alphagraph import paths
-from alphagraph.io import write_csv
+from alphagraph.runtime import paths
+from alphagraph.runtime.io import write_csv
 from alphagraph.train.data import TEST, VAL, predictions_frame
 from alphagraph.train.loop import FitResult, LossFn, LoopConfig, fit, log, predict, resolve_device
 
 
 EpochCallback = Callable[[dict[str, Any]], None]
 # The epoch callback of model trainers that do not take one (the GAT's, the zoo's): the
-# hyperparameter search (alphagraph.search) prunes through it.
+# hyperparameter search (alphagraph.experiments.search) prunes through it.
 _EPOCH_CALLBACK: ContextVar[EpochCallback | None] = ContextVar("epoch_callback", default=None)
 
 

@@ -45,7 +45,7 @@ What :func:`fit` does
   and are read with :func:`load_checkpoint` (``weights_only=True``): loading
   a checkpoint from a colleague or a shared remote never runs code.
 - On return the model holds the best epoch's weights.
-- Data parallel under torch.distributed (torchrun; :mod:`alphagraph.distributed`):
+- Data parallel under torch.distributed (torchrun; :mod:`alphagraph.runtime.distributed`):
   rank r takes every world-th day of each batch, DistributedDataParallel
   averages the gradients (each rank's loss weighed by its share of the
   batch's days), validation days are sharded and gathered so every rank takes
@@ -57,23 +57,18 @@ What :func:`fit` does
   ``torch.use_deterministic_algorithms`` (warn-only, so an op without a
   deterministic kernel on CUDA does not abort a run). On CUDA the forward pass
   runs under bf16 autocast; on CPU it is fp32.
+
+The loop's settings and results are in :mod:`.types`, its optimizer, schedules and early
+stopping in :mod:`.optim`, device and seeding in :mod:`.device`, checkpoints in :mod:`.checkpoint`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import math
-import os
-import pickle
-import random
-import sys
 import time
-import zipfile
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -82,341 +77,39 @@ import polars as pl
 import torch
 from tqdm.auto import tqdm
 
-from alphagraph import distributed as ddp
-from alphagraph.config import check_device
-from alphagraph.errors import UserError
-from alphagraph.evaluate import daily_ic
-from alphagraph.io import atomic_path
-from alphagraph.log import get_logger
+from alphagraph.runtime import distributed as ddp
+from alphagraph.evaluation.evaluate import daily_ic
+from alphagraph.runtime.log import get_logger
+from alphagraph.train.checkpoint import (
+    CheckpointError,
+    _config_key,
+    _plain,
+    _rng_state,
+    _save,
+    _set_rng_state,
+    load_checkpoint,
+)
 from alphagraph.train.data import TEST, TRAIN, VAL, DayData
+from alphagraph.train.device import _autocast, _to, deterministic_torch, epoch_generator, resolve_device, seed_everything
+from alphagraph.train.optim import EarlyStopping, WarmupCosine, WarmupCosineRestarts, make_optimizer, make_schedule
+from alphagraph.train.types import OPTIMIZERS, SELECT_METRICS, FitResult, LoopConfig, LossFn, Prediction, loop_config
 
-SELECT_METRICS = ("rank_ic", "ic", "loss")
-OPTIMIZERS = ("adamw", "adabelief")
-LossFn = Callable[[dict[str, torch.Tensor], Any, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
+__all__ = [
+    # moved to types, optim, device and checkpoint; importable from here as before
+    "OPTIMIZERS", "SELECT_METRICS", "FitResult", "LoopConfig", "LossFn", "Prediction", "loop_config",
+    "EarlyStopping", "WarmupCosine", "WarmupCosineRestarts", "make_optimizer", "make_schedule",
+    "deterministic_torch", "epoch_generator", "resolve_device", "seed_everything",
+    "CheckpointError", "load_checkpoint",
+    # the loop
+    "log", "predict", "daily_metrics", "validate", "fit",
+]
+
 log = get_logger("train")
-
-
-@dataclass(frozen=True)
-class LoopConfig:
-    """Knobs of :func:`fit` (a model stage maps its params group onto these)."""
-
-    epochs: int = 30
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    batch_days: int = 16
-    eval_batch_days: int = 32
-    days_per_epoch: int = 0  # 0 = every training day each epoch
-    warmup_epochs: float = 1.0
-    min_lr_ratio: float = 0.05
-    optimizer: str = "adamw"  # adamw | adabelief
-    # > 0: after the warmup, cosine annealing with warm restarts; the first cycle lasts
-    # restart_epochs epochs' worth of steps, each next one restart_mult times longer
-    restart_epochs: float = 0.0
-    restart_mult: float = 1.0
-    grad_clip: float = 1.0
-    patience: int = 6  # 0 = never stop early
-    min_delta: float = 0.0
-    select_metric: str = "rank_ic"
-    select_horizon: int = 1
-    select_smoothing: float = 0.0  # EMA weight of the past: 0 = raw per-epoch value
-    seed: int = 0
-    device: str = "auto"
-    num_threads: int = 2  # 0 = leave torch's setting alone
-    deterministic: bool = True
-    progress: bool | None = None  # None: a tqdm bar only on a TTY
-
-    def __post_init__(self) -> None:
-        if self.select_metric not in SELECT_METRICS:
-            raise ValueError(f"select_metric must be one of {SELECT_METRICS}, got {self.select_metric!r}")
-        if self.epochs < 1 or self.batch_days < 1 or self.eval_batch_days < 1:
-            raise ValueError("epochs, batch_days and eval_batch_days must be >= 1")
-        if not 0 <= self.select_smoothing < 1:
-            raise ValueError(f"select_smoothing must be in [0, 1), got {self.select_smoothing}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.restart_epochs < 0 or self.restart_mult < 1:
-            raise ValueError(f"restart_epochs must be >= 0 and restart_mult >= 1, got {self.restart_epochs}, {self.restart_mult}")
-
-
-@dataclass
-class EarlyStopping:
-    """Patience-based stopping on a (possibly EMA-smoothed) monitored value."""
-
-    patience: int
-    mode: str = "max"
-    min_delta: float = 0.0
-    smoothing: float = 0.0
-    best: float | None = None
-    best_epoch: int | None = None  # 1-based
-    bad_epochs: int = 0
-    ema: float | None = None
-
-    def update(self, value: float, epoch: int) -> bool:
-        """Record epoch ``epoch``'s value; True when it is the new best."""
-        if math.isfinite(value):
-            self.ema = value if self.ema is None or self.smoothing == 0 else self.smoothing * self.ema + (1 - self.smoothing) * value
-        score = self.ema if self.ema is not None and math.isfinite(value) else float("nan")
-        sign = 1.0 if self.mode == "max" else -1.0
-        improved = math.isfinite(score) and (self.best is None or sign * (score - self.best) > self.min_delta)
-        if improved:
-            self.best, self.best_epoch, self.bad_epochs = score, epoch, 0
-        else:
-            self.bad_epochs += 1
-        return improved
-
-    @property
-    def should_stop(self) -> bool:
-        return self.patience > 0 and self.bad_epochs >= self.patience
-
-
-class WarmupCosine:
-    """LR multiplier per optimizer step: linear warmup, then cosine to ``min_ratio``."""
-
-    def __init__(self, warmup_steps: int, total_steps: int, min_ratio: float) -> None:
-        self.warmup_steps, self.total_steps, self.min_ratio = warmup_steps, max(total_steps, 1), min_ratio
-
-    def __call__(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return (step + 1) / self.warmup_steps
-        span = max(self.total_steps - self.warmup_steps, 1)
-        progress = min((step - self.warmup_steps) / span, 1.0)
-        return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-class WarmupCosineRestarts:
-    """LR multiplier per optimizer step: linear warmup, then cosine annealing with warm restarts (SGDR).
-
-    After the warmup, cycle i (0-based) lasts ``cycle_steps * mult**i`` steps; at
-    position p of a cycle of length T the multiplier is
-    ``min_ratio + (1 - min_ratio) * (1 + cos(pi * p / T)) / 2``: 1 at each restart,
-    never below ``min_ratio`` (the LR floor).
-    """
-
-    def __init__(self, warmup_steps: int, cycle_steps: int, mult: float, min_ratio: float) -> None:
-        self.warmup_steps, self.cycle_steps, self.mult, self.min_ratio = warmup_steps, max(cycle_steps, 1), mult, min_ratio
-
-    def cycle(self, step: int) -> tuple[float, float]:
-        """(position in the cycle, cycle length) of post-warmup step ``step``."""
-        if self.mult == 1:
-            return float(step % self.cycle_steps), float(self.cycle_steps)
-        # Walk the cycles (geometric growth: few of them); cumulative sums, not t0 (m^i - 1) / (m - 1),
-        # whose rounding can put a restart one step late.
-        start, length = 0.0, float(self.cycle_steps)
-        while step >= start + length:
-            start, length = start + length, length * self.mult
-        return step - start, length
-
-    def __call__(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return (step + 1) / self.warmup_steps
-        pos, length = self.cycle(step - self.warmup_steps)
-        return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * pos / length))
-
-
-def make_optimizer(model: torch.nn.Module, cfg: LoopConfig) -> torch.optim.Optimizer:
-    """AdamW, or AdaBelief (``pytorch-optimizer``) with the same decoupled weight decay (``p -= lr * wd * p``)."""
-    if cfg.optimizer == "adabelief":
-        from pytorch_optimizer import AdaBelief  # imported only when asked for: the default run does not need it
-
-        return AdaBelief(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, weight_decouple=True, fixed_decay=False)
-    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def make_schedule(cfg: LoopConfig, steps_per_epoch: int) -> WarmupCosine | WarmupCosineRestarts:
-    """The LR multiplier of ``cfg``: warmup + one cosine, or warmup + cosine with warm restarts."""
-    warmup = round(cfg.warmup_epochs * steps_per_epoch)
-    if cfg.restart_epochs > 0:
-        return WarmupCosineRestarts(warmup, round(cfg.restart_epochs * steps_per_epoch), cfg.restart_mult, cfg.min_lr_ratio)
-    return WarmupCosine(warmup, cfg.epochs * steps_per_epoch, cfg.min_lr_ratio)
-
-
-@dataclass
-class Prediction:
-    """Node outputs of :func:`predict`, one row per selected node."""
-
-    rows: np.ndarray  # panel row
-    split: np.ndarray  # split code
-    day: np.ndarray  # position of the node's date in the requested dates
-    reg: np.ndarray  # [n, H]
-    p_up: np.ndarray | None  # [n, H]
-    y: np.ndarray  # [n, H] labels (NaN where null)
-    p_signal: np.ndarray | None = None  # [n, H], models with a signal head
-
-
-@dataclass
-class FitResult:
-    history: list[dict[str, Any]]
-    best_epoch: int | None
-    best_score: float | None
-    epochs_run: int
-    stopped_early: bool
-    finished: bool
-    train_seconds: float
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-# ------------------------------------------------------------------ helpers
-
-
-def resolve_device(device: str) -> torch.device:
-    """The torch device of the ``device`` param; ``cuda`` without a GPU is the user's error (:func:`check_device`)."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    check_device(device)
-    return torch.device(device)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (call before building a model)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    """The day-shuffling generator of one epoch: a function of (seed, epoch) only."""
-    state = np.random.SeedSequence([seed % 2**32, epoch]).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-
-
-@contextlib.contextmanager
-def deterministic_torch(enabled: bool, num_threads: int, device: torch.device) -> Iterator[None]:
-    """Fixed threads and deterministic algorithms for the duration of a fit; restored afterwards."""
-    old_threads = torch.get_num_threads()
-    old_det, old_warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-    if num_threads > 0:
-        torch.set_num_threads(num_threads)
-    if enabled:
-        if device.type == "cuda":
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old_threads)
-        torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
-
-
-def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    if device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def _to(batch: Any, device: torch.device) -> Any:
-    """Move a batch to ``device`` (a no-op on CPU: ``Data.to`` walks every attribute)."""
-    return batch if device.type == "cpu" else batch.to(device)
 
 
 def _chunks(n: int, size: int) -> Iterator[slice]:
     for lo in range(0, n, size):
         yield slice(lo, min(lo + size, n))
-
-
-class CheckpointError(UserError):
-    """A checkpoint that is refused: it holds more than tensors and plain containers, or is unreadable."""
-
-
-def _rng_state(device: torch.device) -> dict[str, Any]:
-    """Every RNG state as tensors and plain values, so that ``weights_only`` loading accepts it."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    version, words, gauss_next = random.getstate()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(gauss)},
-        "python": {"version": int(version), "words": torch.tensor(words, dtype=torch.int64), "gauss_next": gauss_next},
-    }
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    n, p = state["numpy"], state["python"]
-    np.random.set_state((n["kind"], n["keys"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
-    random.setstate((p["version"], tuple(int(w) for w in p["words"].tolist()), p["gauss_next"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _plain(obj: Any) -> Any:
-    """Numpy scalars (e.g. in history records) as python numbers: ``weights_only`` loading refuses numpy objects."""
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_plain(v) for v in obj)
-    return obj.item() if isinstance(obj, np.generic) else obj
-
-
-def _canonical(obj: Any) -> Any:
-    """``obj`` with fresh containers and every string interned, so that its pickle depends on values only.
-
-    Pickle writes an object it has seen before as a back-reference (memo), by identity: a key
-    that a fresh run takes from one code constant ("epoch", "lr") but a resumed run from the
-    unpickled checkpoint (another object per occurrence) is written out again, so the same
-    checkpoint got other bytes after a resume (and DVC saw a changed models/ folder). Interned,
-    equal strings are one object in both runs; rebuilt dicts, lists and tuples are never shared.
-    Tensors are kept as they are (torch.save writes each storage once, by its own key).
-    """
-    kind = type(obj)
-    if kind is str:
-        return sys.intern(obj)
-    if kind in (dict, OrderedDict):  # a state_dict is an OrderedDict whose _metadata attribute is pickled too
-        out = kind((_canonical(k), _canonical(v)) for k, v in obj.items())
-        for attr, value in getattr(obj, "__dict__", {}).items():
-            setattr(out, attr, _canonical(value))
-        return out
-    if kind in (list, tuple):
-        return kind(_canonical(v) for v in obj)
-    return obj
-
-
-def _save(obj: Any, path: Path) -> None:
-    # Saving to a file object: torch names the zip records after a path's stem, and the
-    # temporary file's random name would make identical checkpoints differ byte-wise.
-    # _canonical: a resumed run's checkpoint byte-identical to an uninterrupted run's.
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        torch.save(_canonical(obj), fh)
-
-
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Any:
-    """A checkpoint's contents, read with ``weights_only=True``: tensors and plain containers only.
-
-    Unpickling anything else could run code (a checkpoint from a colleague or a
-    shared DVC remote is untrusted input), so such a file is refused with a
-    :class:`CheckpointError` naming it.
-    """
-    path = Path(path)
-    if not zipfile.is_zipfile(path):  # torch.save writes a zip; anything else is damaged or foreign
-        raise CheckpointError(f"{path}: cannot be loaded: not a torch checkpoint (torch.save's zip format); delete it and retrain")
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        detail = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line or "Unsupported" in line), "")
-        raise CheckpointError(
-            f"{path}: refused to load: it holds objects other than tensors and plain containers, and unpickling"
-            f" them could run code ({detail or type(exc).__name__}). Delete it and retrain, or rebuild it from a"
-            " trusted source; never load it with weights_only=False"
-        ) from exc
-    except (RuntimeError, EOFError) as exc:  # a truncated archive
-        raise CheckpointError(f"{path}: cannot be loaded ({exc}); delete it and retrain") from exc
-
-
-_RESUME_IGNORED = ("progress", "device", "num_threads")
-# Fields added later: left out of the key at their default, so checkpoints written before them
-# still resume and a default run's checkpoint is byte-identical to before.
-_KEY_DEFAULTS = {"optimizer": "adamw", "restart_epochs": 0.0, "restart_mult": 1.0}
-
-
-def _config_key(cfg: LoopConfig) -> dict[str, Any]:
-    return {
-        k: v for k, v in dataclasses.asdict(cfg).items()
-        if k not in _RESUME_IGNORED and not (k in _KEY_DEFAULTS and v == _KEY_DEFAULTS[k])
-    }
 
 
 # --------------------------------------------------------------- inference

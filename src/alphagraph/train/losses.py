@@ -21,10 +21,10 @@ Optional per-node batch attributes (set by :class:`~alphagraph.train.core_data.C
 when a switch is on; absent, the loss is exactly the formula above):
 
 - ``batch.y_loss`` [N, H]: the MSE and daily-corr terms train on it instead of
-  ``batch.y`` (residual targets, :mod:`alphagraph.residual`); the classification
+  ``batch.y`` (residual targets, :mod:`alphagraph.features.residual`); the classification
   terms keep ``y_dir`` / ``y_sig``.
 - ``batch.loss_weight`` [N]: every term weighs node i's loss by ``w_i`` (a date's
-  regime weight, :mod:`alphagraph.regimes`, the same for all nodes of a day):
+  regime weight, :mod:`alphagraph.evaluation.regimes`, the same for all nodes of a day):
   ``MSE_h = sum_i w_i (p_i - y_i)^2 / n_h``, the BCEs alike, and the rank term
   ``sum_d w_d (1 - corr_d,h) / n_days,h``. Normalized by counts, not by the sum of
   weights, so a batch of heavily weighted days moves the model more (weights
