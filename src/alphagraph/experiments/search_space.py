@@ -94,7 +94,7 @@ def model_group(model: str, params: Params) -> str:
         if module not in ZOO_MODULES:
             raise UserError(f"search: model {model} (zoo module {module}) cannot be searched; zoo modules: {', '.join(ZOO_MODULES)}")
         return module
-    known = ", ".join([*GROUPS, *params.zoo.models])
+    known = ", ".join(dict.fromkeys([*GROUPS, *params.zoo.models]))
     raise UserError(f"search: model {model!r} is not core, gat, lgbm or a zoo model of params.yaml (zoo.models); known: {known}")
 
 

@@ -17,6 +17,7 @@ from alphagraph.runtime.log import get_logger
 from alphagraph.train import MultiHorizonLoss, split_codes
 from alphagraph.train.core_data import CoreDayData
 
+
 def core_index(edges: pl.DataFrame, panel: pl.DataFrame, params: Params) -> Any:
     """The GraphIndex of the core model: one edge type per relation of ``train.relations`` (else all)."""
     from alphagraph.graph.loader import model_index
