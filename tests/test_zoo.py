@@ -40,7 +40,7 @@ def test_the_default_zoo_is_valid_and_every_kind_is_one_entry_away():
         ({"zoo": {"models": {"ridge": "linear"}}}, "zoo.models.ridge: the linear module trains linear, linear_graph"),
         ({"linear": {"alphas": []}}, "linear.alphas: is empty"),
         ({"zoo": {"models": ["lstm"]}}, "zoo.models: expected a mapping"),
-        ({"ensemble": {"members": ["lgbm", "lstm"]}}, "ensemble.members: ['lstm'] are not model stages"),
+        ({"ensemble": {"members": ["lgbm", "lstm"]}}, "ensemble.members: ['lstm'] are not in zoo.models"),
         ({"ensemble": {"members": ["lgbm"]}}, "ensemble.members: an ensemble needs at least 2 models"),
         ({"tgcn": {"relations": ["rolling_correlation", "friends"]}}, "tgcn.relations: ['friends'] are not in graph.relations"),
         ({"temporal": {"horizon_weights": [1.0]}}, "temporal.horizon_weights: has 1 weights for 4 horizons"),

@@ -243,7 +243,11 @@ def _check_zoo(p: Params, fail: Any) -> None:
             fail(f"zoo.models.{name}", f"the {module} module trains {', '.join(KINDS[module])}, not {name!r}")
     known = set(p.zoo.models)
     if unknown := [m for m in p.ensemble.members if m not in known]:
-        fail("ensemble.members", f"{unknown} are not model stages ({', '.join(sorted(known))})")
+        fail(
+            "ensemble.members",
+            f"{unknown} are not in zoo.models ({', '.join(p.zoo.models)}); every model is an entry there"
+            " (a params file from before: add lgbm: lgbm, lgbm_graph: lgbm, gat: gat, core: core)",
+        )
     if len(p.ensemble.members) < 2:
         fail("ensemble.members", f"an ensemble needs at least 2 models, got {p.ensemble.members}")
     if p.tgcn.relations is not None and (bad := sorted(set(p.tgcn.relations) - set(p.graph.relations))):
