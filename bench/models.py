@@ -94,7 +94,7 @@ def main() -> None:
     names = args.models or list(params.zoo.models)
     if unknown := [n for n in names if n not in params.zoo.models]:
         parser.error(f"--models: {unknown} not in zoo.models ({', '.join(params.zoo.models)})")
-    panel = read_parquet(paths.NORMALIZED_PANEL)
+    panel = read_parquet(paths.NORMALIZED_PANEL, contiguous=True)
     fold = next(f for f in load_folds(paths.FOLDS) if f.fold == args.fold)
     edges = read_parquet(paths.EDGES) if any(params.zoo.models[n] in GRAPH_MODULES for n in names) else None
     baseline = json.loads(args.baseline.read_text())["models"] if args.baseline else {}

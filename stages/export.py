@@ -23,7 +23,7 @@ def main() -> None:
         fold = choose_fold(load_folds(paths.FOLDS), params.export.fold)
         fold_dir = paths.MODELS / "core" / f"fold{fold.fold}"
         model, meta = load_core(fold_dir, resolve_device(params.device))  # weights_only: refuses a checkpoint that would run code
-        panel = read_parquet(paths.NORMALIZED_PANEL)
+        panel = read_parquet(paths.NORMALIZED_PANEL, contiguous=True)
         index = core_index(read_parquet(paths.EDGES), panel, params)
         if index.relations != meta["kwargs"]["relations"]:
             raise ValueError(f"{fold_dir}/model.json: trained on relations {meta['kwargs']['relations']}, the graph has {index.relations}")

@@ -34,7 +34,7 @@ def main() -> None:
         ddp.relaunch(params.distributed, __file__, sys.argv[1:])
     with ddp.process_group(params.distributed, params.device), stage_run(name, active=ddp.is_main()) as rec:
         module = zoo_module(module_name)
-        panel, folds = read_parquet(paths.NORMALIZED_PANEL), load_folds(paths.FOLDS)
+        panel, folds = read_parquet(paths.NORMALIZED_PANEL, contiguous=True), load_folds(paths.FOLDS)
         edges = read_parquet(paths.EDGES) if module_name in GRAPH_MODULES else None
         index = module.zoo_index(name, panel, edges, params)
         inputs = stage_inputs(module, module_name, name, params, folds)

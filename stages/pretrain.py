@@ -34,7 +34,7 @@ def main() -> None:
         from alphagraph.models.core.pretrain import pretrain_fold, pretrained_path, save_pretrained
         from alphagraph.evaluation.split import load_folds
 
-        panel, folds = read_parquet(paths.NORMALIZED_PANEL), load_folds(paths.FOLDS)
+        panel, folds = read_parquet(paths.NORMALIZED_PANEL, contiguous=True), load_folds(paths.FOLDS)
         index = core_index(read_parquet(paths.EDGES), panel, params)
         kwargs = core_kwargs(params.train, feature_columns(panel), index.relations, len(params.features.horizons), params.seed)
         histories = {}

@@ -133,7 +133,7 @@ def run_one(tree: dict[str, Any], name: str, out: Path) -> dict[str, Any]:
     from alphagraph.evaluation.split import load_folds
 
     params = params_from_dict(tree, f"refinement {name}")
-    panel, folds = read_parquet(paths.NORMALIZED_PANEL), load_folds(paths.FOLDS)
+    panel, folds = read_parquet(paths.NORMALIZED_PANEL, contiguous=True), load_folds(paths.FOLDS)
     first_test = first_test_day(folds)
     folds = [f for f in folds if f.val[1] < first_test]  # the others validate on test days
     if not folds:

@@ -56,6 +56,7 @@ class GraphIndex:
         self._index_panel(panel, codes)
         self._index_edges(edges, codes)
         self._features: dict[tuple[str, ...], torch.Tensor] = {}
+        self._views: dict[str, np.ndarray | None] = {}
         self._code_str_cache: pl.Series | None = None
         self.mapped_days = 0  # day graphs built so far (edges mapped), over all batches
 
@@ -149,14 +150,23 @@ class GraphIndex:
         out = np.empty((positions.size, len(key)), dtype=np.float32)
         if positions.size and key:
             rows = positions if self._identity_order else self._order[positions]
-            contiguous = rows.size == rows[-1] - rows[0] + 1 and bool((np.diff(rows) == 1).all())
-            if contiguous:  # a run of days: a zero-copy slice of the panel
-                part = self._panel.select(key).slice(int(rows[0]), rows.size)
-            else:
-                part = self._panel.select(pl.col(c).gather(pl.Series(rows)) for c in key)
-            for j, c in enumerate(key):
-                out[:, j] = part.get_column(c).cast(pl.Float32).to_numpy()
+            views = [self._column_view(c) for c in key]
+            slow = [c for c, v in zip(key, views) if v is None]
+            part = self._panel.select(pl.col(c).gather(pl.Series(rows)) for c in slow) if slow else None
+            for j, (c, view) in enumerate(zip(key, views)):
+                out[:, j] = view[rows] if view is not None else part.get_column(c).cast(pl.Float32).to_numpy()
         return torch.from_numpy(out)
+
+    def _column_view(self, col: str) -> np.ndarray | None:
+        """A zero-copy float32 numpy view of a panel column (None when the column is in several chunks,
+        has nulls or another dtype: then :meth:`gather` reads it through polars). Reading a batch's rows
+        from views is a numpy take per column, several times faster than a polars gather, at no memory cost;
+        the model stage reads the panel in one chunk (``rechunk``) for it."""
+        if col not in self._views:
+            series = self._panel.get_column(col)
+            ok = series.dtype == pl.Float32 and series.n_chunks() == 1 and series.null_count() == 0
+            self._views[col] = series.to_numpy(allow_copy=False) if ok else None
+        return self._views[col]
 
     def _day_index(self, dates: Sequence[DateLike] | DateLike) -> np.ndarray:
         """Positions of ``dates`` in the panel's date list (KeyError for unknown dates)."""

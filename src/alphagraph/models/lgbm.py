@@ -71,13 +71,29 @@ def train_fold(split_panel: pl.DataFrame, fold: int, horizons: list[int], cfg: L
     X_out = out_rows.select(feats).to_numpy()
     preds, importance, best, boosters = {}, [], {}, {}
     params = booster_params(cfg, seed)
+    # Binning the features is most of a fit's time and does not depend on the label: horizons with the
+    # same labelled train rows share one constructed train Dataset (its label swapped in), and so do
+    # their val Datasets, which gives the same bins, so the same boosters, as building each anew.
+    trains: dict[bytes, lgb.Dataset] = {}
+    vals: dict[tuple[bytes, bytes], lgb.Dataset] = {}
     for h in horizons:
         y = f"y_{h}d"
-        tr, va = train.drop_nulls(y), val.drop_nulls(y)
-        if tr.is_empty() or va.is_empty():
-            raise ValueError(f"lgbm fold {fold}: no labelled {'train' if tr.is_empty() else 'val'} rows for {y}")
-        dtrain = lgb.Dataset(tr.select(feats).to_numpy(), tr[y].to_numpy(), feature_name=feats, free_raw_data=True)
-        dval = lgb.Dataset(va.select(feats).to_numpy(), va[y].to_numpy(), reference=dtrain)
+        tr_rows, va_rows = train[y].is_not_null().to_numpy(), val[y].is_not_null().to_numpy()
+        if not tr_rows.any() or not va_rows.any():
+            raise ValueError(f"lgbm fold {fold}: no labelled {'train' if not tr_rows.any() else 'val'} rows for {y}")
+        tr_y, va_y = train[y].to_numpy()[tr_rows], val[y].to_numpy()[va_rows]
+        tr_key = np.packbits(tr_rows).tobytes()
+        va_key = (tr_key, np.packbits(va_rows).tobytes())
+        if tr_key in trains:
+            trains[tr_key].set_label(tr_y)
+        else:
+            trains[tr_key] = lgb.Dataset(train.filter(tr_rows).select(feats).to_numpy(), tr_y, feature_name=feats, free_raw_data=True)
+        dtrain = trains[tr_key]
+        if va_key in vals:
+            vals[va_key].set_label(va_y)
+        else:
+            vals[va_key] = lgb.Dataset(val.filter(va_rows).select(feats).to_numpy(), va_y, reference=dtrain)
+        dval = vals[va_key]
         booster = lgb.train(
             params,
             dtrain,

@@ -81,12 +81,18 @@ def write_text(text: str, path: str | Path) -> Path:
     return Path(path)
 
 
-def read_parquet(path: str | Path, columns: list[str] | None = None) -> pl.DataFrame:
-    """Read a Parquet artifact with a clear error when it is missing."""
+def read_parquet(path: str | Path, columns: list[str] | None = None, contiguous: bool = False) -> pl.DataFrame:
+    """Read a Parquet artifact with a clear error when it is missing.
+
+    ``contiguous``: every column in one chunk (a file has one per row group), so numeric columns
+    without nulls are zero-copy numpy arrays, which the models' batch reads index
+    (:meth:`alphagraph.graph.loader.GraphIndex.gather`); the copy is transient, at read time.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: artifact not found (did the upstream stage run?)")
-    return pl.read_parquet(path, columns=columns)
+    frame = pl.read_parquet(path, columns=columns)
+    return frame.rechunk() if contiguous else frame
 
 
 def read_json(path: str | Path) -> Any:
