@@ -6,16 +6,17 @@ by hand: ``python stages/model.py --model core``.
 """
 
 import argparse
+import functools
 import sys
 
 from alphagraph.evaluation.split import load_folds
 from alphagraph.evaluation.walkforward import evaluate_and_write, oracle_rank_ic_1d
-from alphagraph.models.zoo import GRAPH_MODULES, TORCH_MODULES, params_group, stage_inputs, summarize, zoo_module
+from alphagraph.models.zoo import TORCH_MODULES, fold_workers, params_group, read_inputs, stage_inputs, summarize, zoo_module
 from alphagraph.runtime import distributed as ddp
 from alphagraph.runtime import paths
 from alphagraph.runtime.config import load_params
 from alphagraph.runtime.errors import UserError, run_main
-from alphagraph.runtime.io import atomic_dir, read_parquet, write_csv
+from alphagraph.runtime.io import atomic_dir, write_csv
 from alphagraph.runtime.log import stage_run
 from alphagraph.train.fold import collect_folds, write_training_curves
 from alphagraph.train.resume import StageWork, warm_epochs
@@ -34,19 +35,20 @@ def main() -> None:
         ddp.relaunch(params.distributed, __file__, sys.argv[1:])
     with ddp.process_group(params.distributed, params.device), stage_run(name, active=ddp.is_main()) as rec:
         module = zoo_module(module_name)
-        panel, folds = read_parquet(paths.NORMALIZED_PANEL, contiguous=True), load_folds(paths.FOLDS)
-        edges = read_parquet(paths.EDGES) if module_name in GRAPH_MODULES else None
-        index = module.zoo_index(name, panel, edges, params)
+        (panel, edges), folds = read_inputs(module_name), load_folds(paths.FOLDS)
+        # Built on first use: with fold workers (which build their own) only for the summary, while they train.
+        index = functools.cache(lambda: module.zoo_index(name, panel, edges, params))
         inputs = stage_inputs(module, module_name, name, params, folds)
         work = StageWork(name, params, inputs)
-        train_one = lambda fold, run_dir: module.train_zoo_fold(name, panel, index, fold, params, run_dir)  # noqa: E731
+        train_one = lambda fold, run_dir: module.train_zoo_fold(name, panel, index(), fold, params, run_dir)  # noqa: E731
         # a trained model's params group (LoopParams) carries refit_warm_start; a fitted one's does not
-        results = work.run_folds(folds, train_one, warm_epochs(params_group(params, module_name)))
+        group = params_group(params, module_name)
+        results = work.run_folds(folds, train_one, warm_epochs(group), fold_workers(name, module_name, params, meanwhile=index))
         if not ddp.is_main():
             return
         predictions, curves, train = collect_folds([(fold.fold, out) for fold, out, _ in results])
         frames = {key: [f[key] for _, _, f in results if key in f] for key in dict.fromkeys(k for _, _, f in results for k in f)}
-        extra, plots = summarize(module, name, index, frames, params)
+        extra, plots = summarize(module, name, index(), frames, params)
         with atomic_dir(paths.MODELS / name) as model_dir:
             work.publish(model_dir)
         metrics = evaluate_and_write(name, predictions, panel, params, extra={"train": train} | extra, oracle_ic=oracle_rank_ic_1d())

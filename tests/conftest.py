@@ -43,6 +43,9 @@ TINY_PARAMS: dict[str, Any] = {
                        "linear": "linear", "linear_graph": "linear", "tgcn": "tgcn"}},
     # 40 stocks: a top-10 book (Qlib's top 50 of 300 is a sixth of its universe).
     "eval": {"backtest": {"topk": 10, "n_drop": 2}},
+    # Folds one after another: a tiny fold trains in less time than a worker process takes to start
+    # (tests/test_fold_workers.py runs the workers).
+    "distributed": {"fold_workers": 1},
 }
 
 

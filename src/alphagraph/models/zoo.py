@@ -18,7 +18,8 @@ plots from the per-fold frames; without it each frame key is one plots file,
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -28,6 +29,8 @@ import polars as pl
 from alphagraph.evaluation.split import Fold
 from alphagraph.runtime import paths
 from alphagraph.runtime.config import KINDS, Params
+from alphagraph.runtime.io import read_parquet
+from alphagraph.train.workers import FoldWorkers
 
 # Modules whose models read the graph stage's edges.
 GRAPH_MODULES = ("gat", "core", "tgcn", "linear")
@@ -69,3 +72,34 @@ def summarize(
     from alphagraph.train.importance import stack_folds
 
     return {}, {key: stack_folds(key, parts) for key, parts in frames.items() if parts}
+
+
+def read_inputs(module: str) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """The normalized panel (one chunk per column, for fast batch reads) and, for a graph module, the edges."""
+    panel = read_parquet(paths.NORMALIZED_PANEL, contiguous=True)
+    return panel, read_parquet(paths.EDGES) if module in GRAPH_MODULES else None
+
+
+@dataclass(frozen=True)
+class ZooSetup:
+    """A fold worker's setup for one model: it reads the artifacts and builds the index once, as the stage does,
+    and returns its ``train_one(fold, run_dir)``."""
+
+    name: str
+    module: str
+    params: Params
+
+    def __call__(self) -> Callable[[Fold, Path], Any]:
+        module = zoo_module(self.module)
+        panel, edges = read_inputs(self.module)
+        index = module.zoo_index(self.name, panel, edges, self.params)
+        return lambda fold, run_dir: module.train_zoo_fold(self.name, panel, index, fold, self.params, run_dir)
+
+
+def fold_workers(name: str, module: str, params: Params, meanwhile: Callable[[], Any] | None = None) -> FoldWorkers | None:
+    """``distributed.fold_workers`` worker processes for a torch model's folds (None: 1, or not a torch model:
+    LightGBM and the ridges keep their cores busy on their own)."""
+    n = params.distributed.fold_workers
+    if n <= 1 or module not in TORCH_MODULES:
+        return None
+    return FoldWorkers(n, ZooSetup(name, module, params), meanwhile)

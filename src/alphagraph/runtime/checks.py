@@ -32,6 +32,8 @@ def check_params(p: Params, source: str) -> None:
     _check_training(p, fail)
     if p.distributed.nproc_per_node < 1:
         fail("distributed.nproc_per_node", f"must be >= 1, got {p.distributed.nproc_per_node}")
+    if p.distributed.fold_workers < 1:
+        fail("distributed.fold_workers", f"must be >= 1, got {p.distributed.fold_workers}")
     if syn.n_stocks < 2:
         fail("data.synthetic.n_stocks", f"needs at least 2 stocks, got {syn.n_stocks}")
     if syn.n_days < 30:

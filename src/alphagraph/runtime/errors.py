@@ -183,7 +183,7 @@ def _watch(pid: int, started: str) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _terminate_with_parent() -> None:
+def terminate_with_parent() -> None:
     """Ask Linux for SIGTERM when the parent dies: DVC killed mid-stage does not forward signals,
     and an orphaned stage would finish unrecorded instead of keeping its checkpoints for the rerun.
 
@@ -217,7 +217,7 @@ def run_main(main: Callable[[], None]) -> None:
     signal.signal(signal.SIGTERM, _terminate)
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where the parent ignores Ctrl-C
         signal.signal(signal.SIGINT, _interrupt)
-    _terminate_with_parent()
+    terminate_with_parent()
     try:
         main()
     except UserError as exc:

@@ -33,9 +33,16 @@ def get_logger(name: str) -> logging.Logger:
     return logger
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB); ``RUSAGE_CHILDREN``: of
+    its largest finished child (a model stage's fold workers)."""
+    return resource.getrusage(who).ru_maxrss / 1024.0
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (fold workers) so far."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 @dataclass
@@ -64,7 +71,7 @@ def stage_run(stage: str, timings_dir: Path | None = TIMINGS, active: bool = Tru
         yield record
         return
     logger = get_logger(stage)
-    start, cpu_start = time.perf_counter(), time.process_time()
+    start, cpu_start = time.perf_counter(), _cpu_seconds()
     logger.info("start")
     try:
         yield record
@@ -83,13 +90,15 @@ def stage_run(stage: str, timings_dir: Path | None = TIMINGS, active: bool = Tru
         "peak_rss_mb": round(peak_rss_mb(), 1),
         **record.extra,
     }
+    if workers := peak_rss_mb(resource.RUSAGE_CHILDREN):  # each worker's own peak, besides the stage's
+        summary["worker_peak_rss_mb"] = round(workers, 1)
     logger.info("done %s", json.dumps(summary, sort_keys=True))
     if timings_dir is not None:
         from alphagraph.runtime.io import write_json
 
         timings = {
             "seconds": record.seconds,
-            "cpu_seconds": round(time.process_time() - cpu_start, 3),
+            "cpu_seconds": round(_cpu_seconds() - cpu_start, 3),
             "peak_rss_mb": summary["peak_rss_mb"],
-        }
+        } | ({"worker_peak_rss_mb": summary["worker_peak_rss_mb"]} if "worker_peak_rss_mb" in summary else {})
         write_json({stage: timings}, timings_dir / f"{stage}.json")

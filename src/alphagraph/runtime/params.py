@@ -525,6 +525,10 @@ class DistributedConfig:
     # yourself on each (docs/scale.md).
     nproc_per_node: int = 1
     backend: Literal["auto", "gloo", "nccl"] = "auto"  # auto: nccl on CUDA, gloo on CPU
+    # Folds of a torch model's stage trained at once, each in a worker process with its params
+    # group's num_threads (the results do not depend on it); 1: one after another in the stage's
+    # process, as also under torchrun and with refit_warm_start (a fold starts from the one before).
+    fold_workers: int = 1
 
 
 @dataclass(frozen=True)

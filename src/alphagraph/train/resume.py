@@ -41,6 +41,7 @@ from alphagraph.runtime.log import get_logger
 from alphagraph.evaluation.split import Fold
 from alphagraph.train.fold import FoldOutput, WarmStart, warm_start
 from alphagraph.train.loop import FitResult, load_checkpoint
+from alphagraph.train.workers import FoldWorkers, run_in_workers
 
 WORK_ROOT = Path(".alphagraph/work")
 DONE = "done"
@@ -120,7 +121,7 @@ class StageWork:
         ddp.barrier()
 
     def run_folds(
-        self, folds: Sequence[Fold], train_one: TrainOne, refit_epochs: int | None = None
+        self, folds: Sequence[Fold], train_one: TrainOne, refit_epochs: int | None = None, workers: FoldWorkers | None = None
     ) -> list[tuple[Fold, FoldOutput, dict[str, pl.DataFrame]]]:
         """Train every fold with ``train_one(fold, run_dir)``, reusing the finished ones; in fold order.
 
@@ -129,8 +130,13 @@ class StageWork:
         ``refit_epochs`` (:func:`warm_epochs`): a fold that is not the first
         block of its test window trains within :func:`~alphagraph.train.fold.warm_start`
         from the previous fold's weights, for that many epochs.
+        ``workers``: the folds left to train go to that many worker processes at once
+        (:mod:`alphagraph.train.workers`), unless a fold warm-starts from another, the run is
+        distributed or at most one fold is left.
         """
         try:
+            if workers is not None and workers.processes > 1 and refit_epochs is None and ddp.world_size() == 1:
+                return self._run_folds_in_workers(folds, train_one, workers)
             return self._run_folds(folds, train_one, refit_epochs)
         except BaseException:  # an error, SIGTERM, Ctrl-C: keep the checkpoints, not folders without one
             self._remove_empty()
@@ -154,6 +160,27 @@ class StageWork:
             if ddp.is_main():
                 _save_fold(out, frames, done)
             results.append((fold, out, frames))
+        return results
+
+    def _run_folds_in_workers(
+        self, folds: Sequence[Fold], train_one: TrainOne, workers: FoldWorkers
+    ) -> list[tuple[Fold, FoldOutput, dict[str, pl.DataFrame]]]:
+        ordered = sorted(folds, key=lambda f: f.fold)
+        todo = [(f, self.dir / f"fold{f.fold}") for f in ordered if not (self.dir / f"fold{f.fold}" / DONE / "result.json").exists()]
+        if len(todo) <= 1:
+            return self._run_folds(folds, train_one, None)
+        log.info("%s: %d folds in %d worker processes", self.stage, len(todo), min(workers.processes, len(todo)))
+        trained = {}
+        for fold, (out, frames) in run_in_workers(workers, todo):
+            _save_fold(out, frames, self.dir / f"fold{fold.fold}" / DONE)
+            trained[fold.fold] = (out, frames)
+        results = []
+        for fold in ordered:
+            if fold.fold not in trained:
+                done = self.dir / f"fold{fold.fold}" / DONE
+                log.info("%s fold %d: finished in an earlier run, reused from %s", self.stage, fold.fold, done)
+                trained[fold.fold] = _load_fold(done)
+            results.append((fold, *trained[fold.fold]))
         return results
 
     def _warm_start(self, fold: Fold, folds: Sequence[Fold], epochs: int | None) -> WarmStart | None:

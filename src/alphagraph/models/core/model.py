@@ -467,11 +467,14 @@ class CoreModel(nn.Module):
         if self.pearl is not None:
             h = h + self.positional(batch, e.size(0), e.device)
         att_attr = self.edge_inputs(batch, edge_attr) if self.edge_features else edge_attr
-        ei_dict, ea_dict = {}, {}
-        for r, name in enumerate(self.relations):
-            sel = batch.edge_type == r  # an empty [2, 0] tensor when absent: HeteroConv would skip the key
-            ei_dict[(NODE, name, NODE)] = batch.edge_index[:, sel]
-            ea_dict[(NODE, name, NODE)] = att_attr[sel]
+        # Each relation's edges in input order (a stable sort by type, then slices); an empty [2, 0] tensor
+        # when a relation has none: HeteroConv would skip a missing key.
+        order = torch.argsort(batch.edge_type, stable=True)
+        counts = torch.bincount(batch.edge_type, minlength=len(self.relations)).tolist()
+        ei_parts = batch.edge_index[:, order].split(counts, dim=1)
+        ea_parts = att_attr[order].split(counts)
+        ei_dict = {(NODE, name, NODE): ei_parts[r] for r, name in enumerate(self.relations)}
+        ea_dict = {(NODE, name, NODE): ea_parts[r] for r, name in enumerate(self.relations)}
         keep = None
         if drop_relations:
             unknown = sorted(set(drop_relations) - set(self.relations))
@@ -515,14 +518,17 @@ class CoreModel(nn.Module):
     def neighbour_sums(self, x: torch.Tensor, batch: Any, edge_attr: torch.Tensor, drop: Sequence[str] = ()) -> torch.Tensor:
         """[N, 2 R F]: per relation, the signed-weight sum and weighted mean of the in-neighbours' ``x`` [N, F]."""
         src, dst = batch.edge_index
+        n, f, r = x.size(0), x.size(1), len(self.relations)
         w = edge_attr[:, 0] * edge_attr[:, 1]  # (weight, sign)
-        parts = []
-        for r, name in enumerate(self.relations):
-            sel = (batch.edge_type == r) & (name not in drop)
-            total = x.new_zeros(x.shape).index_add(0, dst[sel], w[sel, None] * x[src[sel]])
-            mass = x.new_zeros(x.size(0)).index_add(0, dst[sel], w[sel].abs())
-            parts += [total, total / mass.clamp_min(1e-6)[:, None]]
-        return torch.cat(parts, dim=1)
+        if drop:
+            keep = torch.tensor([name not in drop for name in self.relations], device=w.device)
+            w = w * keep[batch.edge_type]
+        # One scatter over every edge into (node, relation) slots: each slot sums its edges in input order,
+        # as a scatter per relation would.
+        slot = dst * r + batch.edge_type
+        total = x.new_zeros(n * r, f).index_add_(0, slot, w[:, None] * x[src]).view(n, r, f)
+        mass = x.new_zeros(n * r).index_add_(0, slot, w.abs()).view(n, r, 1)
+        return torch.stack([total, total / mass.clamp_min(1e-6)], dim=2).reshape(n, 2 * r * f)
 
 
 def per_day_zscore(x: torch.Tensor, day: torch.Tensor, n_days: int, eps: float = 1e-6) -> torch.Tensor:
