@@ -151,6 +151,10 @@ PROTOCOL: dict[str, Any] = {
     "split.test_start": "2017-01-01",
     "split.embargo_days": 5,
     "graph.relations": ["rolling_correlation", "sector_industry"],
+    # One fold: no fold workers to share the cores with, so each torch model takes both threads.
+    "gat.num_threads": 2,
+    "train.num_threads": 2,
+    "temporal.num_threads": 2,
 }
 
 
