@@ -39,6 +39,7 @@ from scipy.special import ndtri
 from alphagraph.runtime.config import NormalizeConfig
 from alphagraph.runtime.errors import UserError
 from alphagraph.runtime.io import ParquetSink, memory_target
+from alphagraph.features.compute import _prefaulted, _threads
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +225,7 @@ def normalize_file(
             frame = lf.filter(pl.col("date").is_between(lo, hi)).collect()
         if small_dates.len():
             frame = frame.filter(~pl.col("date").is_in(small_dates.implode()))
-        return frame.sort(["date", "code"])
+        return frame if _sorted_by_date_code(frame) else frame.sort(["date", "code"])
 
     stats = _Stats(len(feats))
     blocks = _date_blocks(counts, rows)
@@ -245,13 +246,29 @@ def normalize_file(
     return stats.result(small)
 
 
+def _sorted_by_date_code(frame: pl.DataFrame) -> bool:
+    """Whether the rows are in (date, code) order already (as the features stage writes them):
+    checking is far cheaper than sorting, which gathers every column."""
+    if frame.height < 2:
+        return True
+    d, c = pl.col("date"), pl.col("code")
+    ok = ((d > d.shift()) | ((d == d.shift()) & (c > c.shift()))).fill_null(False)
+    return bool(frame.select(ok.slice(1).all()).item())
+
+
 # ------------------------------------------------------------------ one block of dates
 
 
 def _normalize_block(
     block: pl.DataFrame, feats: list[str], cfg: NormalizeConfig, horizons: list[int]
 ) -> tuple[pl.DataFrame, np.ndarray]:
-    """Normalize a block of whole dates sorted by (date, code); also returns missing counts per row."""
+    """Normalize a block of whole dates sorted by (date, code); also returns missing counts per row.
+
+    The feature columns are shared out to a few threads (numpy's sorts and ufuncs release the
+    GIL); each thread reuses its dense and sort buffers from column to column (fresh pages cost
+    more than the arithmetic on a VM), and the results land in one preallocated float32 array
+    that the output columns view without copying.
+    """
     n = block.height
     date_id = block.get_column("date").rle_id().to_numpy().astype(np.int64)
     n_dates = int(date_id[-1]) + 1 if n else 0
@@ -260,24 +277,66 @@ def _normalize_block(
     width = int(pos.max()) + 1 if n else 1
     cells = date_id * width + pos
 
-    missing = np.zeros((n_dates, width), dtype=np.int64)  # per cell: missing features
-    new_cols = []
-    for c in feats:
-        col = block.get_column(c)
-        # arithmetic in the column's own float type (Float32 from the features stage), like polars
-        ft = np.float64 if col.dtype == pl.Float64 else np.float32
-        x = col.cast(pl.Float64 if ft is np.float64 else pl.Float32).to_numpy()  # null -> NaN
-        dense = np.full((n_dates, width), np.nan, dtype=ft)
-        dense.reshape(-1)[cells] = x
-        z = _robust_z(dense, missing, cfg.clip)
-        new_cols.append(pl.Series(c, z.reshape(-1)[cells], dtype=pl.Float32))
-    n_missing = missing.reshape(-1)[cells]
+    out = _prefaulted(len(feats) * n, np.float32).reshape(len(feats), n)
+    n_threads = max(1, min(_threads(None), len(feats)))
+
+    def run(part: list[int]) -> np.ndarray:
+        missing = np.zeros(n, dtype=np.int32)  # per row: missing (null or non-finite) features
+        bufs: dict[type, tuple[np.ndarray, np.ndarray]] = {}
+        for i in part:
+            col = block.get_column(feats[i])
+            # arithmetic in the column's own float type (Float32 from the features stage), like polars
+            ft = np.float64 if col.dtype == pl.Float64 else np.float32
+            x, nulls = _values(col, ft)
+            if ft not in bufs:  # padding cells stay NaN: only real cells are ever written
+                bufs[ft] = (np.full((n_dates, width), np.nan, dtype=ft), np.empty((n_dates, width), dtype=ft))
+            dense, work = bufs[ft]
+            flat = dense.reshape(-1)
+            flat[cells] = x
+            finite = np.isfinite(x)
+            if nulls is not None:
+                finite[nulls] = False
+            if not finite.all():  # null, NaN or inf: missing
+                flat[cells[~finite]] = np.nan
+            missing += ~finite
+            _robust_z(dense, cfg.clip, work)
+            if ft is np.float32:
+                np.take(dense.reshape(-1), cells, out=out[i])
+            else:
+                out[i] = dense.reshape(-1)[cells]  # rounded to float32 like the Float32 cast
+            np.copyto(out[i], 0.0, where=np.isnan(out[i]))  # missing -> 0
+        return missing
+
+    parts = [list(range(k, len(feats), n_threads)) for k in range(n_threads)]
+    if n_threads > 1:
+        with ThreadPoolExecutor(max_workers=n_threads) as pool:
+            counts = list(pool.map(run, parts))
+    else:
+        counts = [run(parts[0])]
+    n_missing = np.sum(counts, axis=0, dtype=np.int64) if n else np.zeros(0, dtype=np.int64)
+    new_cols = [pl.Series(c, out[i], dtype=pl.Float32) for i, c in enumerate(feats)]
     share = (n_missing.astype(np.float64) / max(len(feats), 1)).astype(np.float32)
     out = block.with_columns(new_cols).with_columns(pl.Series(MISSING_SHARE, share, dtype=pl.Float32))
     out = out.with_columns([_label(h, cfg.label, cfg.clip) for h in horizons])
     if cfg.label == "rankgauss":
         out = _rank_gauss_labels(out, horizons)
     return out, n_missing
+
+
+def _values(col: pl.Series, ft: type) -> tuple[np.ndarray, np.ndarray | None]:
+    """A column's values as ``ft`` (arbitrary where null) and the positions of its nulls (None: no nulls).
+
+    Read through Arrow's buffers without copying: polars' ``to_numpy`` writes NaN into the null
+    slots of a fresh array, which costs more than all of the column's arithmetic.
+    """
+    arr = col.cast(pl.Float64 if ft is np.float64 else pl.Float32).to_arrow()
+    size = len(arr) + arr.offset
+    validity, values = arr.buffers()[:2]
+    x = np.frombuffer(values, dtype=ft, count=size)[arr.offset :]
+    if not arr.null_count:
+        return x, None
+    valid = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), count=size, bitorder="little")[arr.offset :]
+    return x, np.flatnonzero(valid == 0)
 
 
 def _sorted_median(S: np.ndarray, cnt: np.ndarray) -> np.ndarray:
@@ -296,23 +355,23 @@ def _sorted_median(S: np.ndarray, cnt: np.ndarray) -> np.ndarray:
     return med
 
 
-def _robust_z(dense: np.ndarray, missing: np.ndarray, clip: float) -> np.ndarray:
-    """(x - median) / scale per date (row of ``dense``, NaN = missing), clipped, missing -> 0.
+def _robust_z(dense: np.ndarray, clip: float, work: np.ndarray) -> None:
+    """(x - median) / scale per date (row of ``dense``, NaN = missing), clipped; in place.
 
     Arithmetic in ``dense``'s float type (float32 for the features stage's panel), like
-    the polars expressions this replaces: same values, bit for bit. ``dense`` is
-    overwritten; ``missing`` counts the missing (null or non-finite) cells.
+    the polars expressions this replaces: same values, bit for bit. ``dense`` holds no
+    infinities (the caller made them NaN); missing cells stay NaN. ``work``: a buffer of
+    ``dense``'s shape for the sorted copies.
     """
     ft = dense.dtype.type
-    inf = np.isinf(dense)
-    if inf.any():
-        dense[inf] = np.nan
-    nan = np.isnan(dense)
-    missing += nan
-    cnt = dense.shape[1] - np.count_nonzero(nan, axis=1)
-    med = _sorted_median(np.sort(dense, axis=1), cnt)
+    cnt = dense.shape[1] - np.count_nonzero(np.isnan(dense), axis=1)
+    np.copyto(work, dense)
+    work.sort(axis=1)  # NaN last
+    med = _sorted_median(work, cnt)
     dense -= med[:, None]  # centred
-    mad = _sorted_median(np.sort(np.abs(dense), axis=1), cnt) * ft(MAD_TO_STD)
+    np.abs(dense, out=work)
+    work.sort(axis=1)
+    mad = _sorted_median(work, cnt) * ft(MAD_TO_STD)
     with np.errstate(invalid="ignore"):
         use_mad = mad > ft(1e-12)
     scale = np.where(use_mad, mad, ft(np.nan)).astype(ft)
@@ -322,8 +381,6 @@ def _robust_z(dense: np.ndarray, missing: np.ndarray, clip: float) -> np.ndarray
     with np.errstate(invalid="ignore", divide="ignore"):
         dense /= scale[:, None]
     np.clip(dense, ft(-clip), ft(clip), out=dense)
-    dense[np.isnan(dense)] = 0.0
-    return dense
 
 
 def _std_fallback(rows: np.ndarray) -> np.ndarray:

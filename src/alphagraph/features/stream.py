@@ -33,9 +33,12 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from alphagraph.runtime.config import FeaturesConfig
-from alphagraph.features.compute import PRICE_COLUMNS, CrossSection, _check_columns, _compute, _sector_ids
+from alphagraph.features.compute import (
+    PRICE_COLUMNS, BufferPool, CrossSection, _check_columns, _compute, _prefaulted, _sector_ids,
+)
 from alphagraph.features.extra import cross_section_means, relative_means
 from alphagraph.features.families import feature_families, feature_names, relative_horizons
 from alphagraph.features.panel import panel_metrics
@@ -97,6 +100,11 @@ def build_panel_file(
     single = len(bounds) == 2  # the whole panel is one block: no temporary files
     remove_stale_temporaries(out.parent / f"{out.name}.blocks")  # left by a killed run
     work = None if single else Path(tempfile.mkdtemp(prefix=f".{out.name}.blocks.", dir=_ensure_dir(out.parent)))
+    # the output's row blocks (the spill files are laid out by them, so that one read fetches
+    # a row block's part of every column)
+    cuts = list(range(0, max(n, 1), block_rows)) + [n]
+    # column buffers go back to the pool once a block is spilled, and the next block reuses them
+    pool = BufferPool(capacity=int(max((lens[a:b].sum() for a, b in zip(bounds[:-1], bounds[1:])), default=0)))
     try:
         blocks: list[_Block] = []
         with ThreadPoolExecutor(max_workers=1) as spiller:  # a block is written out while the next computes
@@ -110,20 +118,20 @@ def build_panel_file(
                     xs["date_idx"][rows], xs["n_dates"], xs["mkt_ret"][rows] if xs["mkt_ret"] is not None else None,
                     xs["means"], xs["row_sector"][rows], xs["n_sectors"],
                 )
-                _, arrays = _compute(sub, universe, cfg, pl.Float32, n_threads, bxs)
+                order = np.argsort(rank[rows], kind="stable")  # the block's rows in the final order
+                _, arrays = _compute(sub, universe, cfg, pl.Float32, n_threads, bxs, order=order, pool=pool)
                 del sub, bxs
-                order = np.argsort(rank[rows], kind="stable")
                 block = _Block(rank[rows][order], None if single else work / f"block{j}.f32")
                 if pending is not None:
                     pending.result()
-                pending = spiller.submit(block.store, arrays, order)
+                pending = spiller.submit(block.store, arrays, cuts, pool)
                 blocks.append(block)
                 del arrays, order
             if pending is not None:
                 pending.result()
-        del xs, stock
+        del xs, stock, pool
 
-        metrics = _assemble(prices, perm, targets, names, blocks, out, block_rows, cfg)
+        metrics = _assemble(prices, perm, targets, names, blocks, out, cuts, cfg)
     finally:
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
@@ -134,30 +142,45 @@ class _Block:
     """One block of stocks' feature columns, rows in the final (date, code) order.
 
     ``rank``: the final position of each of its rows (ascending). The columns live in a
-    temporary file (column after column, float32) or, for a panel that is a single
-    block, in memory.
+    temporary file (float32; for each of the output's row blocks, that block's part of
+    every column, column after column, so that one read fetches it) or, for a panel that
+    is a single block, in memory.
     """
 
     def __init__(self, rank: np.ndarray, path: Path | None):
         self.rank, self.path, self.size = rank, path, rank.size
         self.arrays: list[np.ndarray] | None = None
+        self.spans: list[tuple[int, int]] = []
+        self.n_cols = 0
         self.fh = None
 
-    def store(self, arrays: list[np.ndarray], order: np.ndarray) -> None:
+    def store(self, arrays: list[np.ndarray], cuts: list[int], pool: BufferPool) -> None:
+        """Keep the columns (a single block) or write them out and give their buffers back to ``pool``."""
+        lo, hi = np.searchsorted(self.rank, cuts[:-1]), np.searchsorted(self.rank, cuts[1:])
+        self.spans = [(int(a), int(b)) for a, b in zip(lo, hi)]
+        self.n_cols = len(arrays)
         if self.path is None:
-            self.arrays = [np.take(arr, order) for arr in arrays]
+            self.arrays = arrays
             return
         with open(self.path, "wb") as f:
-            for arr in arrays:
-                np.take(arr, order).astype(np.float32, copy=False).tofile(f)
+            for s, e in self.spans:
+                for arr in arrays:
+                    f.write(arr[s:e].astype(np.float32, copy=False))
+        for arr in arrays:
+            pool.put(arr)
 
-    def read(self, ci: int, s: int, e: int) -> np.ndarray:
+    def read(self, k: int, buf: np.ndarray) -> list[np.ndarray] | np.ndarray:
+        """Row block ``k``'s part of every column: views of the columns in memory, or a
+        ``(columns, rows)`` array read from the file into ``buf`` (reused from call to call)."""
+        s, e = self.spans[k]
         if self.arrays is not None:
-            return self.arrays[ci][s:e]
+            return [arr[s:e] for arr in self.arrays]
         if self.fh is None:
             self.fh = open(self.path, "rb")
-        self.fh.seek((ci * self.size + s) * 4)
-        return np.fromfile(self.fh, dtype=np.float32, count=e - s)
+        self.fh.seek(sum(e0 - s0 for s0, e0 in self.spans[:k]) * self.n_cols * 4)
+        seg = buf[: self.n_cols * (e - s)]
+        self.fh.readinto(memoryview(seg).cast("B"))
+        return seg.reshape(self.n_cols, e - s)
 
     def close(self) -> None:
         if self.fh is not None:
@@ -213,33 +236,52 @@ def _cross_sections(prices: pl.DataFrame, universe, cfg: FeaturesConfig, codes: 
     return out
 
 
-def _assemble(prices, perm, targets, names, blocks, out: Path, block_rows: int, cfg: FeaturesConfig) -> dict[str, Any]:
-    """Rows of the final order, block by block, from the stock blocks' files -> Parquet at ``out``."""
+def _assemble(prices, perm, targets, names, blocks, out: Path, cuts: list[int], cfg: FeaturesConfig) -> dict[str, Any]:
+    """Rows of the final order, row block by row block, from the stock blocks -> Parquet at ``out``.
+
+    A row block's part of each stock block is read in one go and scattered into a
+    ``(columns, rows)`` grid (two grids take turns: the Parquet writer encodes one while the
+    other fills); Arrow arrays wrap the grid's rows without copying, NaN -> null through a
+    validity bitmap.
+    """
     n = prices.height
     null_counts = np.zeros(len(names), dtype=np.int64)
     target_nulls = {h: 0 for h in cfg.horizons}
+    keys = prices.select("date", "code")
+    in_memory = len(blocks) == 1 and blocks[0].arrays is not None
+    biggest = max((blk.n_cols * (e - s) for blk in blocks for s, e in blk.spans), default=0)
+    readbuf = np.empty(0 if in_memory else biggest, dtype=np.float32)
+    width = max(b - a for a, b in zip(cuts[:-1], cuts[1:]))
+    grids: list[np.ndarray | None] = [None, None]
     try:
         with ParquetSink(out, row_group_size=ROW_GROUP) as sink:
-            for a in range(0, max(n, 1), block_rows):
-                b = min(n, a + block_rows)
-                keys = prices.select("date", "code")[perm[a:b]]
-                spans = [(np.searchsorted(blk.rank, a), np.searchsorted(blk.rank, b)) for blk in blocks]
-                cols = []
-                for ci, name in enumerate(names):
-                    col = np.empty(b - a, dtype=np.float32)
-                    for blk, (s, e) in zip(blocks, spans):
+            for k, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])):
+                if in_memory:  # one block, its rows already in the final order
+                    cols = blocks[0].read(k, readbuf)
+                else:
+                    if grids[k % 2] is None:
+                        grids[k % 2] = _prefaulted(len(names) * width, np.float32).reshape(len(names), width)
+                    grid = grids[k % 2][:, : b - a]
+                    for blk in blocks:
+                        s, e = blk.spans[k]
                         if e > s:
-                            col[blk.rank[s:e] - a] = blk.read(ci, s, e)
-                    null_counts[ci] += int(np.count_nonzero(np.isnan(col)))
-                    cols.append(pl.Series(name, col, dtype=pl.Float32, nan_to_null=True))
+                            grid[:, blk.rank[s:e] - a] = blk.read(k, readbuf)
+                    cols = list(grid)
+                arrays = []
+                for ci, col in enumerate(cols):
+                    missing = np.isnan(col)
+                    n_null = int(np.count_nonzero(missing))
+                    null_counts[ci] += n_null
+                    valid = pa.py_buffer(np.packbits(~missing, bitorder="little")) if n_null else None
+                    arrays.append(pa.Array.from_buffers(pa.float32(), len(col), [valid, pa.py_buffer(col)], null_count=n_null))
                 tgt = targets.slice(a, b - a)
                 for h in cfg.horizons:
                     target_nulls[h] += tgt.get_column(f"ret_{h}d").null_count()
-                frame = pl.concat([keys, pl.DataFrame(cols), tgt], how="horizontal")
-                sink.write(frame)
-                del frame, cols, keys
-                if n == 0:
-                    break
+                head, tail = keys[perm[a:b]].to_arrow(), tgt.to_arrow()
+                sink.write(pa.Table.from_arrays(
+                    [*head.columns, *arrays, *tail.columns], names=[*head.column_names, *names, *tail.column_names]
+                ))
+                del arrays, cols, head, tail
     finally:
         for blk in blocks:
             blk.close()
