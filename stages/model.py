@@ -36,19 +36,19 @@ def main() -> None:
     with ddp.process_group(params.distributed, params.device), stage_run(name, active=ddp.is_main()) as rec:
         module = zoo_module(module_name)
         (panel, edges), folds = read_inputs(module_name), load_folds(paths.FOLDS)
-        # Built on first use: with fold workers (which build their own) only for the summary, while they train.
+        # Built on first use: with fold workers (which build their own) only if the summary asks for it.
         index = functools.cache(lambda: module.zoo_index(name, panel, edges, params))
         inputs = stage_inputs(module, module_name, name, params, folds)
         work = StageWork(name, params, inputs)
         train_one = lambda fold, run_dir: module.train_zoo_fold(name, panel, index(), fold, params, run_dir)  # noqa: E731
         # a trained model's params group (LoopParams) carries refit_warm_start; a fitted one's does not
         group = params_group(params, module_name)
-        results = work.run_folds(folds, train_one, warm_epochs(group), fold_workers(name, module_name, params, meanwhile=index))
+        results = work.run_folds(folds, train_one, warm_epochs(group), fold_workers(name, module_name, params))
         if not ddp.is_main():
             return
         predictions, curves, train = collect_folds([(fold.fold, out) for fold, out, _ in results])
         frames = {key: [f[key] for _, _, f in results if key in f] for key in dict.fromkeys(k for _, _, f in results for k in f)}
-        extra, plots = summarize(module, name, index(), frames, params)
+        extra, plots = summarize(module, name, index, frames, params)
         with atomic_dir(paths.MODELS / name) as model_dir:
             work.publish(model_dir)
         metrics = evaluate_and_write(name, predictions, panel, params, extra={"train": train} | extra, oracle_ic=oracle_rank_ic_1d())

@@ -9,7 +9,7 @@ Two models of the model stage: ``lgbm`` (the panel's features) and
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,7 +171,7 @@ def train_zoo_fold(
 
 
 def zoo_summary(
-    name: str, index: LgbmIndex, frames: dict[str, Sequence[pl.DataFrame]], params: Params
+    name: str, index: Callable[[], LgbmIndex], frames: dict[str, Sequence[pl.DataFrame]], params: Params
 ) -> tuple[dict[str, Any], dict[str, pl.DataFrame]]:
     """The metrics entries (lgbm_graph's relational features) and the plot of the gain share at the
     first horizon, averaged over folds (the top :data:`TOP_FEATURES`)."""
@@ -182,4 +182,4 @@ def zoo_summary(
         log_relational_gain(importance, get_logger(name))
     gain = importance.filter(pl.col("horizon") == params.features.horizons[0]).group_by("feature").agg(pl.col("gain").mean())
     top = gain.with_columns(gain_share=(pl.col("gain") / pl.col("gain").sum()).round(6)).sort("gain", "feature", descending=[True, False])
-    return index.metrics, {"importance": top.head(TOP_FEATURES).select("feature", "gain_share")}
+    return index().metrics, {"importance": top.head(TOP_FEATURES).select("feature", "gain_share")}

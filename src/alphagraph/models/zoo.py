@@ -11,7 +11,9 @@ A model is one entry ``name: module`` of ``zoo.models`` in params.yaml; dvc.yaml
 
 and optionally ``zoo_inputs(name, params, folds)`` (more files the run's resume
 key reads) and ``zoo_summary(name, index, frames, params)`` (metrics entries and
-plots from the per-fold frames; without it each frame key is one plots file,
+plots from the per-fold frames; ``index()`` returns what ``zoo_index`` built, building it on
+first call: with fold workers the stage itself trains nothing and needs it only if the summary
+does; without the hook each frame key is one plots file,
 :func:`alphagraph.train.importance.stack_folds`).
 """
 
@@ -64,9 +66,10 @@ def stage_inputs(module: ModuleType, module_name: str, name: str, params: Params
 
 
 def summarize(
-    module: ModuleType, name: str, index: Any, frames: dict[str, list[pl.DataFrame]], params: Params
+    module: ModuleType, name: str, index: Callable[[], Any], frames: dict[str, list[pl.DataFrame]], params: Params
 ) -> tuple[dict[str, Any], dict[str, pl.DataFrame]]:
-    """The metrics entries and plots files (``plots/{name}/{key}.csv``) of a model's per-fold frames."""
+    """The metrics entries and plots files (``plots/{name}/{key}.csv``) of a model's per-fold frames
+    (``index()``: the model's ``zoo_index``, built on first call)."""
     if hasattr(module, "zoo_summary"):
         return module.zoo_summary(name, index, frames, params)
     from alphagraph.train.importance import stack_folds
@@ -96,10 +99,10 @@ class ZooSetup:
         return lambda fold, run_dir: module.train_zoo_fold(self.name, panel, index, fold, self.params, run_dir)
 
 
-def fold_workers(name: str, module: str, params: Params, meanwhile: Callable[[], Any] | None = None) -> FoldWorkers | None:
+def fold_workers(name: str, module: str, params: Params) -> FoldWorkers | None:
     """``distributed.fold_workers`` worker processes for a torch model's folds (None: 1, or not a torch model:
     LightGBM and the ridges keep their cores busy on their own)."""
     n = params.distributed.fold_workers
     if n <= 1 or module not in TORCH_MODULES:
         return None
-    return FoldWorkers(n, ZooSetup(name, module, params), meanwhile)
+    return FoldWorkers(n, ZooSetup(name, module, params))

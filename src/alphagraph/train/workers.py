@@ -33,11 +33,10 @@ TrainOne = Callable[[Fold, Path], Any]
 @dataclass(frozen=True)
 class FoldWorkers:
     """``processes`` workers, each set up by ``setup()`` (picklable: a module-level callable), which returns
-    the worker's ``train_one(fold, run_dir)``; ``meanwhile`` runs in the stage's process while they train."""
+    the worker's ``train_one(fold, run_dir)``."""
 
     processes: int
     setup: Callable[[], TrainOne]
-    meanwhile: Callable[[], Any] | None = None
 
 
 # The worker's own fold trainer, or the error its setup raised, set once per worker process by _init
@@ -77,8 +76,6 @@ def run_in_workers(workers: FoldWorkers, jobs: Sequence[tuple[Fold, Path]]) -> I
     pool = context.Pool(min(workers.processes, len(jobs)), initializer=_init, initargs=(workers.setup,))
     try:
         pending = [pool.apply_async(_run, job) for job in jobs]
-        if workers.meanwhile is not None:
-            workers.meanwhile()
         for (fold, _), result in zip(jobs, pending):
             yield fold, result.get()
         pool.close()

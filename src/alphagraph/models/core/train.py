@@ -117,7 +117,7 @@ def train_zoo_fold(
 
 
 def zoo_summary(
-    name: str, index: CoreIndex, frames: dict[str, Sequence[pl.DataFrame]], params: Params
+    name: str, index: Callable[[], CoreIndex], frames: dict[str, Sequence[pl.DataFrame]], params: Params
 ) -> tuple[dict[str, Any], dict[str, pl.DataFrame]]:
     """Per relation, the weight and neighbour attention averaged over folds and layers (metrics and
     a plot), and the attention maps and feature importance, the folds stacked."""
