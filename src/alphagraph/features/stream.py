@@ -262,10 +262,9 @@ def _cross_sections(
 def _assemble(prices, perm, targets, names, blocks, out: Path, cuts: list[int], cfg: FeaturesConfig) -> dict[str, Any]:
     """Rows of the final order, row block by row block, from the stock blocks -> Parquet at ``out``.
 
-    A row block's part of each stock block is read in one go and scattered into a
-    ``(columns, rows)`` grid (two grids take turns: the Parquet writer encodes one while the
-    other fills); Arrow arrays wrap the grid's rows without copying, NaN -> null through a
-    validity bitmap.
+    A row block's part of each spilled stock block is read in one go and scattered into a
+    ``(columns, rows)`` grid; Arrow arrays wrap the grid's rows without copying, NaN -> null
+    through a validity bitmap.
     """
     n = prices.height
     null_counts = np.zeros(len(names), dtype=np.int64)
@@ -275,6 +274,8 @@ def _assemble(prices, perm, targets, names, blocks, out: Path, cuts: list[int], 
     spilled = [blk for blk in blocks if blk.arrays is None]
     readbuf = np.empty(max((blk.n_cols * (e - s) for blk in spilled for s, e in blk.spans), default=0), np.float32)
     width = max(b - a for a, b in zip(cuts[:-1], cuts[1:]))
+    # two (columns, rows) grids take turns: one fills while the Parquet writer encodes the other
+    # (a row block's write has ended when the next one is handed over)
     grids: list[np.ndarray | None] = [None, None]
     try:
         with ParquetSink(out, row_group_size=ROW_GROUP) as sink:
@@ -284,14 +285,13 @@ def _assemble(prices, perm, targets, names, blocks, out: Path, cuts: list[int], 
                 else:
                     if grids[k % 2] is None:
                         grids[k % 2] = _prefaulted(len(names) * width, np.float32).reshape(len(names), width)
-                    grid = grids[k % 2][:, : b - a]
+                    cols = list(grids[k % 2][:, : b - a])
                     for blk in blocks:
                         s, e = blk.spans[k]
                         if e > s:
                             dst = blk.rank[s:e] - a
-                            for row, part in zip(grid, blk.read(k, readbuf)):  # (per column: faster than 2-d)
-                                row[dst] = part
-                    cols = list(grid)
+                            for col, part in zip(cols, blk.read(k, readbuf)):
+                                col[dst] = part
                 arrays = []
                 for ci, col in enumerate(cols):
                     missing = np.isnan(col)
