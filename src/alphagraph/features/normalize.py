@@ -234,7 +234,7 @@ def normalize_file(
     most = max((int(ends[b - 1]) - (int(ends[a - 1]) if a else 0) for a, b in blocks), default=0)
     buffers: list[np.ndarray | None] = [None, None]
     # the next block is read (polars, off the GIL) while this one is normalized
-    with ParquetSink(dst) as sink, ThreadPoolExecutor(max_workers=1) as reader:
+    with ParquetSink(dst, required=[*feats, MISSING_SHARE]) as sink, ThreadPoolExecutor(max_workers=1) as reader:
         ahead = reader.submit(read, blocks[0]) if blocks else None
         for i in range(len(blocks)):
             block = ahead.result()
