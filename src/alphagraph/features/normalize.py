@@ -225,7 +225,9 @@ def normalize_file(
             frame = lf.filter(pl.col("date").is_between(lo, hi)).collect()
         if small_dates.len():
             frame = frame.filter(~pl.col("date").is_in(small_dates.implode()))
-        return frame if _sorted_by_date_code(frame) else frame.sort(["date", "code"])
+        # one chunk per column (a block that spans two row groups arrives in two): done here, on
+        # the reader's thread, not column by column in the workers
+        return frame.rechunk() if _sorted_by_date_code(frame) else frame.sort(["date", "code"])
 
     stats = _Stats(len(feats))
     blocks = _date_blocks(counts, rows)

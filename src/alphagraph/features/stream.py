@@ -39,7 +39,7 @@ from alphagraph.runtime.config import FeaturesConfig
 from alphagraph.features.compute import (
     PRICE_COLUMNS, BufferPool, CrossSection, _check_columns, _compute, _prefaulted, _sector_ids,
 )
-from alphagraph.features.extra import cross_section_means, relative_means
+from alphagraph.features.extra import cross_section_means
 from alphagraph.features.families import feature_families, feature_names, relative_horizons
 from alphagraph.features.panel import panel_metrics
 from alphagraph.features.targets import targets_by_stock
@@ -253,9 +253,15 @@ def _cross_sections(
     row_sector = _sector_ids(codes, universe, stock, prices.get_column("date"))
     n_sectors = int(row_sector.max()) + 1 if n else 0
     out["row_sector"], out["n_sectors"] = row_sector, n_sectors
-    out["means"] = {
-        k: relative_means(kret(k), date_idx, n_dates, row_sector, n_sectors) for k in relative_horizons(cfg)
-    }
+    # relative_means per horizon, with the (date, sector) cells worked out once
+    has_sector = row_sector >= 0
+    cell = date_idx * n_sectors + np.maximum(row_sector, 0)
+    means = {}
+    for k in relative_horizons(cfg):
+        r = kret(k)
+        sec = cross_section_means(np.where(has_sector, r, np.nan), cell, n_dates * n_sectors) if n_sectors else None
+        means[k] = (cross_section_means(r, date_idx, n_dates), sec)
+    out["means"] = means
     return out
 
 
