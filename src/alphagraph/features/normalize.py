@@ -20,8 +20,11 @@ dates share its block: both entry points give bit-identical results.
 Speed: per block, each feature is laid out as a dense ``[dates, stocks]`` float32
 array, sorted along the stocks (NaN last) and the median and the MAD are read off the
 sorted rows at each date's count of values - numpy's vectorized sort, instead of a
-per-date median per column. The rare (date, column) cells whose MAD is 0 fall back to
-the standard deviation. Labels (a few columns) use polars per date.
+per-date median per column; the z-scores are then computed on the column itself. The
+rare (date, column) cells whose MAD is 0 fall back to the standard deviation. Rank-gauss
+labels rank each date's returns in the same dense layout (polars when a return is NaN or
+infinite). Columns are shared out to a few threads; the next block is read and the
+previous one written on threads of their own.
 """
 
 from __future__ import annotations

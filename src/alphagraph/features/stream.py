@@ -10,9 +10,10 @@ feature columns of the whole panel are never in memory at once:
    the targets (a few columns; their signal labels are per-date z-scores);
 2. the per-stock features are computed for one block of stocks at a time (the same
    kernels, fed the first pass's cross-sections); each block's columns go to a
-   temporary binary file beside the output, rows in the panel's final order (written
-   on a background thread while the next block is computed; a panel that fits in one
-   block stays in memory);
+   temporary binary file beside the output, rows in the panel's final order, laid out
+   by output row block (written on a background thread while the next block is
+   computed; the last block, and so a panel that fits in one block, stays in memory,
+   and the column buffers of a written block are reused by the next);
 3. the output is assembled by blocks of rows of the final order (a block's rows
    from every stock block's file), and appended to a Parquet file that is renamed
    into place when complete (nothing half-written is left after an error; the
