@@ -8,8 +8,9 @@ finally the cross-sectional part of the relative family.
 
 Each chunk writes its results into a preallocated column per feature in
 chunk-major order (a contiguous slice per chunk); one gather per column then puts
-the rows in the panel's order, in place, and polars wraps the numpy buffers
-without copying. Everything is computed in float64; outputs are Float32 by
+the rows in the panel's order (or the order the caller asks for) into another
+buffer of a :class:`BufferPool`, which takes the staging one back, and polars wraps
+the numpy buffers without copying. Everything is computed in float64; outputs are Float32 by
 default (the panel's memory halves: 800 stocks x 3,000 days x 191 features is
 1.7 GB). Memory-wise that is the floor: the output columns plus one chunk's
 temporaries per thread. The features stage calls it on one block of stocks at a time

@@ -20,8 +20,11 @@ dates share its block: both entry points give bit-identical results.
 Speed: per block, each feature is laid out as a dense ``[dates, stocks]`` float32
 array, sorted along the stocks (NaN last) and the median and the MAD are read off the
 sorted rows at each date's count of values - numpy's vectorized sort, instead of a
-per-date median per column. The rare (date, column) cells whose MAD is 0 fall back to
-the standard deviation. Labels (a few columns) use polars per date.
+per-date median per column; the z-scores are then computed on the column itself. The
+rare (date, column) cells whose MAD is 0 fall back to the standard deviation. Rank-gauss
+labels rank each date's returns in the same dense layout (polars when a return is NaN or
+infinite). Columns are shared out to a few threads; the next block is read and the
+previous one written on threads of their own.
 """
 
 from __future__ import annotations
@@ -225,19 +228,28 @@ def normalize_file(
             frame = lf.filter(pl.col("date").is_between(lo, hi)).collect()
         if small_dates.len():
             frame = frame.filter(~pl.col("date").is_in(small_dates.implode()))
-        return frame if _sorted_by_date_code(frame) else frame.sort(["date", "code"])
+        # one chunk per column (a block that spans two row groups arrives in two): done here, on
+        # the reader's thread, not column by column in the workers
+        return frame.rechunk() if _sorted_by_date_code(frame) else frame.sort(["date", "code"])
 
     stats = _Stats(len(feats))
     blocks = _date_blocks(counts, rows)
+    # two result buffers take turns: one is filled while the Parquet writer encodes the other
+    # (a block's write has ended when the next block's write is handed over)
+    most = max((int(ends[b - 1]) - (int(ends[a - 1]) if a else 0) for a, b in blocks), default=0)
+    buffers: list[np.ndarray | None] = [None, None]
     # the next block is read (polars, off the GIL) while this one is normalized
-    with ParquetSink(dst) as sink, ThreadPoolExecutor(max_workers=1) as reader:
+    with ParquetSink(dst, required=[*feats, MISSING_SHARE]) as sink, ThreadPoolExecutor(max_workers=1) as reader:
         ahead = reader.submit(read, blocks[0]) if blocks else None
         for i in range(len(blocks)):
             block = ahead.result()
             ahead = reader.submit(read, blocks[i + 1]) if i + 1 < len(blocks) else None
             if block.height == 0:
                 continue
-            out, n_missing = _normalize_block(block, feats, cfg, horizons)
+            buffers.reverse()
+            if buffers[0] is None:
+                buffers[0] = _prefaulted(len(feats) * most, np.float32).reshape(len(feats), most)
+            out, n_missing = _normalize_block(block, feats, cfg, horizons, buffers[0])
             del block
             stats.add(out, n_missing)
             sink.write(out)
@@ -260,51 +272,67 @@ def _sorted_by_date_code(frame: pl.DataFrame) -> bool:
 
 
 def _normalize_block(
-    block: pl.DataFrame, feats: list[str], cfg: NormalizeConfig, horizons: list[int]
+    block: pl.DataFrame, feats: list[str], cfg: NormalizeConfig, horizons: list[int],
+    buffer: np.ndarray | None = None,
 ) -> tuple[pl.DataFrame, np.ndarray]:
     """Normalize a block of whole dates sorted by (date, code); also returns missing counts per row.
 
-    The feature columns are shared out to a few threads (numpy's sorts and ufuncs release the
-    GIL); each thread reuses its dense and sort buffers from column to column (fresh pages cost
-    more than the arithmetic on a VM), and the results land in one preallocated float32 array
-    that the output columns view without copying.
+    Per column: the values are laid out as a dense ``[dates, stocks]`` array and sorted
+    along the stocks (NaN last) for each date's median and MAD (:func:`_date_scales`); the
+    z-scores are then computed on the column itself, each row with its date's median and
+    scale. The columns are shared out to a few threads (numpy's sorts and ufuncs release the
+    GIL); each thread reuses its dense buffer from column to column (fresh pages cost more
+    than the arithmetic on a VM), and the results land in one preallocated float32 array that
+    the output columns view without copying.
     """
     n = block.height
     date_id = block.get_column("date").rle_id().to_numpy().astype(np.int64)
     n_dates = int(date_id[-1]) + 1 if n else 0
     starts = np.searchsorted(date_id, np.arange(n_dates))
+    lens = np.diff(np.append(starts, n))
     pos = np.arange(n, dtype=np.int64) - starts[date_id]
     width = int(pos.max()) + 1 if n else 1
     cells = date_id * width + pos
 
-    out = _prefaulted(len(feats) * n, np.float32).reshape(len(feats), n)
+    if buffer is None:
+        out = _prefaulted(len(feats) * n, np.float32).reshape(len(feats), n)
+    else:  # (features, >= n): the output columns view its rows
+        out = buffer[:, :n]
     n_threads = max(1, min(_threads(None), len(feats)))
 
     def run(part: list[int]) -> np.ndarray:
         missing = np.zeros(n, dtype=np.int32)  # per row: missing (null or non-finite) features
-        bufs: dict[type, tuple[np.ndarray, np.ndarray]] = {}
+        dense_of: dict[type, np.ndarray] = {}
         for i in part:
             col = block.get_column(feats[i])
             # arithmetic in the column's own float type (Float32 from the features stage), like polars
             ft = np.float64 if col.dtype == pl.Float64 else np.float32
-            x, nulls = _values(col, ft)
-            if ft not in bufs:  # padding cells stay NaN: only real cells are ever written
-                bufs[ft] = (np.full((n_dates, width), np.nan, dtype=ft), np.empty((n_dates, width), dtype=ft))
-            dense, work = bufs[ft]
+            x, valid = _values(col, ft)
+            if ft not in dense_of:  # padding cells stay NaN: only real cells are written, and sorts keep NaN last
+                dense_of[ft] = np.full((n_dates, width), np.nan, dtype=ft)
+            dense = dense_of[ft]
+            finite = np.isfinite(x)
+            if valid is not None:
+                finite &= valid
             flat = dense.reshape(-1)
             flat[cells] = x
-            finite = np.isfinite(x)
-            if nulls is not None:
-                finite[nulls] = False
-            if not finite.all():  # null, NaN or inf: missing
+            complete = bool(finite.all())
+            if not complete:  # null, NaN or inf: missing
                 flat[cells[~finite]] = np.nan
-            missing += ~finite
-            _robust_z(dense, cfg.clip, work)
-            if ft is np.float32:
-                np.take(dense.reshape(-1), cells, out=out[i])
-            else:
-                out[i] = dense.reshape(-1)[cells]  # rounded to float32 like the Float32 cast
-            np.copyto(out[i], 0.0, where=np.isnan(out[i]))  # missing -> 0
+                missing += ~finite
+            cnt = np.add.reduceat(finite, starts, dtype=np.int64) if n else np.zeros(0, dtype=np.int64)
+            med, scale = _date_scales(dense, cnt, lambda need, m: _centred_rows(x, finite, m, need, date_id, pos, width))
+            z = out[i] if ft is np.float32 else np.empty(n, dtype=ft)
+            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+                np.subtract(x, np.repeat(med, lens), out=z)
+                z /= np.repeat(scale, lens)
+            np.clip(z, ft(-cfg.clip), ft(cfg.clip), out=z)
+            if z is not out[i]:
+                out[i] = z  # rounded to float32 like the Float32 cast
+            zero = np.isnan(out[i])
+            if not complete:
+                zero |= ~finite
+            np.copyto(out[i], 0.0, where=zero)  # missing (and undefined scale) -> 0
         return missing
 
     parts = [list(range(k, len(feats), n_threads)) for k in range(n_threads)]
@@ -317,14 +345,62 @@ def _normalize_block(
     new_cols = [pl.Series(c, out[i], dtype=pl.Float32) for i, c in enumerate(feats)]
     share = (n_missing.astype(np.float64) / max(len(feats), 1)).astype(np.float32)
     out = block.with_columns(new_cols).with_columns(pl.Series(MISSING_SHARE, share, dtype=pl.Float32))
+    if cfg.label == "rankgauss":
+        labels = [_rank_gauss(block.get_column(f"ret_{h}d"), starts, lens, cells, width) for h in horizons]
+        if all(y is not None for y in labels):
+            return out.with_columns([y.alias(f"y_{h}d") for h, y in zip(horizons, labels)]), n_missing
     out = out.with_columns([_label(h, cfg.label, cfg.clip) for h in horizons])
     if cfg.label == "rankgauss":
         out = _rank_gauss_labels(out, horizons)
     return out, n_missing
 
 
+def _rank_gauss(ret: pl.Series, starts, lens, cells, width) -> pl.Series | None:
+    """:func:`_rank_gauss_labels` of one return column of a block of whole dates (``starts``/``lens``:
+    each date's rows; ``cells``: each row's cell in a ``[dates, width]`` grid), in numpy.
+
+    Per date: the average rank of each value (ties share it) among the date's values,
+    ``(rank - 0.5) / count`` and its Gaussian quantile, the same float64 operations as the
+    polars expressions; null where the return is. None when a value is NaN or infinite
+    (polars' ranking of those is left to polars).
+    """
+    x, valid = _values(ret, np.float64)
+    finite = np.isfinite(x)
+    if valid is not None:
+        if not finite[valid].all():
+            return None
+        finite = valid
+    elif not finite.all():
+        return None
+    dense = np.full((len(starts), width), np.inf)  # missing sorts last, after every value
+    flat = dense.reshape(-1)
+    flat[cells[finite]] = x[finite]
+    cnt = np.add.reduceat(finite, starts, dtype=np.int64)
+    order = np.argsort(dense, axis=1)
+    s = np.take_along_axis(dense, order, axis=1)
+    idx = np.broadcast_to(np.arange(width, dtype=np.float64), s.shape)
+    tie = s[:, 1:] == s[:, :-1]
+    tie &= s[:, 1:] < np.inf  # (the padding ties with itself: no matter)
+    if tie.any():  # a tie group's rank is the mean of its positions
+        new = np.ones(s.shape, dtype=bool)
+        new[:, 1:] = ~tie
+        end = np.ones(s.shape, dtype=bool)
+        end[:, :-1] = ~tie
+        first = np.maximum.accumulate(np.where(new, idx, 0.0), axis=1)
+        last = np.minimum.accumulate(np.where(end, idx, width - 1.0)[:, ::-1], axis=1)[:, ::-1]
+        ranks = (first + last) / 2.0 + 1.0  # 1-based
+    else:
+        ranks = idx + 1.0
+    rank = np.empty_like(dense)
+    np.put_along_axis(rank, order, ranks, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):  # (a date without returns: all null)
+        u = (rank.reshape(-1)[cells] - 0.5) / np.repeat(cnt, lens)
+        y = ndtri(u).astype(np.float32)
+    return pl.Series(ret.name, y, dtype=pl.Float32).scatter(np.flatnonzero(~finite), None)
+
+
 def _values(col: pl.Series, ft: type) -> tuple[np.ndarray, np.ndarray | None]:
-    """A column's values as ``ft`` (arbitrary where null) and the positions of its nulls (None: no nulls).
+    """A column's values as ``ft`` (arbitrary where null) and its validity (None: no nulls).
 
     Read through Arrow's buffers without copying: polars' ``to_numpy`` writes NaN into the null
     slots of a fresh array, which costs more than all of the column's arithmetic.
@@ -336,7 +412,16 @@ def _values(col: pl.Series, ft: type) -> tuple[np.ndarray, np.ndarray | None]:
     if not arr.null_count:
         return x, None
     valid = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), count=size, bitorder="little")[arr.offset :]
-    return x, np.flatnonzero(valid == 0)
+    return x, valid.view(bool)
+
+
+def _centred_rows(x, finite, med, need, date_id, pos, width) -> np.ndarray:
+    """The dates ``need``'s values minus their median as ``[dates, width]`` rows (NaN = missing), in row order."""
+    rows = np.full((need.size, width), np.nan, dtype=x.dtype)
+    sel = np.flatnonzero(np.isin(date_id, need))
+    rows[np.searchsorted(need, date_id[sel]), pos[sel]] = np.where(finite[sel], x[sel], x.dtype.type(np.nan))
+    rows -= med[need][:, None]
+    return rows
 
 
 def _sorted_median(S: np.ndarray, cnt: np.ndarray) -> np.ndarray:
@@ -355,32 +440,29 @@ def _sorted_median(S: np.ndarray, cnt: np.ndarray) -> np.ndarray:
     return med
 
 
-def _robust_z(dense: np.ndarray, clip: float, work: np.ndarray) -> None:
-    """(x - median) / scale per date (row of ``dense``, NaN = missing), clipped; in place.
+def _date_scales(dense: np.ndarray, cnt: np.ndarray, centred_rows) -> tuple[np.ndarray, np.ndarray]:
+    """Per date (row of ``dense``, NaN = missing, ``cnt`` values): the median and the robust scale.
 
-    Arithmetic in ``dense``'s float type (float32 for the features stage's panel), like
-    the polars expressions this replaces: same values, bit for bit. ``dense`` holds no
-    infinities (the caller made them NaN); missing cells stay NaN. ``work``: a buffer of
-    ``dense``'s shape for the sorted copies.
+    The scale is 1.4826 * MAD, or where that is 0 the standard deviation of the values
+    (``centred_rows(dates, median)``: those dates' values minus their median, in row order), NaN where
+    both are 0 or undefined. Arithmetic in ``dense``'s float type (float32 for the features
+    stage's panel), like the polars expressions this replaces: same values, bit for bit.
+    ``dense`` is sorted in place and then overwritten (its NaN cells stay NaN).
     """
     ft = dense.dtype.type
-    cnt = dense.shape[1] - np.count_nonzero(np.isnan(dense), axis=1)
-    np.copyto(work, dense)
-    work.sort(axis=1)  # NaN last
-    med = _sorted_median(work, cnt)
-    dense -= med[:, None]  # centred
-    np.abs(dense, out=work)
-    work.sort(axis=1)
-    mad = _sorted_median(work, cnt) * ft(MAD_TO_STD)
+    dense.sort(axis=1)  # NaN last
+    med = _sorted_median(dense, cnt)
+    np.subtract(dense, med[:, None], out=dense)  # |x - median|, from the sorted values: the same set
+    np.abs(dense, out=dense)
+    dense.sort(axis=1)
+    mad = _sorted_median(dense, cnt) * ft(MAD_TO_STD)
     with np.errstate(invalid="ignore"):
         use_mad = mad > ft(1e-12)
     scale = np.where(use_mad, mad, ft(np.nan)).astype(ft)
     need = np.flatnonzero(~use_mad & (cnt > 1))
     if need.size:
-        scale[need] = _std_fallback(dense[need])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        dense /= scale[:, None]
-    np.clip(dense, ft(-clip), ft(clip), out=dense)
+        scale[need] = _std_fallback(centred_rows(need, med))
+    return med, scale
 
 
 def _std_fallback(rows: np.ndarray) -> np.ndarray:

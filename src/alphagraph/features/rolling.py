@@ -28,6 +28,8 @@ sorting the windows (a vectorized sorting network for short windows).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.signal import lfilter
@@ -312,8 +314,31 @@ def oddeven_merge_network(n: int) -> list[tuple[int, int]]:
 NETWORK_MAX = 12  # windows up to this size are sorted by a vectorized network, larger ones by np.sort
 
 
-def rolling_quantiles(x: np.ndarray, d: int, quantiles: list[float], rows_per_step: int = 8) -> list[np.ndarray]:
-    """Rolling quantiles with linear interpolation (pandas ``rolling(d).quantile(q)``)."""
+@lru_cache(maxsize=None)
+def selection_network(n: int, wires: tuple[int, ...]) -> tuple[tuple[int, int, bool, bool], ...]:
+    """The comparators of :func:`oddeven_merge_network` that the sorted outputs ``wires`` depend on.
+
+    Each as ``(i, j, min_needed, max_needed)``: a comparator none of whose outputs reaches a
+    wanted wire is dropped, and of one whose min (or max) output is never read only the
+    other is computed. The wanted wires get exactly the values of the full network.
+    """
+    needed = set(wires)
+    kept = []
+    for a, b in reversed(oddeven_merge_network(n)):
+        lo, hi = a in needed, b in needed
+        if lo or hi:
+            kept.append((a, b, lo, hi))
+            needed |= {a, b}
+    return tuple(reversed(kept))
+
+
+def rolling_quantiles(x: np.ndarray, d: int, quantiles: list[float], rows_per_step: int = 1) -> list[np.ndarray]:
+    """Rolling quantiles with linear interpolation (pandas ``rolling(d).quantile(q)``).
+
+    Windows up to :data:`NETWORK_MAX` go through the comparators of a sorting network that
+    the wanted ranks depend on; longer ones are sorted ``rows_per_step`` stocks at a time
+    (one stock's windows stay in cache: faster than more at once).
+    """
     n, tp = x.shape
     outs = [np.full((n, tp), np.nan) for _ in quantiles]
     if tp < d:
@@ -326,8 +351,12 @@ def rolling_quantiles(x: np.ndarray, d: int, quantiles: list[float], rows_per_st
     if d <= NETWORK_MAX:
         m = tp - d + 1
         v = [x[:, j : j + m] for j in range(d)]  # v[j]: the window's j-th oldest value (views)
-        for a, b in oddeven_merge_network(d):
-            v[a], v[b] = np.minimum(v[a], v[b]), np.maximum(v[a], v[b])
+        wires = tuple(sorted({r for lo, hi, _ in spec for r in (lo, hi)}))
+        for a, b, want_min, want_max in selection_network(d, wires):
+            small = np.minimum(v[a], v[b]) if want_min else v[a]
+            if want_max:
+                v[b] = np.maximum(v[a], v[b])
+            v[a] = small
         for out, (lo, hi, frac) in zip(outs, spec):
             out[:, d - 1 :] = v[lo] if frac == 0.0 else v[lo] + (v[hi] - v[lo]) * frac
         return outs

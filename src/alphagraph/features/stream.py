@@ -10,9 +10,10 @@ feature columns of the whole panel are never in memory at once:
    the targets (a few columns; their signal labels are per-date z-scores);
 2. the per-stock features are computed for one block of stocks at a time (the same
    kernels, fed the first pass's cross-sections); each block's columns go to a
-   temporary binary file beside the output, rows in the panel's final order (written
-   on a background thread while the next block is computed; a panel that fits in one
-   block stays in memory);
+   temporary binary file beside the output, rows in the panel's final order, laid out
+   by output row block (written on a background thread while the next block is
+   computed; the last block, and so a panel that fits in one block, stays in memory,
+   and the column buffers of a written block are reused by the next);
 3. the output is assembled by blocks of rows of the final order (a block's rows
    from every stock block's file), and appended to a Parquet file that is renamed
    into place when complete (nothing half-written is left after an error; the
@@ -39,10 +40,10 @@ from alphagraph.runtime.config import FeaturesConfig
 from alphagraph.features.compute import (
     PRICE_COLUMNS, BufferPool, CrossSection, _check_columns, _compute, _prefaulted, _sector_ids,
 )
-from alphagraph.features.extra import cross_section_means, relative_means
+from alphagraph.features.extra import cross_section_means
 from alphagraph.features.families import feature_families, feature_names, relative_horizons
 from alphagraph.features.panel import panel_metrics
-from alphagraph.features.targets import compute_targets
+from alphagraph.features.targets import targets_by_stock
 from alphagraph.runtime.io import ParquetSink, memory_target, remove_stale_temporaries
 
 BYTES_PER_FEATURE_CELL = 10
@@ -79,12 +80,17 @@ def build_panel_file(
     rank = np.empty(n, dtype=np.int64)
     rank[perm] = np.arange(n, dtype=np.int64)
 
-    # ---- first pass: cross-sections of the whole panel, and the targets
-    xs = _cross_sections(prices, universe, cfg, codes, stock)
-    targets = compute_targets(
-        prices.select("date", "code", "close"), cfg.horizons, cfg.label_delay, cfg.signal_threshold
-    )
-    targets = targets.drop("date", "code")[perm]
+    # ---- first pass: cross-sections of the whole panel, and the targets (polars, off the GIL,
+    # on a thread meanwhile: the cross-sections are mostly single-threaded numpy)
+    own = _own_rows(prices, stock)
+    with ThreadPoolExecutor(max_workers=1) as side:
+        later = side.submit(
+            targets_by_stock, prices.select("date", "code", "close"), cfg.horizons, cfg.label_delay,
+            cfg.signal_threshold, *own,
+        )
+        xs = _cross_sections(prices, universe, cfg, codes, stock, own)
+        targets = later.result().drop("date", "code")[perm]
+    del own
 
     # ---- blocks of stocks (consecutive ids: stocks in order of first appearance)
     lens = np.bincount(stock, minlength=codes.len())
@@ -101,8 +107,13 @@ def build_panel_file(
     remove_stale_temporaries(out.parent / f"{out.name}.blocks")  # left by a killed run
     work = None if single else Path(tempfile.mkdtemp(prefix=f".{out.name}.blocks.", dir=_ensure_dir(out.parent)))
     # the output's row blocks (the spill files are laid out by them, so that one read fetches
-    # a row block's part of every column)
-    cuts = list(range(0, max(n, 1), block_rows)) + [n]
+    # a row block's part of every column): half a block of stocks, whole Parquet row groups
+    # where that is at least one, so that the two output grids and the last block of stocks
+    # (kept in memory) together hold about what two blocks of stocks did
+    step = max(1, block_rows // 2)
+    step = step // ROW_GROUP * ROW_GROUP or step
+    cuts = list(range(0, max(n, 1), step)) + [n]
+    last = len(bounds) - 2  # the last block of stocks stays in memory: no spill, no read
     # column buffers go back to the pool once a block is spilled, and the next block reuses them
     pool = BufferPool(capacity=int(max((lens[a:b].sum() for a, b in zip(bounds[:-1], bounds[1:])), default=0)))
     try:
@@ -121,7 +132,7 @@ def build_panel_file(
                 order = np.argsort(rank[rows], kind="stable")  # the block's rows in the final order
                 _, arrays = _compute(sub, universe, cfg, pl.Float32, n_threads, bxs, order=order, pool=pool)
                 del sub, bxs
-                block = _Block(rank[rows][order], None if single else work / f"block{j}.f32")
+                block = _Block(rank[rows][order], None if single or j == last else work / f"block{j}.f32")
                 if pending is not None:
                     pending.result()
                 pending = spiller.submit(block.store, arrays, cuts, pool)
@@ -193,11 +204,26 @@ def _ensure_dir(p: Path) -> Path:
     return p
 
 
-def _cross_sections(prices: pl.DataFrame, universe, cfg: FeaturesConfig, codes: pl.Series, stock: np.ndarray) -> dict:
+def _own_rows(prices: pl.DataFrame, stock: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows listed by stock then date (``by_stock``), each listed row's position in its stock
+    and its stock's row count."""
+    n = prices.height
+    day = prices.get_column("date").cast(pl.Int32).to_numpy()
+    by_stock = np.lexsort((day, stock))  # each stock's rows in date order
+    s_sorted = stock[by_stock]
+    starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]]) if n else np.zeros(0, dtype=np.int64)
+    runs = np.diff(np.r_[starts, n])
+    pos = np.arange(n) - np.repeat(starts, runs)
+    return by_stock, pos, np.repeat(runs, runs)
+
+
+def _cross_sections(
+    prices: pl.DataFrame, universe, cfg: FeaturesConfig, codes: pl.Series, stock: np.ndarray, own: tuple
+) -> dict:
     """The whole-panel inputs of the relative family (market return, mean k-row returns, sectors).
 
     Same arithmetic, in the same row order, as the in-memory path
-    (:func:`alphagraph.features.compute._compute`): bit-identical means.
+    (:func:`alphagraph.features.compute._compute`): bit-identical means. ``own``: :func:`_own_rows`.
     """
     n = prices.height
     day = prices.get_column("date").cast(pl.Int32).to_numpy().astype(np.int64)
@@ -208,18 +234,16 @@ def _cross_sections(prices: pl.DataFrame, universe, cfg: FeaturesConfig, codes: 
     if "relative" not in feature_families(cfg) or n == 0:
         return out
     close = prices.get_column("close").to_numpy()
-    by_stock = np.lexsort((date_idx, stock))  # each stock's rows in date order
-    s_sorted = stock[by_stock]
-    starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
-    pos = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
+    by_stock, pos, _ = own
     c_sorted = close[by_stock]
 
     def kret(k: int) -> np.ndarray:
         """close / close k own rows earlier - 1 (NaN for a stock's first k rows), panel order."""
-        r = np.full(n, np.nan)
-        ok = pos >= k
-        idx = np.flatnonzero(ok)
-        r[idx] = c_sorted[idx] / c_sorted[idx - k] - 1.0
+        r = np.empty(n)
+        with np.errstate(invalid="ignore", divide="ignore"):  # (across two stocks: masked next)
+            np.divide(c_sorted[k:], c_sorted[:-k], out=r[k:])
+        r[k:] -= 1.0
+        r[pos < k] = np.nan
         res = np.empty(n)
         res[by_stock] = r
         return res
@@ -230,28 +254,35 @@ def _cross_sections(prices: pl.DataFrame, universe, cfg: FeaturesConfig, codes: 
     row_sector = _sector_ids(codes, universe, stock, prices.get_column("date"))
     n_sectors = int(row_sector.max()) + 1 if n else 0
     out["row_sector"], out["n_sectors"] = row_sector, n_sectors
-    out["means"] = {
-        k: relative_means(kret(k), date_idx, n_dates, row_sector, n_sectors) for k in relative_horizons(cfg)
-    }
+    # relative_means per horizon, with the (date, sector) cells worked out once
+    has_sector = row_sector >= 0
+    cell = date_idx * n_sectors + np.maximum(row_sector, 0)
+    means = {}
+    for k in relative_horizons(cfg):
+        r = kret(k)
+        sec = cross_section_means(np.where(has_sector, r, np.nan), cell, n_dates * n_sectors) if n_sectors else None
+        means[k] = (cross_section_means(r, date_idx, n_dates), sec)
+    out["means"] = means
     return out
 
 
 def _assemble(prices, perm, targets, names, blocks, out: Path, cuts: list[int], cfg: FeaturesConfig) -> dict[str, Any]:
     """Rows of the final order, row block by row block, from the stock blocks -> Parquet at ``out``.
 
-    A row block's part of each stock block is read in one go and scattered into a
-    ``(columns, rows)`` grid (two grids take turns: the Parquet writer encodes one while the
-    other fills); Arrow arrays wrap the grid's rows without copying, NaN -> null through a
-    validity bitmap.
+    A row block's part of each spilled stock block is read in one go and scattered into a
+    ``(columns, rows)`` grid; Arrow arrays wrap the grid's rows without copying, NaN -> null
+    through a validity bitmap.
     """
     n = prices.height
     null_counts = np.zeros(len(names), dtype=np.int64)
     target_nulls = {h: 0 for h in cfg.horizons}
     keys = prices.select("date", "code")
     in_memory = len(blocks) == 1 and blocks[0].arrays is not None
-    biggest = max((blk.n_cols * (e - s) for blk in blocks for s, e in blk.spans), default=0)
-    readbuf = np.empty(0 if in_memory else biggest, dtype=np.float32)
+    spilled = [blk for blk in blocks if blk.arrays is None]
+    readbuf = np.empty(max((blk.n_cols * (e - s) for blk in spilled for s, e in blk.spans), default=0), np.float32)
     width = max(b - a for a, b in zip(cuts[:-1], cuts[1:]))
+    # two (columns, rows) grids take turns: one fills while the Parquet writer encodes the other
+    # (a row block's write has ended when the next one is handed over)
     grids: list[np.ndarray | None] = [None, None]
     try:
         with ParquetSink(out, row_group_size=ROW_GROUP) as sink:
@@ -261,12 +292,13 @@ def _assemble(prices, perm, targets, names, blocks, out: Path, cuts: list[int], 
                 else:
                     if grids[k % 2] is None:
                         grids[k % 2] = _prefaulted(len(names) * width, np.float32).reshape(len(names), width)
-                    grid = grids[k % 2][:, : b - a]
+                    cols = list(grids[k % 2][:, : b - a])
                     for blk in blocks:
                         s, e = blk.spans[k]
                         if e > s:
-                            grid[:, blk.rank[s:e] - a] = blk.read(k, readbuf)
-                    cols = list(grid)
+                            dst = blk.rank[s:e] - a
+                            for col, part in zip(cols, blk.read(k, readbuf)):
+                                col[dst] = part
                 arrays = []
                 for ci, col in enumerate(cols):
                     missing = np.isnan(col)

@@ -15,6 +15,7 @@ For each horizon h and label delay d (trading days):
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 
@@ -22,20 +23,62 @@ def compute_targets(
     prices: pl.DataFrame, horizons: list[int], label_delay: int, signal_threshold: float
 ) -> pl.DataFrame:
     """``date, code`` + ``ret_{h}d, dir_{h}d, sig_{h}d`` per horizon, same rows and order as prices."""
+    d = _check(horizons, label_delay)
+    lf = prices.lazy().select("date", "code", pl.col("close").cast(pl.Float64)).with_row_index("_row")
+    lf = lf.sort("code", "date")
+    code = pl.col("code")
+
+    def own(k: int) -> pl.Expr:
+        """close k own rows later; null past the stock's last row (a shift, not one per group)."""
+        return pl.when(code.shift(-k).eq_missing(code)).then(pl.col("close").shift(-k)) if k else pl.col("close")
+
+    rets = [(own(d + int(h)) / own(d) - 1.0).alias(f"ret_{int(h)}d") for h in horizons]
+    frame = lf.with_columns(rets).sort("_row").drop("_row", "close").collect()
+    return _with_labels(frame, horizons, signal_threshold)
+
+
+def targets_by_stock(
+    prices: pl.DataFrame, horizons: list[int], label_delay: int, signal_threshold: float,
+    by_stock: np.ndarray, pos: np.ndarray, run: np.ndarray,
+) -> pl.DataFrame:
+    """:func:`compute_targets` from a known ordering of the rows: ``by_stock`` lists them by
+    stock then date, ``pos`` / ``run`` give each listed row's position in its stock and its
+    stock's row count (the features stage has them: no sort of the codes).
+
+    Same values, bit for bit: the returns are the same divisions, and the labels are computed
+    on the rows in prices' order by the same expressions.
+    """
+    d = _check(horizons, label_delay)
+    n = prices.height
+    close = prices.get_column("close").cast(pl.Float64).to_numpy()[by_stock]
+    left = run - pos - 1  # own rows after each listed row
+    cols = []
+    for h in horizons:
+        k = d + int(h)
+        r = np.empty(n)
+        with np.errstate(invalid="ignore", divide="ignore"):  # (across two stocks: masked below)
+            np.divide(close[k:], close[d : n - k + d], out=r[: n - k])
+        r[: n - k] -= 1.0
+        ok = left >= k
+        out = np.empty(n)
+        out[by_stock] = r
+        missing = np.empty(n, dtype=bool)
+        missing[by_stock] = ~ok
+        cols.append(pl.Series(f"ret_{int(h)}d", out).scatter(np.flatnonzero(missing), None))
+    frame = prices.select("date", "code").with_columns(cols)
+    return _with_labels(frame, horizons, signal_threshold)
+
+
+def _check(horizons: list[int], label_delay: int) -> int:
     if label_delay < 0:
         raise ValueError(f"label_delay must be >= 0, got {label_delay}")
     if not horizons or any(int(h) < 1 for h in horizons):
         raise ValueError(f"horizons must be positive, got {horizons}")
-    d = int(label_delay)
-    lf = prices.lazy().select("date", "code", pl.col("close").cast(pl.Float64)).with_row_index("_row")
-    lf = lf.sort("code", "date")
-    rets = []
-    for h in horizons:
-        h = int(h)
-        future = pl.col("close").shift(-(d + h)).over("code")
-        base = pl.col("close").shift(-d).over("code") if d else pl.col("close")
-        rets.append((future / base - 1.0).alias(f"ret_{h}d"))
-    lf = lf.with_columns(rets).sort("_row")
+    return int(label_delay)
+
+
+def _with_labels(frame: pl.DataFrame, horizons: list[int], signal_threshold: float) -> pl.DataFrame:
+    """``date, code, ret_{h}d`` (rows in prices' order) -> the same plus ``dir_{h}d, sig_{h}d``, in column order."""
     labels = []
     for h in horizons:
         r = pl.col(f"ret_{int(h)}d")
@@ -47,8 +90,7 @@ def compute_targets(
             .otherwise((z.abs() > signal_threshold).cast(pl.Int8))
             .alias(f"sig_{int(h)}d")
         )
-    lf = lf.with_columns(labels)
     cols = ["date", "code"]
     for h in horizons:
         cols += [f"ret_{int(h)}d", f"dir_{int(h)}d", f"sig_{int(h)}d"]
-    return lf.select(cols).collect()
+    return frame.lazy().with_columns(labels).select(cols).collect()
