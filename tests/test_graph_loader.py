@@ -162,8 +162,10 @@ def test_default_relation_order_and_built_edges_roundtrip():
 def test_gather_reads_the_rows_features_would_hold_without_materializing_them():
     panel = make_panel().with_columns(pl.when(pl.col("f_b") == -2).then(None).otherwise(pl.col("y_1d")).alias("y_1d"))
     shuffled = panel.sample(fraction=1.0, shuffle=True, seed=3)  # rows not grouped by date: a non-identity order
+    # Float32 columns in one chunk (make_panel's) are read through zero-copy numpy views; in two chunks through polars.
+    chunked = pl.concat([panel.head(7), panel.slice(7)], rechunk=False)
     cols = [*FEATS, "y_1d"]
-    for frame in (panel, shuffled):
+    for frame in (panel, shuffled, chunked):
         idx = GraphIndex(make_edges(), frame, relations=RELS)
         pos = np.array([5, 0, 7, 7, 3, frame.height - 1])
         got, run = idx.gather(pos, cols), idx.gather(np.arange(4, 9), cols)
@@ -177,6 +179,8 @@ def test_gather_reads_the_rows_features_would_hold_without_materializing_them():
         assert not hasattr(batch, "code") or batch.code is None
         want = torch.from_numpy(frame.select(FEATS).to_numpy()[batch.row.numpy()])
         torch.testing.assert_close(batch.x, want, rtol=0, atol=0)
+        views = [c for c, v in idx._views.items() if v is not None]
+        assert views == ([] if frame is chunked else FEATS), views
 
 
 def test_a_batch_maps_only_its_own_days(index):

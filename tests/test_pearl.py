@@ -78,3 +78,24 @@ def test_isolated_nodes_and_empty_graph():
     assert model(torch.zeros(2, 0, dtype=torch.long), 0).shape == (0, 4)
     with pytest.raises(ValueError, match="train.pearl.mode"):
         PEARL(4, mode="laplacian")
+
+
+def test_eval_encodings_are_cached_per_graph_until_a_weight_changes():
+    torch.manual_seed(0)
+    pearl = PEARL(8, mode="random", samples=4).eval()
+    ring = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]])
+    star = torch.tensor([[0, 0, 0], [1, 2, 3]])
+    with torch.no_grad():
+        first = pearl(ring, 4)
+        assert pearl(ring, 4) is first  # the cached tensor
+        assert not torch.equal(pearl(star, 4), first)  # another graph, another entry
+        opt = torch.optim.SGD(pearl.parameters(), lr=0.1)
+    pearl(ring, 4).sum().backward()  # with gradients: computed, not cached
+    opt.step()  # an in-place update bumps the weights' versions
+    with torch.no_grad():
+        after = pearl(ring, 4)
+        assert not torch.equal(after, first)
+        pearl._cache.clear()
+        assert torch.equal(pearl(ring, 4), after)  # the same as computing afresh
+    pearl.train()
+    assert not pearl._cache  # training drops every entry
