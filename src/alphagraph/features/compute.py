@@ -21,8 +21,6 @@ panel passed in (:class:`CrossSection`), so only one block's columns are in memo
 from __future__ import annotations
 
 import logging
-import mmap
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +30,7 @@ import polars as pl
 
 from alphagraph.runtime.config import FeaturesConfig
 from alphagraph.features.alpha158 import kbar_price, rolling_family, volume_family
+from alphagraph.features.buffers import prefaulted as _prefaulted, threads as _threads
 from alphagraph.features.context import ChunkData
 from alphagraph.features.extra import relative_chunk, relative_post, technical_family, cross_section_means
 from alphagraph.features.families import (
@@ -66,36 +65,6 @@ class _Timer:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("compute_features phases: %s", {k: round(v, 3) for k, v in self.phases.items()})
 CELLS_PER_CHUNK = 1 << 15  # 256 kB per float64 array: a chunk's working set stays in a core's L2 cache (1 << 17 was ~10% slower)
-
-
-def _threads(n_threads: int | None) -> int:
-    if n_threads:
-        return max(1, int(n_threads))
-    env = os.environ.get("ALPHAGRAPH_THREADS")
-    if env:
-        return max(1, int(env))
-    try:
-        return max(1, min(8, len(os.sched_getaffinity(0))))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, min(8, os.cpu_count() or 1))
-
-
-def _prefaulted(n: int, dtype) -> np.ndarray:
-    """An uninitialised array whose pages are mapped up front (one MAP_POPULATE mmap).
-
-    Faulting fresh pages in one by one while chunks write their results cost more
-    than the writes themselves on small VMs; populating in the kernel is ~2x cheaper.
-    Falls back to ``np.empty`` where MAP_POPULATE is unavailable.
-    """
-    nbytes = int(n) * np.dtype(dtype).itemsize
-    flag = getattr(mmap, "MAP_POPULATE", 0)
-    if not flag or nbytes == 0:
-        return np.empty(n, dtype=dtype)
-    try:
-        buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | flag)
-    except (OSError, ValueError):  # pragma: no cover
-        return np.empty(n, dtype=dtype)
-    return np.frombuffer(buf, dtype=dtype)
 
 
 class BufferPool:

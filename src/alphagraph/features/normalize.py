@@ -42,7 +42,7 @@ from scipy.special import ndtri
 from alphagraph.runtime.config import NormalizeConfig
 from alphagraph.runtime.errors import UserError
 from alphagraph.runtime.io import ParquetSink, memory_target
-from alphagraph.features.compute import _prefaulted, _threads
+from alphagraph.features.buffers import prefaulted, threads
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +248,7 @@ def normalize_file(
                 continue
             buffers.reverse()
             if buffers[0] is None:
-                buffers[0] = _prefaulted(len(feats) * most, np.float32).reshape(len(feats), most)
+                buffers[0] = prefaulted(len(feats) * most, np.float32).reshape(len(feats), most)
             out, n_missing = _normalize_block(block, feats, cfg, horizons, buffers[0])
             del block
             stats.add(out, n_missing)
@@ -295,10 +295,10 @@ def _normalize_block(
     cells = date_id * width + pos
 
     if buffer is None:
-        out = _prefaulted(len(feats) * n, np.float32).reshape(len(feats), n)
+        out = prefaulted(len(feats) * n, np.float32).reshape(len(feats), n)
     else:  # (features, >= n): the output columns view its rows
         out = buffer[:, :n]
-    n_threads = max(1, min(_threads(None), len(feats)))
+    n_threads = max(1, min(threads(None), len(feats)))
 
     def run(part: list[int]) -> np.ndarray:
         missing = np.zeros(n, dtype=np.int32)  # per row: missing (null or non-finite) features
