@@ -11,6 +11,7 @@ import torch
 
 from alphagraph.evaluation.evaluate import daily_ic
 from alphagraph.models.temporal import (
+    AttentionBlock,
     KINDS,
     TemporalConfig,
     TemporalModel,
@@ -209,3 +210,17 @@ def test_the_future_does_not_move_the_past(small, kind):
         a, b = model(data.batch(past)), model(moved_data.batch(past))
         assert all(torch.equal(a[k], b[k]) for k in a)
         assert not torch.equal(model(data.batch(future))["reg"], model(moved_data.batch(future))["reg"])
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_a_final_block_computes_only_todays_position_and_matches_the_full_block(causal):
+    torch.manual_seed(0)
+    block = AttentionBlock(16, 2, 0.1).eval()
+    h = torch.randn(30, 12, 16)
+    mask = torch.rand(30, 12) > 0.4
+    mask[:, -1] = True  # today is always traded
+    full, lag_full = block(h, mask, causal, record=True)
+    last, lag_last = block(h, mask, causal, record=True, last_only=True)
+    assert last.shape == (30, 1, 16)
+    torch.testing.assert_close(last, full[:, -1:], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(lag_last, lag_full)

@@ -33,7 +33,7 @@ from alphagraph.train import (
     seed_everything,
     split_codes,
 )
-from alphagraph.train.loop import CheckpointError, _rng_state, _set_rng_state, load_checkpoint
+from alphagraph.train.loop import CheckpointError, _rng_state, _set_rng_state, eval_days, load_checkpoint
 from alphagraph.evaluation.walkforward import split_for
 from tests.conftest import EASY_MARKET
 
@@ -344,3 +344,14 @@ def test_a_checkpoint_carrying_a_pickled_callable_is_refused_at_resume(tiny, tmp
     (tmp_path / "last.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="last.pt: cannot be loaded"):
         fit(make_model(data, tiny.params), data, make_loss(data, tiny.params), cfg, tmp_path)
+
+
+def test_cpu_evaluation_batches_hold_about_a_thousand_stock_days():
+    from types import SimpleNamespace
+
+    data = SimpleNamespace(panel=pl.DataFrame({"date": np.repeat(np.arange(10), 200)}))
+    assert eval_days(data, 32, torch.device("cpu")) == 5  # 1,024 rows / 200 stocks a day
+    assert eval_days(data, 2, torch.device("cpu")) == 2  # never more than asked
+    big = SimpleNamespace(panel=pl.DataFrame({"date": np.repeat(np.arange(3), 5000)}))
+    assert eval_days(big, 32, torch.device("cpu")) == 1
+    assert eval_days(data, 32, torch.device("meta")) == 32  # an accelerator keeps its batches

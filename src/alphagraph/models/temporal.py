@@ -98,21 +98,32 @@ class AttentionBlock(TransformerBlock):
     """:class:`TransformerBlock` with an optional causal mask and the attention of the last query kept."""
 
     def forward(
-        self, h: torch.Tensor, mask: torch.Tensor, causal: bool = False, record: bool = False
+        self, h: torch.Tensor, mask: torch.Tensor, causal: bool = False, record: bool = False, last_only: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``last_only``: the block's output at the last position alone, [N, 1, D]: what a final block
+        feeds the model's read-out (today's position), at a fraction of the cost (keys and values
+        still come from every day; queries, attention rows and the feed-forward only from today)."""
         n, length, dim = h.shape
-        q, k, v = self.qkv(self.norm1(h)).view(n, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
-        score = (q @ k.transpose(-1, -2)) / math.sqrt(dim // self.heads)  # [N, heads, L, L]
-        allowed = mask[:, None, None, :].expand(n, 1, length, length)
+        x = self.norm1(h)
+        if last_only:
+            w, b = self.qkv.weight, self.qkv.bias
+            q = F.linear(x[:, -1:], w[:dim], b[:dim]).view(n, 1, self.heads, dim // self.heads).transpose(1, 2)
+            k, v = F.linear(x, w[dim:], b[dim:]).view(n, length, 2, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+            h, queries = h[:, -1:], 1
+        else:
+            q, k, v = self.qkv(x).view(n, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+            queries = length
+        score = (q @ k.transpose(-1, -2)) / math.sqrt(dim // self.heads)  # [N, heads, queries, L]
+        allowed = mask[:, None, None, :].expand(n, 1, queries, length)
         if causal:
-            allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=h.device).tril()
+            allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=h.device).tril()[-queries:]
         # A query always sees itself: a masked (or, causally, a first traded) day then has a finite row; no
         # traded day ever attends to a masked one.
-        allowed = allowed | torch.eye(length, dtype=torch.bool, device=h.device)
+        allowed = allowed | torch.eye(length, dtype=torch.bool, device=h.device)[-queries:]
         att = score.masked_fill(~allowed, float("-inf")).softmax(-1)
         last = att[:, :, -1].mean(1).detach() if record else None  # today's query, mean over heads: [N, L]
         out = F.dropout(att, self.dropout, self.training) @ v
-        h = h + F.dropout(self.out(out.transpose(1, 2).reshape(n, length, dim)), self.dropout, self.training)
+        h = h + F.dropout(self.out(out.transpose(1, 2).reshape(n, queries, dim)), self.dropout, self.training)
         return h + F.dropout(self.ff(self.norm2(h)), self.dropout, self.training), last
 
 
@@ -194,7 +205,8 @@ class TemporalModel(nn.Module):
         h = h + self.pos[-h.size(1):]  # today is always the last position
         last = None
         for i, block in enumerate(self.blocks):
-            h, last = block(h, mask, self.causal, self.record and i == len(self.blocks) - 1)
+            final = i == len(self.blocks) - 1  # only today's position is read out
+            h, last = block(h, mask, self.causal, self.record and final, last_only=final)
         if self.record:
             self.lag_attention = last
         return self.final_norm(h[:, -1])
