@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from alphagraph.graph.loader import NODE
-from alphagraph.train.importance import permutation_importance
+from alphagraph.train.importance import IMPORTANCE_DAYS, importance_days, permutation_importance
 from alphagraph.models.core.attention import core_lag_attention, core_lag_attention_report, relation_attention_by_date, stock_attention
 from alphagraph.models.core import CoreModel, core_fold_data, relation_report
 from alphagraph.models.temporal import TemporalModel
@@ -202,3 +202,14 @@ def test_permutation_importance_on_the_neural_models(tiny, fold_data):
     out = permutation_importance(temporal, data, val, feats, batch_days=4)
     assert out["drop"].is_finite().all()
     assert out.equals(permutation_importance(temporal, data, val, feats, batch_days=4))
+
+
+def test_importance_days_keep_the_stock_days_not_the_days():
+    from types import SimpleNamespace
+
+    def days(stocks):
+        return importance_days(SimpleNamespace(panel=pl.DataFrame({"date": np.repeat(np.arange(5), stocks)})))
+
+    assert days(184) == IMPORTANCE_DAYS  # the default market: every day of the budget
+    assert days(1026) == 3  # a NASDAQ-sized universe: as many stock-days in fewer days
+    assert days(100_000) == 1

@@ -350,8 +350,9 @@ def test_cpu_evaluation_batches_hold_about_a_thousand_stock_days():
     from types import SimpleNamespace
 
     data = SimpleNamespace(panel=pl.DataFrame({"date": np.repeat(np.arange(10), 200)}))
-    assert eval_days(data, 32, torch.device("cpu")) == 5  # 1,024 rows / 200 stocks a day
-    assert eval_days(data, 2, torch.device("cpu")) == 2  # never more than asked
+    assert eval_days(data, 32, torch.device("cpu"), None) == 32  # no cut asked
+    assert eval_days(data, 32, torch.device("cpu"), 1024) == 5  # 1,024 rows / 200 stocks a day
+    assert eval_days(data, 2, torch.device("cpu"), 1024) == 2  # never more than asked
     big = SimpleNamespace(panel=pl.DataFrame({"date": np.repeat(np.arange(3), 5000)}))
-    assert eval_days(big, 32, torch.device("cpu")) == 1
-    assert eval_days(data, 32, torch.device("meta")) == 32  # an accelerator keeps its batches
+    assert eval_days(big, 32, torch.device("cpu"), 1024) == 1
+    assert eval_days(data, 32, torch.device("meta"), 1024) == 32  # an accelerator keeps its batches

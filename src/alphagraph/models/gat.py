@@ -38,6 +38,7 @@ from alphagraph.runtime.config import GatConfig, Params
 from alphagraph.features.normalize import feature_columns
 from alphagraph.evaluation.split import Fold
 from alphagraph.train import FoldOutput, GraphDayData, LoopConfig, MultiHorizonLoss, seed_everything, split_codes, train_fold
+from alphagraph.train.loop import CPU_EVAL_ROWS
 from alphagraph.evaluation.walkforward import label_reach
 
 SELF_LOOP_FILL = 0.0  # edge_attr of a self-loop: weight 0, sign 0, no relation
@@ -97,6 +98,7 @@ def loop_config(cfg: GatConfig, seed: int, device: str, progress: bool | None = 
         weight_decay=cfg.weight_decay,
         batch_days=cfg.batch_days,
         eval_batch_days=max(cfg.batch_days, 32),
+        cpu_eval_rows=CPU_EVAL_ROWS,
         days_per_epoch=cfg.days_per_epoch,
         warmup_epochs=cfg.warmup_epochs,
         min_lr_ratio=cfg.min_lr_ratio,

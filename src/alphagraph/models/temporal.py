@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -56,7 +56,7 @@ from alphagraph.runtime.config import TrainConfig
 from alphagraph.graph.build import empty_edges
 from alphagraph.graph.loader import GraphIndex, _DayEdges
 from alphagraph.models.core import AdaptiveWindowNorm, TransformerBlock, core_loss, sinusoidal
-from alphagraph.train.loop import loop_config
+from alphagraph.train.loop import CPU_EVAL_ROWS, loop_config
 from alphagraph.features.normalize import feature_columns
 from alphagraph.evaluation.split import Fold
 from alphagraph.train import FoldOutput, MultiHorizonLoss, seed_everything, split_codes, train_fold
@@ -334,7 +334,7 @@ def fit_temporal_fold(
     data = temporal_fold_data(panel, fold, params, cfg, index)
     seed_everything(params.seed * 1000 + fold.fold)
     model = TemporalModel.from_config(cfg, data.in_dim, len(data.horizons))
-    loop = loop_config(cfg, params.seed, params.device, progress)
+    loop = replace(loop_config(cfg, params.seed, params.device, progress), cpu_eval_rows=CPU_EVAL_ROWS)
     out = train_fold(model, data, temporal_loss(cfg, data), loop, fold.fold, run_dir)
     return out, model, data
 

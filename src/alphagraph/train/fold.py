@@ -147,6 +147,6 @@ def train_fold(
         result.extra["warm_start_from"] = start.source_fold
     dates = data.dates("val", "test")
     with torch.no_grad():
-        pred = predict(model, data, dates, (VAL, TEST), cfg.eval_batch_days, resolve_device(cfg.device))
+        pred = predict(model, data, dates, (VAL, TEST), cfg.eval_batch_days, resolve_device(cfg.device), cfg.cpu_eval_rows)
     frame = predictions_frame(data.panel, pred.rows, data.codes, pred.reg, pred.p_up, data.horizons, fold, pred.p_signal)
     return FoldOutput(frame, result)

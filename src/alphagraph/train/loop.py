@@ -112,18 +112,20 @@ def _chunks(n: int, size: int) -> Iterator[slice]:
         yield slice(lo, min(lo + size, n))
 
 
-# On CPU an evaluation batch of more stock-days is slower per day, not faster: its per-edge tensors
-# fall out of the cache (GAT on 200 stocks: 4 ms a day in batches of 4-8 days, 8 ms in batches of 32).
+# A model whose per-edge tensors fall out of the CPU's cache in large evaluation batches evaluates faster
+# in batches of about this many stock-days (LoopConfig.cpu_eval_rows): the GAT on 200 stocks takes 4 ms a
+# day in batches of 4-8 days, 8 ms in batches of 32. The core model is as fast either way (its attention
+# runs one relation at a time) and its batches' fixed costs favour large ones: it keeps eval_batch_days.
 CPU_EVAL_ROWS = 1024
 
 
-def eval_days(data: DayData, batch_days: int, device: torch.device) -> int:
-    """Days per evaluation batch: ``batch_days``, on CPU cut to about :data:`CPU_EVAL_ROWS` stock-days."""
+def eval_days(data: DayData, batch_days: int, device: torch.device, cpu_rows: int | None) -> int:
+    """Days per evaluation batch: ``batch_days``, on CPU cut to about ``cpu_rows`` stock-days (None: no cut)."""
     panel = getattr(data, "panel", None)
-    if device.type != "cpu" or panel is None or panel.height == 0:
+    if cpu_rows is None or device.type != "cpu" or panel is None or panel.height == 0:
         return batch_days
     per_day = panel.height / max(panel["date"].n_unique(), 1)
-    return max(1, min(batch_days, round(CPU_EVAL_ROWS / per_day)))
+    return max(1, min(batch_days, round(cpu_rows / per_day)))
 
 
 # --------------------------------------------------------------- inference
@@ -137,14 +139,15 @@ def predict(
     splits: Sequence[int] = (VAL, TEST),
     batch_days: int = 32,
     device: torch.device | str = "cpu",
+    cpu_rows: int | None = None,
 ) -> Prediction:
-    """Model outputs for the nodes of ``dates`` whose split code is in ``splits``."""
+    """Model outputs for the nodes of ``dates`` whose split code is in ``splits`` (``cpu_rows``: :func:`eval_days`)."""
     device = torch.device(device)
     model.eval()
     wanted = torch.tensor(list(splits), dtype=torch.int8)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("rows", "split", "day", "reg", "p_up", "y", "p_signal")}
     dates = list(dates)
-    for part in _chunks(len(dates), eval_days(data, batch_days, device)):
+    for part in _chunks(len(dates), eval_days(data, batch_days, device, cpu_rows)):
         batch = data.batch(dates[part])
         keep = torch.isin(batch.split.cpu(), wanted)
         parts["rows"].append(batch.row.cpu()[keep].numpy())
@@ -196,7 +199,7 @@ def validate(
     total, weight = 0.0, 0
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("day", "reg", "y")}
     dates = list(dates)[rank::world]
-    for part in _chunks(len(dates), eval_days(data, cfg.eval_batch_days, device)):
+    for part in _chunks(len(dates), eval_days(data, cfg.eval_batch_days, device, cfg.cpu_eval_rows)):
         batch = _to(data.batch(dates[part]), device)
         mask = batch.split == VAL
         n = int(mask.sum())

@@ -26,6 +26,7 @@ class LoopConfig:
     weight_decay: float = 1e-4
     batch_days: int = 16
     eval_batch_days: int = 32
+    cpu_eval_rows: int | None = None  # on CPU: evaluation batches of about this many stock-days at most (loop.eval_days)
     days_per_epoch: int = 0  # 0 = every training day each epoch
     warmup_epochs: float = 1.0
     min_lr_ratio: float = 0.05
