@@ -224,3 +224,11 @@ def test_a_final_block_computes_only_todays_position_and_matches_the_full_block(
     assert last.shape == (30, 1, 16)
     torch.testing.assert_close(last, full[:, -1:], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(lag_last, lag_full)
+    # Training: the same dropout masks at today's position, and the same random numbers drawn.
+    block.train()
+    torch.manual_seed(1)
+    full, after_full = block(h, mask, causal)[0], torch.rand(4)
+    torch.manual_seed(1)
+    last, after_last = block(h, mask, causal, last_only=True)[0], torch.rand(4)
+    torch.testing.assert_close(last, full[:, -1:], rtol=1e-5, atol=1e-5)
+    assert torch.equal(after_full, after_last)

@@ -102,7 +102,9 @@ class AttentionBlock(TransformerBlock):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``last_only``: the block's output at the last position alone, [N, 1, D]: what a final block
         feeds the model's read-out (today's position), at a fraction of the cost (keys and values
-        still come from every day; queries, attention rows and the feed-forward only from today)."""
+        still come from every day; queries, attention rows and the feed-forward only from today).
+        Its dropout masks are the last position's part of the full block's, drawn at full size, so
+        training consumes the same random numbers and follows the same path as the full block."""
         n, length, dim = h.shape
         x = self.norm1(h)
         if last_only:
@@ -122,9 +124,17 @@ class AttentionBlock(TransformerBlock):
         allowed = allowed | torch.eye(length, dtype=torch.bool, device=h.device)[-queries:]
         att = score.masked_fill(~allowed, float("-inf")).softmax(-1)
         last = att[:, :, -1].mean(1).detach() if record else None  # today's query, mean over heads: [N, L]
-        out = F.dropout(att, self.dropout, self.training) @ v
-        h = h + F.dropout(self.out(out.transpose(1, 2).reshape(n, queries, dim)), self.dropout, self.training)
-        return h + F.dropout(self.ff(self.norm2(h)), self.dropout, self.training), last
+
+        def drop(t: torch.Tensor) -> torch.Tensor:  # F.dropout of the full block, at its last query / position
+            if not (self.training and self.dropout > 0 and queries < length):
+                return F.dropout(t, self.dropout, self.training)
+            noise = torch.empty(*t.shape[:-2], length, t.size(-1), dtype=t.dtype, device=t.device).bernoulli_(1 - self.dropout).div_(1 - self.dropout)
+            return t * noise[..., -1:, :]
+
+        out = drop(att) @ v
+        h = h + drop(self.out(out.transpose(1, 2).reshape(n, queries, dim)))
+        lin1, act, _, lin2 = self.ff  # Linear, GELU, Dropout, Linear (TransformerBlock's feed-forward)
+        return h + drop(lin2(drop(act(lin1(self.norm2(h)))))), last
 
 
 class TemporalModel(nn.Module):
