@@ -128,8 +128,8 @@ class AttentionBlock(TransformerBlock):
         def drop(t: torch.Tensor) -> torch.Tensor:  # F.dropout of the full block, at its last query / position
             if not (self.training and self.dropout > 0 and queries < length):
                 return F.dropout(t, self.dropout, self.training)
-            noise = torch.empty(*t.shape[:-2], length, t.size(-1), dtype=t.dtype, device=t.device).bernoulli_(1 - self.dropout).div_(1 - self.dropout)
-            return t * noise[..., -1:, :]
+            noise = torch.empty(*t.shape[:-2], length, t.size(-1), dtype=t.dtype, device=t.device)
+            return t * noise.bernoulli_(1 - self.dropout).div_(1 - self.dropout)[..., -1:, :]
 
         out = drop(att) @ v
         h = h + drop(self.out(out.transpose(1, 2).reshape(n, queries, dim)))
