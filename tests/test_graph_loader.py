@@ -187,3 +187,16 @@ def test_a_batch_maps_only_its_own_days(index):
     before = index.mapped_days
     index.batch([D[1], D[4]], FEATS)
     assert index.mapped_days - before == 2
+
+
+def test_gather_in_several_column_blocks_reads_the_same_values(monkeypatch):
+    from alphagraph.graph import loader
+
+    panel = make_panel()
+    cols = [*FEATS, "y_1d"]
+    idx = GraphIndex(make_edges(), panel, relations=RELS)
+    pos = np.array([5, 0, 7, 7, 3, panel.height - 1])
+    want = idx.gather(pos, cols)
+    monkeypatch.setattr(loader, "GATHER_COLUMNS", 2)  # blocks of 2 columns, the last one short
+    torch.testing.assert_close(idx.gather(pos, cols), want, equal_nan=True, rtol=0, atol=0)
+    assert len(cols) % 2 == 1

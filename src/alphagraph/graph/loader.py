@@ -45,6 +45,9 @@ class _DayEdges:
     per_day: np.ndarray  # number of edges of each day
 
 
+GATHER_COLUMNS = 32  # columns per block of GraphIndex.gather
+
+
 class GraphIndex:
     """Fast batched access to per-day graphs built from ``edges`` and a panel."""
 
@@ -147,20 +150,25 @@ class GraphIndex:
         key = tuple(cols)
         if key in self._features:  # already materialized by a caller: index it
             return self._features[key][torch.from_numpy(positions)]
-        # Column by column into a [F, rows] buffer (contiguous writes), then one transposing copy: writing
-        # each column straight into a row-major [rows, F] array strides across the cache (3x slower).
-        by_column = np.empty((len(key), positions.size), dtype=np.float32)
+        out = np.empty((positions.size, len(key)), dtype=np.float32)
         if positions.size and key:
             rows = positions if self._identity_order else self._order[positions]
             views = [self._column_view(c) for c in key]
             slow = [c for c, v in zip(key, views) if v is None]
             part = self._panel.select(pl.col(c).gather(pl.Series(rows)) for c in slow) if slow else None
-            for j, (c, view) in enumerate(zip(key, views)):
-                if view is not None:
-                    np.take(view, rows, out=by_column[j], mode="clip")  # rows are in range: clip only skips a buffer
-                else:
-                    by_column[j] = part.get_column(c).cast(pl.Float32).to_numpy()
-        return torch.from_numpy(np.ascontiguousarray(by_column.T))
+            # GATHER_COLUMNS columns at a time into a [columns, rows] block (contiguous writes), then into
+            # the output in one transposing copy: writing each column straight into the row-major output
+            # strides across the cache (3x slower); the block keeps the extra memory small.
+            block = np.empty((min(GATHER_COLUMNS, len(key)), positions.size), dtype=np.float32)
+            for lo in range(0, len(key), GATHER_COLUMNS):
+                names, chunk = key[lo:lo + GATHER_COLUMNS], views[lo:lo + GATHER_COLUMNS]
+                for j, (c, view) in enumerate(zip(names, chunk)):
+                    if view is not None:
+                        np.take(view, rows, out=block[j], mode="clip")  # rows are in range: clip skips a buffer
+                    else:
+                        block[j] = part.get_column(c).cast(pl.Float32).to_numpy()
+                out[:, lo:lo + len(names)] = block[: len(names)].T
+        return torch.from_numpy(out)
 
     def _column_view(self, col: str) -> np.ndarray | None:
         """A zero-copy float32 numpy view of a panel column (None when the column is in several chunks,
