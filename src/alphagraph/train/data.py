@@ -78,6 +78,14 @@ def split_codes(panel: pl.DataFrame, fold: Fold, reach: int) -> np.ndarray:
     return codes
 
 
+def rows_per_date(data: Any) -> float | None:
+    """Mean stock-days per date of ``data``'s panel (None when it has no panel or an empty one)."""
+    panel = getattr(data, "panel", None)
+    if panel is None or panel.height == 0:
+        return None
+    return panel.height / max(panel["date"].n_unique(), 1)
+
+
 def dates_with(panel_dates: np.ndarray, codes: np.ndarray, *splits: str) -> np.ndarray:
     """Sorted unique days (datetime64[D]) that have at least one row of ``splits``."""
     wanted = np.isin(codes, [SPLIT_CODE[s] for s in splits])

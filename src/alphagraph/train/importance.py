@@ -21,7 +21,7 @@ import polars as pl
 import torch
 
 from alphagraph.evaluation.evaluate import daily_ic
-from alphagraph.train.data import VAL
+from alphagraph.train.data import VAL, rows_per_date
 
 __all__ = ["permutation_importance", "fold_maps", "stack_folds", "day_batches", "recording"]
 
@@ -203,11 +203,8 @@ IMPORTANCE_ROWS = 3200
 
 def importance_days(data: Any) -> int:
     """Days of permutation importance: about :data:`IMPORTANCE_ROWS` stock-days, 1 to :data:`IMPORTANCE_DAYS`."""
-    panel = getattr(data, "panel", None)
-    if panel is None or panel.height == 0:
-        return IMPORTANCE_DAYS
-    per_day = panel.height / max(panel["date"].n_unique(), 1)
-    return max(1, min(IMPORTANCE_DAYS, round(IMPORTANCE_ROWS / per_day)))
+    per_day = rows_per_date(data)
+    return IMPORTANCE_DAYS if per_day is None else max(1, min(IMPORTANCE_DAYS, round(IMPORTANCE_ROWS / per_day)))
 
 
 # What a model's own attention read-outs give for a fold: (model, data, test dates, device) -> named frames.

@@ -89,7 +89,7 @@ from alphagraph.train.checkpoint import (
     _set_rng_state,
     load_checkpoint,
 )
-from alphagraph.train.data import TEST, TRAIN, VAL, DayData
+from alphagraph.train.data import TEST, TRAIN, VAL, DayData, rows_per_date
 from alphagraph.train.device import _autocast, _to, deterministic_torch, epoch_generator, resolve_device, seed_everything
 from alphagraph.train.optim import EarlyStopping, WarmupCosine, WarmupCosineRestarts, make_optimizer, make_schedule
 from alphagraph.train.types import OPTIMIZERS, SELECT_METRICS, FitResult, LoopConfig, LossFn, Prediction, loop_config
@@ -121,11 +121,8 @@ CPU_EVAL_ROWS = 1024
 
 def eval_days(data: DayData, batch_days: int, device: torch.device, cpu_rows: int | None) -> int:
     """Days per evaluation batch: ``batch_days``, on CPU cut to about ``cpu_rows`` stock-days (None: no cut)."""
-    panel = getattr(data, "panel", None)
-    if cpu_rows is None or device.type != "cpu" or panel is None or panel.height == 0:
-        return batch_days
-    per_day = panel.height / max(panel["date"].n_unique(), 1)
-    return max(1, min(batch_days, round(cpu_rows / per_day)))
+    per_day = rows_per_date(data) if cpu_rows is not None and device.type == "cpu" else None
+    return batch_days if per_day is None else max(1, min(batch_days, round(cpu_rows / per_day)))
 
 
 # --------------------------------------------------------------- inference
