@@ -336,17 +336,25 @@ def _normalize_block(
         return missing
 
     parts = [list(range(k, len(feats), n_threads)) for k in range(n_threads)]
+
+    def label(h: int) -> pl.Series | None:
+        return _rank_gauss(block.get_column(f"ret_{h}d"), starts, lens, cells, width)
+
+    ranked = horizons if cfg.label == "rankgauss" else []
     if n_threads > 1:
+        # the labels go to the same threads, first: left to the end, they ran while the other core idled
         with ThreadPoolExecutor(max_workers=n_threads) as pool:
+            pending = [pool.submit(label, h) for h in ranked]
             counts = list(pool.map(run, parts))
+            labels = [f.result() for f in pending]
     else:
         counts = [run(parts[0])]
+        labels = [label(h) for h in ranked]
     n_missing = np.sum(counts, axis=0, dtype=np.int64) if n else np.zeros(0, dtype=np.int64)
     new_cols = [pl.Series(c, out[i], dtype=pl.Float32) for i, c in enumerate(feats)]
     share = (n_missing.astype(np.float64) / max(len(feats), 1)).astype(np.float32)
     out = block.with_columns(new_cols).with_columns(pl.Series(MISSING_SHARE, share, dtype=pl.Float32))
     if cfg.label == "rankgauss":
-        labels = [_rank_gauss(block.get_column(f"ret_{h}d"), starts, lens, cells, width) for h in horizons]
         if all(y is not None for y in labels):
             return out.with_columns([y.alias(f"y_{h}d") for h, y in zip(horizons, labels)]), n_missing
     out = out.with_columns([_label(h, cfg.label, cfg.clip) for h in horizons])
