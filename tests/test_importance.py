@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from alphagraph.graph.loader import NODE
-from alphagraph.train.importance import IMPORTANCE_DAYS, importance_days, permutation_importance
+from alphagraph.train.importance import IMPORTANCE_DAYS, feature_groups, importance_days, permutation_importance
 from alphagraph.models.core.attention import core_lag_attention, core_lag_attention_report, relation_attention_by_date, stock_attention
 from alphagraph.models.core import CoreModel, core_fold_data, relation_report
 from alphagraph.models.temporal import TemporalModel
@@ -167,12 +167,14 @@ def test_permutation_importance_finds_the_one_feature_read(fold_data):
     j = cols.index("f_roc_5")  # 5-day return: the best single feature on this fold's validation (RankIC ~0.06)
     val = data.dates("val")
     out = permutation_importance(ReadsOne(j, 1.0), data, val, cols, horizon_index=0, seed=0)
-    assert out.columns == ["feature", "rank_ic", "drop"] and out["feature"].to_list() == cols
+    assert out.columns == ["feature", "rank_ic", "drop", "rank_shift"] and out["feature"].to_list() == cols
     baseline = float(out["rank_ic"][j] + out["drop"][j])
     assert baseline > 0.03
     assert out["drop"][j] > 0.03
+    # the predictions are the feature itself: shuffled, a day's ranking is a random one (shift about 1)
+    assert 0.8 < out["rank_shift"][j] < 1.2
     others = out.filter(pl.col("feature") != cols[j])
-    assert (others["drop"] == 0.0).all()
+    assert (others["drop"] == 0.0).all() and (others["rank_shift"].abs() < 1e-12).all()
     # Deterministic with a seed; a feature's figure does not depend on the other features asked for.
     again = permutation_importance(ReadsOne(j, 1.0), data, val, [cols[j], cols[0]], seed=0)
     assert again["rank_ic"][0] == out["rank_ic"][j] and again["drop"][1] == 0.0
@@ -186,6 +188,28 @@ def test_permutation_importance_finds_the_one_feature_read(fold_data):
     assert old["drop"][0] != 0.0 and old["drop"][1] == 0.0
     with pytest.raises(ValueError, match="not feature columns"):
         permutation_importance(ReadsOne(j), data, val, ["nope"])
+
+
+def test_feature_families_are_shuffled_together(fold_data):
+    data = fold_data
+    cols = data.feature_cols
+    groups = feature_groups(cols)
+    assert groups["f_roc_*"] == [c for c in cols if c.startswith("f_roc_")] and len(groups["f_roc_*"]) > 1
+    assert groups["f_kmid"] == ["f_kmid"]  # alone in its family: its own name
+    assert sorted(c for members in groups.values() for c in members) == sorted(cols)
+    j = cols.index("f_roc_5")
+    val = data.dates("val")
+    out = permutation_importance(ReadsOne(j, 1.0), data, val, groups, seed=0)
+    assert out["feature"].to_list() == list(groups)
+    roc = out.filter(pl.col("feature") == "f_roc_*")
+    assert roc["drop"][0] > 0.03
+    assert (out.filter(pl.col("feature") != "f_roc_*")["drop"] == 0.0).all()
+    # a family of one is the feature alone: the same permutation, the same figure
+    alone = permutation_importance(ReadsOne(cols.index("f_kmid"), 1.0), data, val, {"f_kmid": ["f_kmid"]}, seed=0)
+    single = permutation_importance(ReadsOne(cols.index("f_kmid"), 1.0), data, val, ["f_kmid"], seed=0)
+    assert alone.equals(single)
+    with pytest.raises(ValueError, match="not feature columns"):
+        permutation_importance(ReadsOne(j), data, val, {"f_roc_*": ["f_roc_5", "nope"]})
 
 
 def test_permutation_importance_on_the_neural_models(tiny, fold_data):

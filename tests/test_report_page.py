@@ -88,7 +88,8 @@ def make_workspace(root: Path, models: tuple[str, ...] = ("oracle", "lgbm", "cor
                                    "val_rank_ic_5d": rng.normal(0.02, 0.01, 4), "best_epoch": [1, 2, 2, 2]}),
                      plots / "training" / f"fold{fold}.csv")
             _csv(pl.DataFrame({"feature": [f"f_{j}" for j in range(18)], "rank_ic": rng.normal(0.02, 0.01, 18),
-                               "drop": np.linspace(0.003, -0.001, 18)}), plots / "importance.csv")
+                               "drop": np.linspace(0.003, -0.001, 18), "rank_shift": np.linspace(0.2, 0.0, 18)}),
+                 plots / "importance.csv")
             lags = 5 if model == "core" else 10
             _csv(pl.DataFrame({"fold": np.repeat([0, 1], lags), "lag": np.tile(np.arange(lags), 2),
                                "attention": np.full(2 * lags, 1 / lags) + rng.normal(0, 0.01, 2 * lags)}),
@@ -151,6 +152,7 @@ def test_every_model_has_a_section_with_its_figures(full: tuple[Path, pl.DataFra
     assert 'class="links"' in core and "supply_chain" in core
     assert 'id="fig-transformer-lag"' in found["model-transformer"]
     assert 'id="fig-lgbm-imp"' in found["model-lgbm"] and "share of split gain" in found["model-lgbm"]
+    assert "moves the model&#x27;s ranking" in found["model-core"] or "moves the model's ranking" in found["model-core"]
 
 
 def test_page_header_leaderboard_and_wins(full: tuple[Path, pl.DataFrame, str]) -> None:

@@ -356,3 +356,42 @@ def test_cpu_evaluation_batches_hold_about_a_thousand_stock_days():
     big = SimpleNamespace(panel=pl.DataFrame({"date": np.repeat(np.arange(3), 5000)}))
     assert eval_days(big, 32, torch.device("cpu"), 1024) == 1
     assert eval_days(data, 32, torch.device("meta"), 1024) == 32  # an accelerator keeps its batches
+
+
+def test_validation_batches_kept_across_epochs_change_nothing(tiny, monkeypatch):
+    """The validation batches built once (BatchCache) give the same history and weights as rebuilding them."""
+    import alphagraph.train.loop as loop
+
+    data = gat_fold_data(tiny.panel, tiny.index, tiny.fold, tiny.params)
+    built = []
+    batch = data.batch
+    monkeypatch.setattr(data, "batch", lambda dates: built.append(len(dates)) or batch(dates))
+
+    def run(budget: int) -> tuple[Any, GATBaseline, int]:
+        monkeypatch.setattr(loop, "VAL_CACHE_BYTES", budget)
+        built.clear()
+        model = make_model(data, tiny.params)
+        return fit(model, data, make_loss(data, tiny.params), loop_cfg(epochs=3)), model, len(built)
+
+    kept, kept_model, kept_builds = run(1 << 30)
+    rebuilt, rebuilt_model, rebuilt_builds = run(0)
+    assert [h["val_rank_ic_1d"] for h in kept.history] == [h["val_rank_ic_1d"] for h in rebuilt.history]
+    assert [h["val_loss"] for h in kept.history] == [h["val_loss"] for h in rebuilt.history]
+    for (name, p), (_, q) in zip(kept_model.named_parameters(), rebuilt_model.named_parameters()):
+        assert torch.equal(p, q), name
+    parts = -(-data.dates("val").size // eval_days(data, 32, torch.device("cpu"), None))
+    assert rebuilt_builds - kept_builds == 2 * parts  # epochs 2 and 3 reuse epoch 1's batches
+
+
+def test_batch_cache_keeps_nothing_when_the_batches_would_pass_the_budget():
+    from alphagraph.train.loop import BatchCache
+
+    class Batch:
+        def __init__(self) -> None:
+            self.x = torch.zeros(256)  # 1 kB
+
+    small = BatchCache(budget=10_000, parts=4)
+    first = small.get(0, Batch)
+    assert small.get(0, Batch) is first and small.used == 1024
+    big = BatchCache(budget=3_000, parts=4)  # 4 x 1 kB estimated: over
+    assert big.get(0, Batch) is not big.get(0, Batch) and not big.batches

@@ -479,14 +479,21 @@ def model_figures(model: str, files: ModelFiles, horizons: Sequence[int], color:
         figs.append(figure(svg, f"Validation RankIC {h}d after each training epoch, one line per walk-forward fold; "
                                 "the large dot marks the epoch whose weights were kept.", k))
     imp = files.importance
-    value = next((c for c in ("drop", "gain_share") if _has(imp, "feature", c)), None)
+    value = next((c for c in ("rank_shift", "drop", "gain_share") if _has(imp, "feature", c)), None)
     if value is not None:
         k = f"{key}-imp"
-        label = ("drop of validation RankIC when shuffled" if value == "drop" else "share of split gain")
+        label = {"rank_shift": "1 - rank correlation with the unshuffled predictions",
+                 "drop": "drop of validation RankIC when shuffled", "gain_share": "share of split gain"}[value]
         svg = F.importance_bars(imp, value, color, k, top=TOP_FEATURES, xlabel=label)
-        what = ("the drop of the mean daily validation RankIC when the feature is shuffled across stocks "
-                "(permutation importance, mean over folds)" if value == "drop"
-                else "the feature's share of the total split gain of the boosted trees")
+        what = {
+            "rank_shift": "how far shuffling the feature (a family: all its windows together) across a day's stocks "
+                          "moves the model's ranking of them (1 - the rank correlation of the predictions with and "
+                          "without the shuffle, validation days, mean over folds; what the model reads, not what "
+                          "it earns: the drop of RankIC, in importance.csv, is mostly the days' noise)",
+            "drop": "the drop of the mean daily validation RankIC when the feature is shuffled across stocks "
+                    "(permutation importance, mean over folds)",
+            "gain_share": "the feature's share of the total split gain of the boosted trees",
+        }[value]
         figs.append(figure(svg, f"The {TOP_FEATURES} most important features by {what}.", k))
     if _has(files.relations, "fold", "layer", "relation", "weight"):
         k = f"{key}-relw"

@@ -30,7 +30,8 @@ What :func:`fit` does
   instead, :class:`WarmupCosineRestarts`). The scheduler is stepped once per
   optimizer step.
 - Gradient clipping by global norm (``grad_clip``; 0 = off).
-- After each epoch: validation over all VAL nodes of the VAL dates; the
+- After each epoch: validation over all VAL nodes of the VAL dates (their
+  batches built once and kept when they fit :data:`VAL_CACHE_BYTES`); the
   monitored value is ``select_metric`` (``rank_ic`` / ``ic``: mean daily
   correlation at ``select_horizon``, higher is better; ``loss``: validation
   loss, lower is better), optionally smoothed by an EMA (``select_smoothing``).
@@ -101,7 +102,7 @@ __all__ = [
     "deterministic_torch", "epoch_generator", "resolve_device", "seed_everything",
     "CheckpointError", "load_checkpoint",
     # the loop
-    "log", "predict", "daily_metrics", "validate", "fit",
+    "log", "predict", "daily_metrics", "validate", "BatchCache", "fit",
 ]
 
 log = get_logger("train")
@@ -117,6 +118,44 @@ def _chunks(n: int, size: int) -> Iterator[slice]:
 # day in batches of 4-8 days, 8 ms in batches of 32. The core model is as fast either way (its attention
 # runs one relation at a time) and its batches' fixed costs favour large ones: it keeps eval_batch_days.
 CPU_EVAL_ROWS = 1024
+
+
+# A fold validates on the same dates after every epoch, and a batch is a function of its dates
+# (neighbour sampling is seeded by them): the validation batches are built once and kept when all of
+# them fit in this many bytes, per process. Rebuilding them was a tenth of the GAT's stage on the default
+# market (its batches: about 140 MB, the core's about 350 MB); NASDAQ-sized ones do not fit and are
+# rebuilt each epoch as before, so the stage's peak memory there does not move.
+VAL_CACHE_BYTES = 512 << 20
+
+
+class BatchCache:
+    """Batches keyed by their part of a fixed date list, kept while their estimated total fits ``budget`` bytes.
+
+    The first batch's size times ``parts`` is the estimate: above the budget nothing is kept (and so no
+    memory is added); otherwise every batch is, until the real total passes the budget.
+    """
+
+    def __init__(self, budget: int, parts: int) -> None:
+        self.budget, self.parts, self.used, self.on = budget, parts, 0, budget > 0
+        self.batches: dict[Any, Any] = {}
+
+    def get(self, key: Any, build: Callable[[], Any]) -> Any:
+        batch = self.batches.get(key)
+        if batch is not None:
+            return batch
+        batch = build()
+        if self.on:
+            size = _nbytes(batch)
+            if not self.batches and size * self.parts > self.budget:
+                self.on = False
+            elif self.used + size <= self.budget:
+                self.batches[key], self.used = batch, self.used + size
+        return batch
+
+
+def _nbytes(batch: Any) -> int:
+    items = batch.to_dict().values() if hasattr(batch, "to_dict") else vars(batch).values()
+    return sum(v.nelement() * v.element_size() for v in items if torch.is_tensor(v))
 
 
 def eval_days(data: DayData, batch_days: int, device: torch.device, cpu_rows: int | None) -> int:
@@ -184,12 +223,14 @@ def daily_metrics(pred: Prediction, horizons: Sequence[int]) -> dict[str, float]
 
 @torch.no_grad()
 def validate(
-    model: torch.nn.Module, data: DayData, dates: Sequence[Any], loss_fn: LossFn, cfg: LoopConfig, device: torch.device
+    model: torch.nn.Module, data: DayData, dates: Sequence[Any], loss_fn: LossFn, cfg: LoopConfig, device: torch.device,
+    cache: BatchCache | None = None,
 ) -> dict[str, float]:
     """Validation loss and daily (Rank)IC per horizon over the VAL nodes of ``dates``.
 
     Under torch.distributed each rank scores every ``world``-th date and the
-    parts are gathered, so every rank returns the same figures.
+    parts are gathered, so every rank returns the same figures. ``cache``: the
+    batches of earlier calls with the same ``dates`` (:class:`BatchCache`).
     """
     model.eval()
     rank, world = ddp.rank(), ddp.world_size()
@@ -197,7 +238,10 @@ def validate(
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("day", "reg", "y")}
     dates = list(dates)[rank::world]
     for part in _chunks(len(dates), eval_days(data, cfg.eval_batch_days, device, cfg.cpu_eval_rows)):
-        batch = _to(data.batch(dates[part]), device)
+        def build(part: slice = part) -> Any:
+            return _to(data.batch(dates[part]), device)
+
+        batch = build() if cache is None else cache.get((part.start, part.stop), build)
         mask = batch.split == VAL
         n = int(mask.sum())
         if n == 0:
@@ -294,6 +338,8 @@ def fit(
             dynamic_ncols=True,
         )
         epoch = start_epoch
+        shard = len(val_dates[rank::world])
+        val_cache = BatchCache(VAL_CACHE_BYTES, math.ceil(shard / eval_days(data, cfg.eval_batch_days, device, cfg.cpu_eval_rows)))
         while not finished and epoch < end_epoch:
             t0 = time.perf_counter()
             net.train()
@@ -330,7 +376,7 @@ def fit(
                     sums[k] = sums.get(k, 0.0) + v
                 bar.update(1)
                 bar.set_postfix(loss=f"{parts['loss']:.4f}", epoch=epoch + 1)
-            val = validate(model, data, val_dates, loss_fn, cfg, device)
+            val = validate(model, data, val_dates, loss_fn, cfg, device, val_cache)
             epoch += 1
             improved = stopper.update(val.get(monitor, float("nan")), epoch)
             seconds = time.perf_counter() - t0
