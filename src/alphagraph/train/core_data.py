@@ -137,9 +137,13 @@ class CoreDayData(GraphDayData):
         wday = torch.from_numpy(day)[:, None] - lag[None, :]
         wpos = torch.where(wday >= 0, self._grid[wday.clamp_min(0), torch.from_numpy(code)[:, None]], -1)
         b.x_mask = wpos >= 0
-        # Each distinct stock-day of the windows is read from the panel once (windows of a batch overlap).
-        present, where = torch.unique(wpos.clamp_min(0), return_inverse=True)
-        b.x_seq = self.index.gather(present.numpy(), self.feature_cols)[where] * b.x_mask[..., None]
+        # Each distinct stock-day of the windows is read from the panel once (windows of a batch overlap);
+        # the days without a row (-1, first in the sorted ids) read a row of zeros, so no pass masks them.
+        present, where = torch.unique(wpos, return_inverse=True)
+        rows = self.index.gather(present.clamp_min(0).numpy(), self.feature_cols)
+        if present.numel() and int(present[0]) < 0:
+            rows[0] = 0.0
+        b.x_seq = rows[where]
         if self.sig_cols:
             b.y_sig = self.index.gather(pos, self.sig_cols)
         if self._targets is not None:  # after sampling: b.row holds the kept nodes
