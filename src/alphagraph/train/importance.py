@@ -2,8 +2,9 @@
 
 Permutation importance (:func:`permutation_importance`): any model trained
 with the shared loop (core, temporal baselines over ``x_seq``, the GAT over
-``x``): the drop of the mean daily RankIC when one feature is shuffled across
-the stocks of each day.
+``x``): how far shuffling one feature, or one family of them
+(:func:`feature_groups`), across the stocks of each day moves the day's ranking
+(``rank_shift``) and the mean daily RankIC (``drop``).
 
 The models' own attention read-outs live with each model (the core model's in
 :mod:`alphagraph.models.core.attention`); :func:`fold_maps` takes one.
@@ -109,7 +110,7 @@ def permutation_importance(
     device: torch.device | str = "cpu",
     splits: Sequence[int] = (VAL,),
 ) -> pl.DataFrame:
-    """Drop of the mean daily RankIC when each feature (or group) is shuffled across the stocks of each day.
+    """Rank shift and RankIC drop when each feature (or group) is shuffled across the stocks of each day.
 
     ``features``: column names, or groups (name -> columns, e.g.
     :func:`feature_groups`) whose columns are shuffled together, with the same
