@@ -390,8 +390,8 @@ def test_batch_cache_keeps_nothing_when_the_batches_would_pass_the_budget():
         def __init__(self) -> None:
             self.x = torch.zeros(256)  # 1 kB
 
-    small = BatchCache(budget=10_000, parts=4)
-    first = small.get(0, Batch)
-    assert small.get(0, Batch) is first and small.used == 1024
-    big = BatchCache(budget=3_000, parts=4)  # 4 x 1 kB estimated: over
-    assert big.get(0, Batch) is not big.get(0, Batch) and not big.batches
+    small = BatchCache(budget=10_000)
+    first = small.get(0, Batch, parts=4)
+    assert small.get(0, Batch, parts=4) is first and small.used == 1024
+    big = BatchCache(budget=3_000)  # 4 x 1 kB estimated: over
+    assert big.get(0, Batch, parts=4) is not big.get(0, Batch, parts=4) and not big.batches

@@ -145,7 +145,10 @@ def permutation_importance(
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     cols = list(data.feature_cols)
-    groups = {f: [f] for f in (cols if features is None else features)} if not isinstance(features, Mapping) else features
+    if isinstance(features, Mapping):
+        groups = {name: list(members) for name, members in features.items()}
+    else:
+        groups = {f: [f] for f in (cols if features is None else features)}
     unknown = [c for members in groups.values() for c in members if c not in cols]
     if unknown:
         raise ValueError(f"permutation_importance: {unknown} are not feature columns of the data (e.g. {cols[:3]})")

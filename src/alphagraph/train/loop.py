@@ -131,22 +131,23 @@ VAL_CACHE_BYTES = 512 << 20
 class BatchCache:
     """Batches keyed by their part of a fixed date list, kept while their estimated total fits ``budget`` bytes.
 
-    The first batch's size times ``parts`` is the estimate: above the budget nothing is kept (and so no
-    memory is added); otherwise every batch is, until the real total passes the budget.
+    The first batch's size times ``parts`` (how many batches the date list makes) is the estimate: above
+    the budget nothing is kept (and so no memory is added); otherwise every batch is, until the real
+    total passes the budget.
     """
 
-    def __init__(self, budget: int, parts: int) -> None:
-        self.budget, self.parts, self.used, self.on = budget, parts, 0, budget > 0
+    def __init__(self, budget: int) -> None:
+        self.budget, self.used, self.on = budget, 0, budget > 0
         self.batches: dict[Any, Any] = {}
 
-    def get(self, key: Any, build: Callable[[], Any]) -> Any:
+    def get(self, key: Any, build: Callable[[], Any], parts: int) -> Any:
         batch = self.batches.get(key)
         if batch is not None:
             return batch
         batch = build()
         if self.on:
             size = _nbytes(batch)
-            if not self.batches and size * self.parts > self.budget:
+            if not self.batches and size * parts > self.budget:
                 self.on = False
             elif self.used + size <= self.budget:
                 self.batches[key], self.used = batch, self.used + size
@@ -237,11 +238,12 @@ def validate(
     total, weight = 0.0, 0
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("day", "reg", "y")}
     dates = list(dates)[rank::world]
-    for part in _chunks(len(dates), eval_days(data, cfg.eval_batch_days, device, cfg.cpu_eval_rows)):
+    per_batch = eval_days(data, cfg.eval_batch_days, device, cfg.cpu_eval_rows)
+    for part in _chunks(len(dates), per_batch):
         def build(part: slice = part) -> Any:
             return _to(data.batch(dates[part]), device)
 
-        batch = build() if cache is None else cache.get((part.start, part.stop), build)
+        batch = build() if cache is None else cache.get((part.start, part.stop), build, math.ceil(len(dates) / per_batch))
         mask = batch.split == VAL
         n = int(mask.sum())
         if n == 0:
@@ -338,8 +340,7 @@ def fit(
             dynamic_ncols=True,
         )
         epoch = start_epoch
-        shard = len(val_dates[rank::world])
-        val_cache = BatchCache(VAL_CACHE_BYTES, math.ceil(shard / eval_days(data, cfg.eval_batch_days, device, cfg.cpu_eval_rows)))
+        val_cache = BatchCache(VAL_CACHE_BYTES)
         while not finished and epoch < end_epoch:
             t0 = time.perf_counter()
             net.train()
