@@ -43,7 +43,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
+from scipy import sparse
 
 from alphagraph.runtime import paths
 from alphagraph.runtime.config import Params
@@ -53,6 +55,7 @@ from alphagraph.runtime.io import read_parquet
 from alphagraph.features.normalize import feature_columns
 
 PREFIX = "f_rel_"
+NO_SNAPSHOT = -(2**31)  # a day before the first snapshot
 RET_DAYS = (1, 5)
 
 
@@ -155,43 +158,67 @@ def snapshot_map(prices: pl.DataFrame, edges: pl.DataFrame, dates: pl.Series, re
 def relational_raw(
     panel: pl.DataFrame, prices: pl.DataFrame, edges: pl.DataFrame, spec: RelationalSpec
 ) -> pl.DataFrame:
-    """``date, code`` of ``panel`` (same rows, same order) + the raw ``f_rel_*`` columns (Float64; degree Int32)."""
+    """``date, code`` of ``panel`` (same rows, same order) + the raw ``f_rel_*`` columns (Float64; degree Int32).
+
+    The neighbours' values sit in a dense [day, stock, value] grid (NaN: none); per relation
+    and snapshot, the sums over in-edges are sparse products with that snapshot's
+    [dst, src] weight matrices, for all the days that use it at once.
+    """
     keys = panel.select("date", "code")
     smap = snapshot_map(prices, edges, keys["date"], spec.rebuild_every)
-    # Integer code ids: sorts and joins on them are several times faster than on strings.
+    # Integer code ids index the grid's stock axis.
     codes = pl.Enum(pl.concat([keys["code"], prices["code"], edges["src"], edges["dst"]]).unique().sort())
-    ids = lambda c: pl.col(c).cast(codes).to_physical().alias(c)
-    values = neighbour_values(prices, panel, spec).with_columns(ids("code"))
-    out = keys.with_row_index("_row").with_columns(ids("code"))
+    n_codes = codes.categories.len()
+    ids = lambda c: pl.col(c).cast(codes).to_physical().cast(pl.Int64).alias(c)
     pairs = value_names(spec)
+    value_cols = [col for col, _ in pairs]
+    day_key = lambda frame: frame.get_column("date").cast(pl.Int32).to_numpy()
+    calendar = day_key(smap)  # the panel's dates, sorted: the grid's day axis
+    n_days = calendar.size
+    values = neighbour_values(prices, panel, spec).select("date", ids("code"), *value_cols)
+    at = np.searchsorted(calendar, day_key(values))
+    on_day = calendar[np.minimum(at, n_days - 1)] == day_key(values) if n_days else np.zeros(values.height, bool)
+    grid = np.full((n_days, n_codes, len(value_cols)), np.nan)
+    grid[at[on_day], values["code"].to_numpy()[on_day]] = values.select(value_cols).to_numpy(order="c")[on_day]
+    has = ~np.isnan(grid)
+    filled = np.where(has, grid, 0.0)
+    ret1 = value_cols.index("last_ret_1d")
+    row_day, row_code = np.searchsorted(calendar, day_key(keys)), keys.select(ids("code")).to_series().to_numpy()
+    snap_of_day = smap.get_column("snapshot").cast(pl.Int32).fill_null(NO_SNAPSHOT).to_numpy()
+
+    out = {}
     for rel in spec.relations:  # one pass per relation type
-        e = edges.lazy().filter(pl.col("relation") == rel).select(
-            "snapshot",
-            ids("src"),
-            ids("dst"),
+        e = edges.filter(pl.col("relation") == rel).select(
+            pl.col("snapshot").cast(pl.Int32), ids("src"), ids("dst"),
             w=(pl.col("weight").cast(pl.Float64).abs() * pl.col("sign").cast(pl.Float64)),
             a=pl.col("weight").cast(pl.Float64).abs(),
         )
-        day = (
-            smap.lazy()
-            .join(e, on="snapshot", how="inner")
-            .join(values.lazy(), left_on=["date", "src"], right_on=["date", "code"], how="left")
-        )
-        aggs = [pl.len().cast(pl.Int32).alias(f"{PREFIX}{rel}_degree")]
-        for col, suffix in pairs:
-            has = pl.col(col).is_not_null()
-            num, den = (pl.col("w") * pl.col(col)).sum(), pl.col("a").filter(has).sum()
-            aggs.append(pl.when(den > 0).then(num / den).alias(f"{PREFIX}{rel}_{suffix}"))
-        has = pl.col("last_ret_1d").is_not_null()
-        aggs.append(pl.when(has.any()).then((pl.col("w") * pl.col("last_ret_1d")).sum()).alias(f"{PREFIX}{rel}_ret_1d_sum"))
-        # Joins emit rows in a thread-dependent order, and a float sum depends on its order: sort
-        # first (a group keeps its rows' order), eagerly, since a lazy plan may drop a sort that
-        # precedes a group_by; then reruns are bit-identical.
-        day = day.sort("date", "dst", "src").collect()
-        agg = day.group_by("date", "dst").agg(aggs)
-        out = out.join(agg, left_on=["date", "code"], right_on=["date", "dst"], how="left")
-        out = out.with_columns(pl.col(f"{PREFIX}{rel}_degree").fill_null(0))
-    return keys.hstack(out.sort("_row").select(column_names(spec)))
+        res = np.full((n_days, n_codes, len(pairs) + 1), np.nan)  # the means, then the 1-day sum
+        degree = np.zeros((n_days, n_codes), dtype=np.int32)
+        for (snap,), part in e.partition_by("snapshot", as_dict=True, maintain_order=True).items():
+            days = np.flatnonzero(snap_of_day == snap)
+            if days.size == 0:
+                continue
+            src, dst = part["src"].to_numpy(), part["dst"].to_numpy()
+            shape = (n_codes, n_codes)
+            w = sparse.csr_matrix((part["w"].to_numpy(), (dst, src)), shape=shape)
+            a = sparse.csr_matrix((part["a"].to_numpy(), (dst, src)), shape=shape)
+            ones = sparse.csr_matrix((np.ones(src.size), (dst, src)), shape=shape)
+            # [stock, day x value] blocks of the days that use this snapshot
+            x = filled[days].transpose(1, 0, 2).reshape(n_codes, -1)
+            m = has[days].transpose(1, 0, 2).reshape(n_codes, -1).astype(np.float64)
+            num, den = (w @ x).reshape(n_codes, days.size, -1), (a @ m).reshape(n_codes, days.size, -1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = np.where(den > 0, num / den, np.nan)
+            any_ret = (ones @ m).reshape(n_codes, days.size, -1)[:, :, ret1] > 0
+            block = np.concatenate([mean, np.where(any_ret, num[:, :, ret1], np.nan)[:, :, None]], axis=2)
+            res[days] = block.transpose(1, 0, 2)
+            degree[days] = np.bincount(dst, minlength=n_codes).astype(np.int32)
+        cols = [f"{PREFIX}{rel}_{suffix}" for _, suffix in pairs] + [f"{PREFIX}{rel}_ret_1d_sum"]
+        picked = res[row_day, row_code]
+        out |= {c: pl.Series(c, picked[:, j]).fill_nan(None) for j, c in enumerate(cols)}
+        out[f"{PREFIX}{rel}_degree"] = pl.Series(f"{PREFIX}{rel}_degree", degree[row_day, row_code], dtype=pl.Int32)
+    return keys.hstack([out[c] for c in column_names(spec)])
 
 
 def standardize(frame: pl.DataFrame, cols: list[str], clip: float) -> pl.DataFrame:
