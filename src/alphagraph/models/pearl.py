@@ -18,6 +18,10 @@ again (every validation pass, prediction, attention read-out and permuted
 feature scores each snapshot anew), so without gradients it is computed once
 per (graph, weights) and kept in a small cache (:data:`EVAL_CACHE` entries),
 which a weight update invalidates (the key holds every parameter's version).
+The sparse operators a pass applies (the Laplacian and the adjacency) depend
+on the graph alone: they are kept per graph (:data:`GRAPH_CACHE` entries), and
+a union of graphs (a training batch's snapshots) gets its operators as the
+block-diagonal of theirs, the matrices the union itself gives.
 
 B-PEARL costs O(N^2 K d) per graph (N samples of N nodes): fine for a few
 hundred nodes per snapshot, R-PEARL (O(M E K)) for larger universes.
@@ -25,8 +29,11 @@ hundred nodes per snapshot, R-PEARL (O(M E K)) for larger universes.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections import OrderedDict
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -35,6 +42,41 @@ from torch_geometric.utils import coalesce, to_undirected
 
 MODES = ("random", "basis")
 EVAL_CACHE = 128  # encodings of distinct (graph, weights) kept in eval mode: a few per snapshot of a panel
+GRAPH_CACHE = 128  # operators of distinct graphs kept: every snapshot of a default run's fold
+
+
+class PearlGraph(NamedTuple):
+    """The sparse operators of a PEARL pass on one graph, CSR [N, N] (row = target)."""
+
+    lap: torch.Tensor  # the normalized Laplacian's off-diagonal values
+    adj: torch.Tensor  # the undirected adjacency (ones), the GIN's neighbour sum
+
+
+def pearl_graph(edge_index: torch.Tensor, num_nodes: int, dtype: torch.dtype = torch.float32) -> PearlGraph:
+    """A graph's :class:`PearlGraph` (they do not depend on the weights or the drawn signals)."""
+    lap_ei, lap_value = normalized_laplacian(edge_index, num_nodes)
+    adj = adjacency(to_undirected(edge_index, num_nodes=num_nodes), None, num_nodes, dtype)
+    return PearlGraph(adjacency(lap_ei, lap_value.to(dtype), num_nodes), adj)
+
+
+def block_diagonal(graphs: Sequence[PearlGraph]) -> PearlGraph:
+    """The operators of the graphs' disjoint union (node ids offset in order): each matrix block-diagonal,
+    with the same entries in the same order as :func:`pearl_graph` of the union gives."""
+    return PearlGraph(*(_block_csr([g[i] for g in graphs]) for i in range(len(PearlGraph._fields))))
+
+
+def _block_csr(parts: Sequence[torch.Tensor]) -> torch.Tensor:
+    n = nnz = 0
+    crow, col, val = [], [], []
+    for a in parts:
+        crow.append(a.crow_indices()[:-1] + nnz)
+        col.append(a.col_indices() + n)
+        val.append(a.values())
+        n, nnz = n + a.size(0), nnz + a.values().numel()
+    crow.append(torch.tensor([nnz], dtype=crow[0].dtype, device=crow[0].device))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(torch.cat(crow), torch.cat(col), torch.cat(val), (n, n), check_invariants=False)
 
 
 def normalized_laplacian(edge_index: torch.Tensor, num_nodes: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,6 +146,7 @@ class PEARL(nn.Module):
         )
         self.out = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, out_dim))
         self._cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._graphs: OrderedDict[tuple, PearlGraph] = OrderedDict()
 
     def train(self, mode: bool = True) -> PEARL:
         if mode:  # training changes the weights: the cached encodings are stale
@@ -119,8 +162,23 @@ class PEARL(nn.Module):
         gen = torch.Generator(device=device).manual_seed(self.eval_seed)
         return torch.randn(num_nodes, self.samples, device=device, generator=gen)
 
-    def forward(self, edge_index: torch.Tensor, num_nodes: int, w: torch.Tensor | None = None) -> torch.Tensor:
-        """Encodings [N, out_dim] of a graph's nodes; ``w`` [N, M] overrides the drawn signals (tests)."""
+    def graph(self, edge_index: torch.Tensor, num_nodes: int) -> PearlGraph:
+        """:func:`pearl_graph` (float32), from the cache when the graph was seen before."""
+        digest = hashlib.blake2b(edge_index.cpu().numpy().tobytes(), digest_size=20).digest()
+        key = (num_nodes, edge_index.size(1), str(edge_index.device), digest)
+        if key in self._graphs:
+            self._graphs.move_to_end(key)
+            return self._graphs[key]
+        self._graphs[key] = g = pearl_graph(edge_index, num_nodes)
+        while len(self._graphs) > GRAPH_CACHE:
+            self._graphs.popitem(last=False)
+        return g
+
+    def forward(
+        self, edge_index: torch.Tensor, num_nodes: int, w: torch.Tensor | None = None, graph: PearlGraph | None = None
+    ) -> torch.Tensor:
+        """Encodings [N, out_dim] of a graph's nodes; ``w`` [N, M] overrides the drawn signals (tests);
+        ``graph``: the graph's operators, when the caller has them (:meth:`graph`)."""
         if num_nodes == 0:
             return torch.zeros(0, self.out[-1].out_features, device=edge_index.device)
         key = None
@@ -133,11 +191,12 @@ class PEARL(nn.Module):
                 self._cache.move_to_end(key)
                 return self._cache[key]
         w = self.signals(num_nodes, edge_index.device) if w is None else w
-        lap_ei, lap_value = normalized_laplacian(edge_index, num_nodes)
-        h = _filters(w, adjacency(lap_ei, lap_value.to(w.dtype), num_nodes), self.k)  # [N, M, K]
+        if graph is None or graph.lap.dtype != w.dtype:
+            graph = pearl_graph(edge_index, num_nodes, w.dtype)
+        h = _filters(w, graph.lap, self.k)  # [N, M, K]
         # GINConv's update, nn((1 + eps) x + sum of the undirected neighbours' x), as one sparse
         # product over all M samples; the conv modules hold the weights.
-        a = adjacency(to_undirected(edge_index, num_nodes=num_nodes), None, num_nodes, h.dtype)
+        a = graph.adj
         for conv in self.gnn:
             n, m = h.shape[:2]
             agg = torch.sparse.mm(a, h.reshape(n, -1)).view(n, m, -1)

@@ -83,7 +83,7 @@ from torch_geometric.utils import softmax
 
 from alphagraph.graph.loader import NODE
 from alphagraph.models.fan import FrequencyAdaptiveNorm
-from alphagraph.models.pearl import PEARL
+from alphagraph.models.pearl import PEARL, block_diagonal
 from alphagraph.runtime.config import TrainConfig
 from alphagraph.runtime.errors import UserError
 
@@ -441,13 +441,15 @@ class CoreModel(nn.Module):
     def positional(self, batch: Any, n: int, device: torch.device) -> torch.Tensor:
         """PEARL encodings [N, hidden] of the batch's nodes: once per distinct snapshot."""
         ptr, eptr, ei = batch.pearl_ptr.tolist(), batch.pearl_edge_ptr.tolist(), batch.pearl_edge_index
+        snaps = [(ei[:, eptr[s]:eptr[s + 1]] - ptr[s], ptr[s + 1] - ptr[s]) for s in range(len(ptr) - 1)]
+        graphs = [self.pearl.graph(e, n_s) for e, n_s in snaps]  # each snapshot's operators, built once
         if self.pearl.mode == "basis" or not self.training:
             # Each snapshot on its own: B-PEARL has one sample per node of the graph, and in eval
             # mode R-PEARL's fixed draws then depend on the snapshot alone, not on the batch it is in.
-            parts = [self.pearl(ei[:, eptr[s]:eptr[s + 1]] - ptr[s], ptr[s + 1] - ptr[s]) for s in range(len(ptr) - 1)]
+            parts = [self.pearl(e, n_s, graph=g) for (e, n_s), g in zip(snaps, graphs)]
             pe = torch.cat(parts) if parts else torch.zeros(0, self.pearl_missing.numel(), device=device)
         else:  # training: one call on the block-diagonal union (fresh independent draws per node anyway)
-            pe = self.pearl(ei, ptr[-1])
+            pe = self.pearl(ei, ptr[-1], graph=block_diagonal(graphs) if graphs else None)
         idx = batch.pearl_index
         out = self.pearl_missing.expand(n, -1)
         if pe.size(0):
