@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from alphagraph.models.pearl import PEARL, laplacian_filters, normalized_laplacian
+from alphagraph.models.pearl import PEARL, block_diagonal, laplacian_filters, normalized_laplacian, pearl_graph
 
 
 def random_graph(n: int = 30, e: int = 90, seed: int = 0) -> torch.Tensor:
@@ -99,3 +99,22 @@ def test_eval_encodings_are_cached_per_graph_until_a_weight_changes():
         assert torch.equal(pearl(ring, 4), after)  # the same as computing afresh
     pearl.train()
     assert not pearl._cache  # training drops every entry
+
+
+def test_union_operators_are_the_block_diagonal_of_each_graphs():
+    """A training batch's union of snapshots gets the operators pearl_graph gives on the union itself
+    (same entries, same order), so the encodings do not change with the per-graph cache."""
+    sizes = [30, 12, 25]
+    graphs = [random_graph(n, 3 * n, seed=k) for k, n in enumerate(sizes)]
+    offsets = np.r_[0, np.cumsum(sizes)]
+    union = torch.cat([g + int(o) for g, o in zip(graphs, offsets)], dim=1)
+    model = PEARL(8, samples=4, k=3, layers=2).train()
+    parts = [model.graph(g, n) for g, n in zip(graphs, sizes)]
+    assert model.graph(graphs[0], sizes[0]) is parts[0]  # kept per graph
+    got, want = block_diagonal(parts), pearl_graph(union, int(offsets[-1]))
+    for a, b in zip(got, want):
+        assert torch.equal(a.crow_indices(), b.crow_indices())
+        assert torch.equal(a.col_indices(), b.col_indices())
+        assert torch.equal(a.values(), b.values())
+    w = torch.randn(int(offsets[-1]), 4)
+    assert torch.equal(model(union, int(offsets[-1]), w=w, graph=got), model(union, int(offsets[-1]), w=w))
