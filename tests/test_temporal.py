@@ -69,15 +69,22 @@ def test_output_shapes_and_masked_days_are_not_read(small, kind):
     data = data_for(small, cfg)
     dates = data.dates("train")
     b = data.batch([dates[2], dates[150]])  # an early date: most windows are partly empty
-    assert b.edge_index.size(1) == 0 and b.x_seq.shape == (b.num_nodes, cfg.seq_len, data.in_dim)
+    # compact windows: each distinct stock-day once, masked days on a row of zeros
+    assert b.edge_index.size(1) == 0 and b.x_where.shape == (b.num_nodes, cfg.seq_len)
+    assert b.x_rows.shape[1] == data.in_dim and b.x_rows.shape[0] < b.x_where.numel()
+    assert (b.x_rows[b.x_where][~b.x_mask] == 0).all()
     assert not b.x_mask.all() and b.x_mask[:, -1].all()
     model = model_for(data, cfg).eval()
     out = model(b)
     h = len(data.horizons)
     for key in ("reg", "sig_logit", "dir_logit"):
         assert out[key].shape == (b.num_nodes, h) and torch.isfinite(out[key]).all()
-    garbage = b.clone()
-    garbage.x_seq = torch.where(b.x_mask[..., None], b.x_seq, torch.randn_like(b.x_seq) * 100)
+    full = b.clone()  # the same windows laid out in full: the same outputs
+    full.x_seq = b.x_rows[b.x_where]
+    del full.x_rows, full.x_where
+    torch.testing.assert_close(model(full)["reg"], out["reg"])
+    garbage = full.clone()
+    garbage.x_seq = torch.where(b.x_mask[..., None], full.x_seq, torch.randn_like(full.x_seq) * 100)
     torch.testing.assert_close(model(garbage)["reg"], out["reg"])
 
 

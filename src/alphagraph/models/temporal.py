@@ -194,18 +194,36 @@ class TemporalModel(nn.Module):
         return self.kind in ATTENTION_KINDS
 
     def forward(self, batch: Any) -> dict[str, torch.Tensor]:
-        z = self.encode(batch.x_seq, batch.x_mask)
+        z = self.encode_batch(batch)
         h = self.head(z)
         return {"reg": self.reg(h), "sig_logit": self.sig(h), "dir_logit": self.dir(h), "emb": h}
 
-    def encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Window [N, L, F] with mask [N, L] (the last day always traded) -> [N, D]."""
-        if x.size(1) > self.seq_len:
-            raise ValueError(f"window of {x.size(1)} days, the model was built for at most {self.seq_len}")
-        x = x * mask.unsqueeze(-1).to(x.dtype)  # whatever a masked day holds never enters
-        if self.norm is not None:
-            x = self.norm(x, mask)
-        h = self.proj(x)
+    def encode_batch(self, batch: Any) -> torch.Tensor:
+        """:meth:`encode` of a batch's windows, full (``x_seq``) or compact (``x_rows``, ``x_where``)."""
+        if getattr(batch, "x_seq", None) is not None:
+            return self.encode(batch.x_seq, batch.x_mask)
+        return self.encode(batch.x_rows, batch.x_mask, batch.x_where)
+
+    def encode(self, x: torch.Tensor, mask: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
+        """Window [N, L, F] with mask [N, L] (the last day always traded) -> [N, D].
+
+        With ``where`` [N, L], ``x`` holds the windows' distinct days [U, F] (masked days index a row of
+        zeros) and the window is ``x[where]``: without a window norm, each day is projected once.
+        """
+        if where is not None and self.norm is not None:
+            x, where = x[where], None
+        if where is not None:
+            if where.size(1) > self.seq_len:
+                raise ValueError(f"window of {where.size(1)} days, the model was built for at most {self.seq_len}")
+            # a masked day reads the zero row: it projects to the bias, as the masked window below does
+            h = self.proj(x)[where]
+        else:
+            if x.size(1) > self.seq_len:
+                raise ValueError(f"window of {x.size(1)} days, the model was built for at most {self.seq_len}")
+            x = x * mask.unsqueeze(-1).to(x.dtype)  # whatever a masked day holds never enters
+            if self.norm is not None:
+                x = self.norm(x, mask)
+            h = self.proj(x)
         self.lag_attention = None
         if self.kind == "transformer":
             return self._transformer(h, mask)
@@ -263,7 +281,7 @@ def lag_attention(model: TemporalModel, batch: Any) -> torch.Tensor:
     model.eval()
     model.record = True
     try:
-        model.encode(batch.x_seq, batch.x_mask)
+        model.encode_batch(batch)
         return model.lag_attention
     finally:
         model.record = was_recording
@@ -322,7 +340,7 @@ def temporal_fold_data(
     codes = split_codes(panel, fold, label_reach(params))
     return CoreDayData(
         index if index is not None else temporal_index(panel), panel, codes, feature_columns(panel),
-        params.features.horizons, cfg.seq_len, use_edges=False, seed=params.seed,
+        params.features.horizons, cfg.seq_len, use_edges=False, seed=params.seed, windows="compact",
     )
 
 

@@ -8,6 +8,12 @@ batch carries
   on the last L panel dates up to and including the node's date, oldest
   first; days the stock did not trade (suspended, not yet listed) are masked
   and zero, never filled in. Only dates <= the node's date are read.
+  With ``windows="compact"`` a batch carries the windows' distinct stock-days
+  instead: ``x_rows`` [U, F] (a row of zeros first when some window has a
+  masked day) and ``x_where`` [N, L] (each window day's row of ``x_rows``), so
+  ``x_seq == x_rows[x_where]``; for models that transform each day on its own
+  first (the temporal baselines' input projection), once per stock-day rather
+  than once per window it is in.
 - ``y_sig`` [N, H]: the signal labels (``sig_{h}d``), NaN where null.
 - ``y_loss`` [N, H], only with ``targets`` (``train.target`` other than raw,
   :mod:`alphagraph.features.residual`): what the regression and rank losses train on
@@ -54,7 +60,8 @@ import torch
 from alphagraph.train.data import NONE, ClassBalance, GraphDayData
 
 SAMPLING = ("full", "neighbor")
-NODE_ATTRS = ("x", "x_seq", "x_mask", "y", "y_dir", "y_sig", "split", "row", "batch", "pearl_index")
+WINDOWS = ("full", "compact")
+NODE_ATTRS = ("x", "x_seq", "x_where", "x_mask", "y", "y_dir", "y_sig", "split", "row", "batch", "pearl_index")
 
 
 class CoreDayData(GraphDayData):
@@ -76,14 +83,19 @@ class CoreDayData(GraphDayData):
         targets: np.ndarray | None = None,
         row_weights: np.ndarray | None = None,
         wide_inputs: np.ndarray | None = None,
+        windows: str = "full",
     ) -> None:
         """``targets`` [panel rows, H], ``row_weights`` [panel rows], ``wide_inputs`` [panel rows, W]: per-row
-        loss targets, weights and linear-path inputs (None = off)."""
+        loss targets, weights and linear-path inputs (None = off); ``windows``: ``x_seq`` (full) or
+        ``x_rows`` + ``x_where`` (compact)."""
         super().__init__(index, panel, codes, feature_cols, horizons, use_edges)
         if seq_len < 1:
             raise ValueError(f"train.seq_len must be >= 1, got {seq_len}")
         if sampling not in SAMPLING:
             raise ValueError(f"train.sampling must be one of {SAMPLING}, got {sampling!r}")
+        if windows not in WINDOWS:
+            raise ValueError(f"windows must be one of {WINDOWS}, got {windows!r}")
+        self.windows = windows
         self.seq_len, self.sampling, self.fanouts, self.seed = seq_len, sampling, list(fanouts), seed
         sig = [f"sig_{h}d" for h in self.horizons]
         self.sig_cols = sig if all(c in panel.columns for c in sig) else []
@@ -143,7 +155,10 @@ class CoreDayData(GraphDayData):
         rows = self.index.gather(present.clamp_min(0).numpy(), self.feature_cols)
         if present.numel() and int(present[0]) < 0:
             rows[0] = 0.0
-        b.x_seq = rows[where]
+        if self.windows == "compact":
+            b.x_rows, b.x_where = rows, where
+        else:
+            b.x_seq = rows[where]
         if self.sig_cols:
             b.y_sig = self.index.gather(pos, self.sig_cols)
         if self._targets is not None:  # after sampling: b.row holds the kept nodes

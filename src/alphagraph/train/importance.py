@@ -181,6 +181,9 @@ def permutation_importance(
             day = batch.batch.cpu()[keep].numpy()
             reference = predictions(batch, keep)
             base.append(score(reference, y, day))
+            if getattr(batch, "x_rows", None) is not None:  # compact windows: a donor's window moves whole
+                batch.x_seq = batch.x_rows[batch.x_where]
+                del batch.x_rows, batch.x_where
             has_seq = getattr(batch, "x_seq", None) is not None
             has_x = getattr(batch, "x", None) is not None
             if not (has_seq or has_x):
