@@ -176,8 +176,9 @@ def relational_raw(
     calendar = day_key(smap)  # the panel's dates, sorted: the grid's day axis
     n_days = calendar.size
     values = neighbour_values(prices, panel, spec).select("date", ids("code"), *value_cols)
-    at = np.searchsorted(calendar, day_key(values))
-    on_day = calendar[np.minimum(at, n_days - 1)] == day_key(values) if n_days else np.zeros(values.height, bool)
+    value_day = day_key(values)
+    at = np.searchsorted(calendar, value_day)
+    on_day = calendar[np.minimum(at, n_days - 1)] == value_day if n_days else np.zeros(values.height, bool)
     grid = np.full((n_days, n_codes, len(value_cols)), np.nan)
     grid[at[on_day], values["code"].to_numpy()[on_day]] = values.select(value_cols).to_numpy(order="c")[on_day]
     has = ~np.isnan(grid)
