@@ -211,7 +211,7 @@ def relational_raw(
             num, den = (w @ x).reshape(n_codes, days.size, -1), (a @ m).reshape(n_codes, days.size, -1)
             with np.errstate(invalid="ignore", divide="ignore"):
                 mean = np.where(den > 0, num / den, np.nan)
-            any_ret = (ones @ m).reshape(n_codes, days.size, -1)[:, :, ret1] > 0
+            any_ret = (ones @ has[days, :, ret1].T.astype(np.float64)) > 0  # [stock, day]: some neighbour has a 1-day return
             block = np.concatenate([mean, np.where(any_ret, num[:, :, ret1], np.nan)[:, :, None]], axis=2)
             res[days] = block.transpose(1, 0, 2)
             degree[days] = np.bincount(dst, minlength=n_codes).astype(np.int32)

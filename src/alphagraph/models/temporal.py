@@ -211,15 +211,14 @@ class TemporalModel(nn.Module):
         zeros) and the window is ``x[where]``: without a window norm, each day is projected once.
         """
         if where is not None and self.norm is not None:
-            x, where = x[where], None
+            x, where = x[where], None  # the window norm needs whole windows
+        length = mask.size(1)
+        if length > self.seq_len:
+            raise ValueError(f"window of {length} days, the model was built for at most {self.seq_len}")
         if where is not None:
-            if where.size(1) > self.seq_len:
-                raise ValueError(f"window of {where.size(1)} days, the model was built for at most {self.seq_len}")
             # a masked day reads the zero row: it projects to the bias, as the masked window below does
             h = self.proj(x)[where]
         else:
-            if x.size(1) > self.seq_len:
-                raise ValueError(f"window of {x.size(1)} days, the model was built for at most {self.seq_len}")
             x = x * mask.unsqueeze(-1).to(x.dtype)  # whatever a masked day holds never enters
             if self.norm is not None:
                 x = self.norm(x, mask)
