@@ -41,7 +41,7 @@ from alphagraph.runtime.log import get_logger
 from alphagraph.evaluation.split import Fold
 from alphagraph.train.fold import FoldOutput, WarmStart, warm_start
 from alphagraph.train.loop import FitResult, load_checkpoint
-from alphagraph.train.workers import FoldWorkers, run_in_workers
+from alphagraph.train.workers import FoldWorkers, WorkerUsage, run_in_workers
 
 WORK_ROOT = Path(".alphagraph/work")
 DONE = "done"
@@ -93,6 +93,12 @@ def warm_epochs(group: Any) -> int | None:
     return group.refit_epochs if getattr(group, "refit_warm_start", False) else None
 
 
+def in_workers(workers: FoldWorkers | None, refit_epochs: int | None) -> bool:
+    """Whether :meth:`StageWork.run_folds` hands folds to ``workers``: not when a fold warm-starts from the one
+    before, nor under torchrun."""
+    return workers is not None and workers.processes > 1 and refit_epochs is None and ddp.world_size() == 1
+
+
 def _fold_weights(fold_dir: Path) -> dict[str, torch.Tensor]:
     """A finished fold's model: its best epoch's weights, else (no epoch ever improved) its last ones."""
     for name in ("best.pt", "last.pt"):
@@ -109,6 +115,7 @@ class StageWork:
         self.root = Path(root)
         key = ddp.broadcast(work_key(params, inputs) if ddp.is_main() else None)
         self.dir = Path(root) / stage / key
+        self.worker_usage = WorkerUsage()  # of the fold workers, when folds trained in them
         # Not created here: the first checkpoint or finished fold creates it, so a run that fails
         # before writing one (a bad param, Ctrl-C in the first epoch) leaves no empty folder behind.
         if ddp.is_main():
@@ -135,7 +142,7 @@ class StageWork:
         distributed or at most one fold is left.
         """
         try:
-            if workers is not None and workers.processes > 1 and refit_epochs is None and ddp.world_size() == 1:
+            if workers is not None and in_workers(workers, refit_epochs):
                 return self._run_folds_in_workers(folds, train_one, workers)
             return self._run_folds(folds, train_one, refit_epochs)
         except BaseException:  # an error, SIGTERM, Ctrl-C: keep the checkpoints, not folders without one
@@ -171,7 +178,7 @@ class StageWork:
             return self._run_folds(folds, train_one, None)
         log.info("%s: %d folds in %d worker processes", self.stage, len(todo), min(workers.processes, len(todo)))
         trained = {}
-        for fold, (out, frames) in run_in_workers(workers, todo):
+        for fold, (out, frames) in run_in_workers(workers, todo, self.worker_usage):
             _save_fold(out, frames, self.dir / f"fold{fold.fold}" / DONE)
             trained[fold.fold] = (out, frames)
         results = []
