@@ -10,7 +10,7 @@ import torch
 from alphagraph.runtime.config import params_from_dict
 from alphagraph.evaluation.evaluate import daily_ic
 from alphagraph.graph.loader import GraphIndex
-from alphagraph.models.core import CoreModel, core_fold_data, hierarchical_classes, train_core_fold
+from alphagraph.models.core import CoreModel, core_fold_data, hierarchical_classes, relation_report, train_core_fold
 from alphagraph.features.normalize import feature_columns
 from alphagraph.train import TEST, VAL, predict, seed_everything
 from alphagraph.train.losses import soft_rank_corr
@@ -208,8 +208,16 @@ def test_neighbor_sampling_with_full_fanout_equals_full_graph(tiny):
 # ------------------------------------------------------------- training
 
 
+def report_of(model, panel, index, fold, params):
+    """The trained model's relation report over the fold's test dates."""
+    data = core_fold_data(panel, index, fold, params)
+    return relation_report(model, data, data.dates("test"), 16, torch.device("cpu"))
+
+
 def train(tiny, **train):
-    return train_core_fold(tiny.panel, tiny.index, tiny.fold, core_params(**train))
+    params = core_params(**train)
+    out, model = train_core_fold(tiny.panel, tiny.index, tiny.fold, params)
+    return out, model, report_of(model, tiny.panel, tiny.index, tiny.fold, params)
 
 
 @pytest.fixture(scope="module")
@@ -262,7 +270,8 @@ def test_weight_goes_to_the_relation_that_carries_the_signal():
     (fold,) = make_folds(panel["date"].unique().sort().to_list(), params.split)
     edges, _ = build_edges(market.prices, market.universe, market.relations, params.graph)
     index = GraphIndex(edges, panel, relations=params.graph.relations)
-    out, model, report = train_core_fold(panel, index, fold, params)
+    out, model = train_core_fold(panel, index, fold, params)
+    report = report_of(model, panel, index, fold, params)
 
     weights = dict(report.select("relation", "weight").iter_rows())
     assert max(weights, key=weights.get) == "supply_chain" and weights["supply_chain"] > 0.5, weights
@@ -480,7 +489,7 @@ def test_ridge_path_starts_as_the_linear_graph_ridge_and_stays_frozen(tiny, tiny
     for j, h in enumerate(params.features.horizons):
         np.testing.assert_allclose(reg[:, j], want[f"pred_{h}d"].to_numpy(), rtol=1e-4, atol=1e-4)
     before = model.wide.weight.detach().clone()
-    _, trained, _ = train_core_fold(tiny.panel, tiny.index, tiny.fold, params, progress=False, wide=wide)
+    _, trained = train_core_fold(tiny.panel, tiny.index, tiny.fold, params, progress=False, wide=wide)
     torch.testing.assert_close(trained.wide.weight.detach(), before)
     assert trained.reg.weight.abs().sum() > 0  # the deep head did train
 
@@ -517,7 +526,7 @@ def test_the_ridge_path_and_selection_read_no_test_label(tiny, tiny_prices):
     for panel in (tiny.panel, scrambled):
         index = GraphIndex(tiny.edges, panel, relations=tiny.index.relations)
         wide = wide_index(panel, params, tiny.edges, tiny_prices)
-        out, _, _ = train_core_fold(panel, index, tiny.fold, params, progress=False, wide=wide)
+        out, _ = train_core_fold(panel, index, tiny.fold, params, progress=False, wide=wide)
         outs.append(out)
     assert outs[0].predictions.equals(outs[1].predictions)
     assert outs[0].result.history == outs[1].result.history

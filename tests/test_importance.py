@@ -10,7 +10,9 @@ from torch import nn
 
 from alphagraph.graph.loader import NODE
 from alphagraph.train.importance import IMPORTANCE_DAYS, feature_groups, importance_days, permutation_importance
-from alphagraph.models.core.attention import core_lag_attention, core_lag_attention_report, relation_attention_by_date, stock_attention
+from alphagraph.models.core.attention import (
+    attention_maps, core_lag_attention, core_lag_attention_report, relation_attention_by_date, stock_attention,
+)
 from alphagraph.models.core import CoreModel, core_fold_data, relation_report
 from alphagraph.models.temporal import TemporalModel
 from alphagraph.features.normalize import feature_columns
@@ -69,6 +71,19 @@ def test_recording_leaves_core_outputs_bit_identical(tiny, training):
     assert model.temporal.lag_attention is None  # not recorded when off
     for key in ("reg", "sig_logit", "dir_logit", "emb"):
         assert torch.equal(outs[0][key], outs[1][key]) and torch.equal(outs[0][key], outs[2][key])
+
+
+def test_attention_maps_in_one_pass_give_each_read_out(tiny):
+    """One recorded pass over the dates gives what each read-out gives over the same batches."""
+    model, data = core_for(tiny, layers=2, temporal_layers=2)
+    dates, cpu = data.dates("test")[:7], torch.device("cpu")
+    maps = attention_maps(model, data, dates, cpu, batch_days=3)
+    assert set(maps) == {"relations", "attention_lag", "relation_attention", "stock_attention"}
+    assert maps["relations"].equals(relation_report(model, data, dates, 3, cpu))
+    assert maps["attention_lag"].equals(core_lag_attention_report(model, data, dates, batch_days=3))
+    assert maps["relation_attention"].equals(relation_attention_by_date(model, data, dates, batch_days=3))
+    assert maps["stock_attention"].equals(stock_attention(model, data, dates[-1:]))
+    assert not model.record and not model.training  # state restored
 
 
 # -------------------------------------------------------- relation attention

@@ -151,7 +151,7 @@ def run_one(tree: dict[str, Any], name: str, out: Path) -> dict[str, Any]:
             core, history = pretrain_fold(panel, index, fold, params)
             kwargs = core_kwargs(params.train, feature_columns(panel), index.relations, len(params.features.horizons), params.seed)
             save_pretrained(core, kwargs, params.pretrain.objective, fold.fold, history, pretrained_path(fold.fold, pretrain_dir))
-        fold_out, _, _ = train_core_fold(panel, index, fold, params, progress=False, pretrain_dir=pretrain_dir)
+        fold_out, _ = train_core_fold(panel, index, fold, params, progress=False, pretrain_dir=pretrain_dir)
         parts.append(fold_out.predictions)
         epochs.append(fold_out.result.epochs_run)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0

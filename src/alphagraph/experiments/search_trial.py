@@ -162,7 +162,7 @@ def train_one_fold(
         cfg = params.train
         index = inputs.index(cutoff, ("core", _key(cfg.relations), _key(params.graph.relations), cfg.use_edges),
                              lambda: core_index(edges, panel, params))
-        out, _, _ = train_core_fold(panel, index, fold, params, progress=False, on_epoch_end=on_epoch_end)
+        out, _ = train_core_fold(panel, index, fold, params, progress=False, on_epoch_end=on_epoch_end)
         return out.predictions, out.result.history
     with epoch_callback(on_epoch_end):  # these trainers take no callback: train_fold finds it here
         if model == "gat":

@@ -55,6 +55,36 @@ def _layer(model: Any, layer: int) -> int:
 
 
 
+class _Pooled:
+    """:func:`relation_report`'s sums, batch by batch (after a recorded forward pass)."""
+
+    def __init__(self, model: CoreModel):
+        self.w_sum = torch.zeros(len(model.convs), len(model.relations))
+        self.a_sum = torch.zeros_like(self.w_sum)
+        self.a_cnt = torch.zeros_like(self.w_sum)
+        self.n = 0
+
+    def add(self, model: CoreModel, batch: Any) -> None:
+        self.n += batch.num_nodes
+        for layer, (w, conv) in enumerate(zip(model.relation_weights, model.convs)):
+            self.w_sum[layer] += w.float().sum(0).cpu()
+            for r, name in enumerate(model.relations):
+                has = torch.zeros(batch.num_nodes, dtype=torch.bool, device=w.device)
+                has[batch.edge_index[1, batch.edge_type == r]] = True
+                mass = conv.convs[(NODE, name, NODE)].neighbor_attention
+                self.a_sum[layer, r] += float(mass[has].sum())
+                self.a_cnt[layer, r] += float(has.sum())
+
+    def frame(self, model: CoreModel) -> pl.DataFrame:
+        w_sum, a_sum, a_cnt = self.w_sum, self.a_sum, self.a_cnt
+        rows = [
+            {"layer": layer, "relation": name, "weight": float(w_sum[layer, r] / max(self.n, 1)),
+             "attention": float(a_sum[layer, r] / a_cnt[layer, r]) if a_cnt[layer, r] > 0 else None}
+            for layer in range(len(model.convs)) for r, name in enumerate(model.relations)
+        ]
+        return pl.DataFrame(rows, schema={"layer": pl.Int32, "relation": pl.Utf8, "weight": pl.Float64, "attention": pl.Float64})
+
+
 @torch.no_grad()
 def relation_report(model: CoreModel, data: CoreDayData, dates: Sequence[Any], batch_days: int, device: torch.device) -> pl.DataFrame:
     """Mean relation weight and mean neighbour-attention mass per (layer, relation) over ``dates``' nodes.
@@ -62,34 +92,12 @@ def relation_report(model: CoreModel, data: CoreDayData, dates: Sequence[Any], b
     ``attention`` averages, over nodes with at least one edge of the relation,
     the attention mass that goes to neighbours rather than the self-loop.
     """
-    model.eval().set_record(True)
-    w_sum = torch.zeros(len(model.convs), len(model.relations))
-    a_sum = torch.zeros_like(w_sum)
-    a_cnt = torch.zeros_like(w_sum)
-    n = 0
-    dates = list(dates)
-    try:
-        for lo in range(0, len(dates), batch_days):
-            batch = data.batch(dates[lo: lo + batch_days])
-            batch = batch if device.type == "cpu" else batch.to(device)
+    pooled = _Pooled(model)
+    with recording(model):
+        for _, batch in day_batches(data, dates, batch_days, device):
             model(batch)
-            n += batch.num_nodes
-            for layer, (w, conv) in enumerate(zip(model.relation_weights, model.convs)):
-                w_sum[layer] += w.float().sum(0).cpu()
-                for r, name in enumerate(model.relations):
-                    has = torch.zeros(batch.num_nodes, dtype=torch.bool, device=w.device)
-                    has[batch.edge_index[1, batch.edge_type == r]] = True
-                    mass = conv.convs[(NODE, name, NODE)].neighbor_attention
-                    a_sum[layer, r] += float(mass[has].sum())
-                    a_cnt[layer, r] += float(has.sum())
-    finally:
-        model.set_record(False)
-    rows = [
-        {"layer": layer, "relation": name, "weight": float(w_sum[layer, r] / max(n, 1)),
-         "attention": float(a_sum[layer, r] / a_cnt[layer, r]) if a_cnt[layer, r] > 0 else None}
-        for layer in range(len(model.convs)) for r, name in enumerate(model.relations)
-    ]
-    return pl.DataFrame(rows, schema={"layer": pl.Int32, "relation": pl.Utf8, "weight": pl.Float64, "attention": pl.Float64})
+            pooled.add(model, batch)
+    return pooled.frame(model)
 
 
 # ------------------------------------------------------------- lag attention
@@ -120,15 +128,26 @@ def core_lag_attention_report(
     model: Any, data: Any, dates: Sequence[Any], batch_days: int = 32, device: torch.device | str = "cpu"
 ) -> pl.DataFrame:
     """``lag`` (Int32, 0 = the node's date), ``attention`` (Float64): mean over the nodes of ``dates``; sums to 1."""
-    device = torch.device(device)
-    total = torch.zeros(data.seq_len, dtype=torch.float64)
-    n = 0
-    for _, batch in day_batches(data, dates, batch_days, device):
-        att = core_lag_attention(model, batch)
-        total[-att.size(1):] += att.double().sum(0).cpu()
-        n += att.size(0)
-    mean = (total / max(n, 1)).flip(0)  # window day j is lag L - 1 - j
-    return pl.DataFrame({"lag": np.arange(data.seq_len, dtype=np.int32), "attention": mean.numpy()})
+    lag = _Lags(data)
+    for _, batch in day_batches(data, dates, batch_days, torch.device(device)):
+        lag.add(core_lag_attention(model, batch))
+    return lag.frame()
+
+
+class _Lags:
+    """:func:`core_lag_attention_report`'s sums, batch by batch."""
+
+    def __init__(self, data: Any):
+        self.total = torch.zeros(data.seq_len, dtype=torch.float64)
+        self.n = 0
+
+    def add(self, att: torch.Tensor) -> None:
+        self.total[-att.size(1):] += att.double().sum(0).cpu()
+        self.n += att.size(0)
+
+    def frame(self) -> pl.DataFrame:
+        mean = (self.total / max(self.n, 1)).flip(0)  # window day j is lag L - 1 - j
+        return pl.DataFrame({"lag": np.arange(self.total.numel(), dtype=np.int32), "attention": mean.numpy()})
 
 
 # -------------------------------------------------------- relation attention
@@ -158,44 +177,52 @@ def relation_attention_by_date(
     per-layer figures over all layers.
     """
     _need_relations(model)
-    device = torch.device(device)
     layers = list(range(len(model.convs))) if layer is None else [_layer(model, layer)]
-    n_rel = len(model.relations)
     parts: list[pl.DataFrame] = []
     with recording(model):
-        for _, batch in day_batches(data, dates, batch_days, device):
+        for _, batch in day_batches(data, dates, batch_days, torch.device(device)):
             model(batch)
-            day = batch.batch
-            n_days = int(day.max()) + 1 if day.numel() else 0
-            count = torch.zeros(n_days, dtype=torch.float64, device=day.device).index_add_(
-                0, day, torch.ones_like(day, dtype=torch.float64)
-            )
-            w_sum = torch.zeros(n_days, n_rel, dtype=torch.float64, device=day.device)
-            a_sum = torch.zeros_like(w_sum)
-            a_cnt = torch.zeros_like(w_sum)
-            for li in layers:
-                w_sum.index_add_(0, day, model.relation_weights[li].double())
-                conv = model.convs[li]
-                for r, name in enumerate(model.relations):
-                    has = torch.zeros(batch.num_nodes, dtype=torch.bool, device=day.device)
-                    has[batch.edge_index[1, batch.edge_type == r]] = True
-                    mass = conv.convs[(NODE, name, NODE)].neighbor_attention.double()
-                    a_sum[:, r].index_add_(0, day[has], mass[has])
-                    a_cnt[:, r].index_add_(0, day[has], torch.ones_like(mass[has]))
-            weight = (w_sum / (count[:, None] * len(layers)).clamp_min(1)).cpu().numpy()
-            # Mean over layers of each layer's per-date mean (a_cnt is the same in every layer).
-            attention = torch.where(a_cnt > 0, a_sum / a_cnt.clamp_min(1), torch.nan).cpu().numpy()
-            present = (count > 0).cpu().numpy()  # a day of the batch may have no node (neighbour sampling)
-            first = torch.full((n_days,), day.numel(), dtype=torch.long, device=day.device).scatter_reduce_(
-                0, day, torch.arange(day.numel(), device=day.device), reduce="amin"
-            )  # the first node of each day
-            day_dates = _keys(data, batch.row[first[torch.from_numpy(present).to(day.device)]])["date"]
-            parts.append(pl.DataFrame({
-                "date": day_dates.gather(np.repeat(np.arange(day_dates.len()), n_rel)),
-                "relation": pl.Series(model.relations * day_dates.len(), dtype=pl.Utf8),
-                "weight": weight[present].reshape(-1),
-                "attention": attention[present].reshape(-1),
-            }))
+            parts.append(_by_date(model, data, batch, layers))
+    return _by_date_frame(model, parts)
+
+
+def _by_date(model: Any, data: Any, batch: Any, layers: Sequence[int]) -> pl.DataFrame:
+    """:func:`relation_attention_by_date`'s rows of one batch (after a recorded forward pass)."""
+    n_rel = len(model.relations)
+    day = batch.batch
+    n_days = int(day.max()) + 1 if day.numel() else 0
+    count = torch.zeros(n_days, dtype=torch.float64, device=day.device).index_add_(
+        0, day, torch.ones_like(day, dtype=torch.float64)
+    )
+    w_sum = torch.zeros(n_days, n_rel, dtype=torch.float64, device=day.device)
+    a_sum = torch.zeros_like(w_sum)
+    a_cnt = torch.zeros_like(w_sum)
+    for li in layers:
+        w_sum.index_add_(0, day, model.relation_weights[li].double())
+        conv = model.convs[li]
+        for r, name in enumerate(model.relations):
+            has = torch.zeros(batch.num_nodes, dtype=torch.bool, device=day.device)
+            has[batch.edge_index[1, batch.edge_type == r]] = True
+            mass = conv.convs[(NODE, name, NODE)].neighbor_attention.double()
+            a_sum[:, r].index_add_(0, day[has], mass[has])
+            a_cnt[:, r].index_add_(0, day[has], torch.ones_like(mass[has]))
+    weight = (w_sum / (count[:, None] * len(layers)).clamp_min(1)).cpu().numpy()
+    # Mean over layers of each layer's per-date mean (a_cnt is the same in every layer).
+    attention = torch.where(a_cnt > 0, a_sum / a_cnt.clamp_min(1), torch.nan).cpu().numpy()
+    present = (count > 0).cpu().numpy()  # a day of the batch may have no node (neighbour sampling)
+    first = torch.full((n_days,), day.numel(), dtype=torch.long, device=day.device).scatter_reduce_(
+        0, day, torch.arange(day.numel(), device=day.device), reduce="amin"
+    )  # the first node of each day
+    day_dates = _keys(data, batch.row[first[torch.from_numpy(present).to(day.device)]])["date"]
+    return pl.DataFrame({
+        "date": day_dates.gather(np.repeat(np.arange(day_dates.len()), n_rel)),
+        "relation": pl.Series(model.relations * day_dates.len(), dtype=pl.Utf8),
+        "weight": weight[present].reshape(-1),
+        "attention": attention[present].reshape(-1),
+    })
+
+
+def _by_date_frame(model: Any, parts: list[pl.DataFrame]) -> pl.DataFrame:
     if not parts:
         raise ValueError("relation_attention_by_date: no dates given")
     out = pl.concat(parts).with_columns(pl.col("attention").fill_nan(None))
@@ -274,14 +301,28 @@ def stock_attention(
     return out.select(list(schema)).cast(schema)
 
 
-def attention_maps(model: CoreModel, data: CoreDayData, dates: Sequence[Any], device: torch.device) -> dict[str, pl.DataFrame]:
-    """The core model's attention frames over ``dates`` for :func:`alphagraph.train.importance.fold_maps`:
-    ``attention_lag`` (transformer encoder), ``relation_attention`` (per date and relation) and
-    ``stock_attention`` (the last date, top 5 neighbours per stock and relation)."""
-    frames = {}
-    if model.temporal.kind == "transformer" and len(model.temporal.encoder):
-        frames["attention_lag"] = core_lag_attention_report(model, data, dates, device=device)
-    if model.relations and len(model.convs):
-        frames["relation_attention"] = relation_attention_by_date(model, data, dates, device=device)
+@torch.no_grad()
+def attention_maps(model: CoreModel, data: CoreDayData, dates: Sequence[Any], device: torch.device, batch_days: int = 32) -> dict[str, pl.DataFrame]:
+    """The core model's read-outs over ``dates`` for :func:`alphagraph.train.importance.fold_maps`, from one
+    recorded forward pass over them: ``relations`` (:func:`relation_report`), ``attention_lag``
+    (:func:`core_lag_attention_report`, transformer encoder), ``relation_attention``
+    (:func:`relation_attention_by_date`) and ``stock_attention`` (the last date, top 5 neighbours per
+    stock and relation)."""
+    lags = _Lags(data) if model.temporal.kind == "transformer" and len(model.temporal.encoder) else None
+    relations = bool(model.relations and len(model.convs))
+    pooled, parts, last = _Pooled(model), [], [_layer(model, -1)] if relations else []
+    with recording(model):
+        for _, batch in day_batches(data, dates, batch_days, device):
+            model(batch)
+            if lags is not None:
+                lags.add(model.temporal.lag_attention)
+            if relations:
+                pooled.add(model, batch)
+                parts.append(_by_date(model, data, batch, last))
+    frames = {"relations": pooled.frame(model)}
+    if lags is not None:
+        frames["attention_lag"] = lags.frame()
+    if relations:
+        frames["relation_attention"] = _by_date_frame(model, parts)
         frames["stock_attention"] = stock_attention(model, data, dates[-1:], device=device)
     return frames

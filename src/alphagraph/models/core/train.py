@@ -13,7 +13,7 @@ from torch import nn
 
 from alphagraph.evaluation.split import Fold
 from alphagraph.features.normalize import feature_columns
-from alphagraph.models.core.attention import attention_maps, relation_report
+from alphagraph.models.core.attention import attention_maps
 from alphagraph.models.core.data import core_fold_data, core_index, core_loss, wide_columns, wide_index
 from alphagraph.models.core.model import CoreModel, core_kwargs
 from alphagraph.models.core.pretrain import load_pretrained, pretrain_inputs
@@ -23,7 +23,7 @@ from alphagraph.runtime.config import Params
 from alphagraph.runtime.io import write_json
 from alphagraph.train import FoldOutput, seed_everything, train_fold
 from alphagraph.train.importance import fold_maps, stack_folds
-from alphagraph.train.loop import loop_config, resolve_device
+from alphagraph.train.loop import loop_config
 
 
 def set_ridge_path(model: CoreModel, fit: Any, features: Sequence[str], extra: Sequence[str]) -> None:
@@ -48,8 +48,8 @@ def train_core_fold(
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
     pretrain_dir: str | Path = paths.MODELS / "pretrain",
     wide: Any = None,
-) -> tuple[FoldOutput, CoreModel, pl.DataFrame]:
-    """Train the core model on one fold: predictions for its val/test rows, the model, its relation report.
+) -> tuple[FoldOutput, CoreModel]:
+    """Train the core model on one fold: predictions for its val/test rows and the model.
 
     ``on_epoch_end`` gets each epoch's history record (the hyperparameter search prunes through it);
     ``wide``: :func:`wide_index` (built here when ``train.wide`` is on and it is not given)."""
@@ -67,9 +67,7 @@ def train_core_fold(
         kwargs = core_kwargs(cfg, features, index.relations, len(data.horizons), params.seed, data.wide_dim)
         load_pretrained(model, kwargs, fold.fold, pretrain_dir)
     loop = loop_config(cfg, params.seed, params.device, progress)
-    out = train_fold(model, data, core_loss(cfg, data), loop, fold.fold, run_dir, on_epoch_end=on_epoch_end)
-    report = relation_report(model, data, data.dates("test"), loop.eval_batch_days, resolve_device(loop.device))
-    return out, model, report.with_columns(fold=pl.lit(fold.fold, dtype=pl.Int32)).select("fold", pl.exclude("fold"))
+    return train_fold(model, data, core_loss(cfg, data), loop, fold.fold, run_dir, on_epoch_end=on_epoch_end), model
 
 
 # ------------------------------------------------------------------ model stage hooks
@@ -102,18 +100,17 @@ def train_zoo_fold(
     name: str, panel: pl.DataFrame, index: CoreIndex, fold: Fold, params: Params, run_dir: str | Path | None = None
 ) -> tuple[FoldOutput, dict[str, pl.DataFrame]]:
     """The model stage's fold: ``model.json`` (what the export stage rebuilds the model from) in
-    ``run_dir``, the relation report and the interpretability frames."""
+    ``run_dir`` and the interpretability frames (the relation report among them)."""
     _check_kind(name)
-    out, model, report = train_core_fold(panel, index.graph, fold, params, run_dir=run_dir, wide=index.wide)
+    out, model = train_core_fold(panel, index.graph, fold, params, run_dir=run_dir, wide=index.wide)
     if not ddp.is_main() or run_dir is None:
-        return out, {"relations": report}
+        return out, {}
     features = feature_columns(panel)
     wide_dim = 0 if model.wide is None else model.wide.in_features - len(features)
     kwargs = core_kwargs(params.train, features, index.graph.relations, len(params.features.horizons), params.seed, wide_dim)
     write_json({"kwargs": kwargs, "features": features, "horizons": params.features.horizons, "fold": fold.fold}, Path(run_dir) / "model.json")
     data = core_fold_data(panel, index.graph, fold, params, wide=index.wide)
-    maps = fold_maps(model, data, fold.fold, params.seed, next(model.parameters()).device, attention_maps)
-    return out, {"relations": report} | maps
+    return out, fold_maps(model, data, fold.fold, params.seed, next(model.parameters()).device, attention_maps)
 
 
 def zoo_summary(
