@@ -41,7 +41,7 @@ from alphagraph.runtime import paths
 from alphagraph.runtime.config import Params, load_params
 from alphagraph.runtime.io import read_parquet
 from alphagraph.train import split_codes
-from alphagraph.train.data import TRAIN
+from alphagraph.train.outputs import TRAIN
 from alphagraph.train.fold import epoch_callback
 
 

@@ -18,7 +18,7 @@ from alphagraph.runtime.config import load_params
 from alphagraph.runtime.errors import UserError, run_main
 from alphagraph.runtime.io import atomic_dir, write_csv
 from alphagraph.runtime.log import stage_run
-from alphagraph.train.fold import collect_folds, write_training_curves
+from alphagraph.train.outputs import collect_folds, write_training_curves
 from alphagraph.train.resume import StageWork, in_workers, warm_epochs
 from alphagraph.train.workers import start_server
 

@@ -169,7 +169,7 @@ def tiny():
 
 def test_core_direction_balance_counts_signal_rows_signal_balance_all_rows(tiny):
     from alphagraph.models.core import core_fold_data, core_loss
-    from alphagraph.train.data import TRAIN
+    from alphagraph.train.outputs import TRAIN
     from tests.test_core import core_params
 
     params = core_params()

@@ -124,7 +124,7 @@ def test_a_later_fold_failing_keeps_the_finished_folds_and_nothing_else(tmp_path
     import polars as pl
 
     from alphagraph.train.resume import StageWork
-    from alphagraph.train.fold import FoldOutput
+    from alphagraph.train.outputs import FoldOutput
     from alphagraph.train.loop import FitResult
 
     monkeypatch.chdir(tmp_path)

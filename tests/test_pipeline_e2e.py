@@ -117,7 +117,7 @@ def test_exp_show_carries_the_headline_figures_in_under_210_metric_columns(tiny_
 
 
 def test_plots_render_and_follow_the_number_of_folds(tiny_repo, tmp_path):
-    from alphagraph.train.fold import write_training_curves
+    from alphagraph.train.outputs import write_training_curves
 
     def shown() -> dict:
         out = json.loads(run(["dvc", "plots", "show", "--json"], tiny_repo).stdout)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from alphagraph.train import loop as loop_mod
-from alphagraph.train.data import TRAIN, VAL
+from alphagraph.train.outputs import TRAIN, VAL
 from alphagraph.train.loop import LoopConfig, WarmupCosine, WarmupCosineRestarts, _config_key, fit, load_checkpoint, make_schedule
 
 

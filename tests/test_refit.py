@@ -23,7 +23,7 @@ from alphagraph.runtime.config import LgbmConfig, Params, SplitConfig
 from alphagraph.runtime.errors import UserError
 from alphagraph.runtime.io import write_json
 from alphagraph.evaluation.split import Fold, SplitError, assign_split, folds_to_json, load_folds, make_folds
-from alphagraph.train.data import TEST, TRAIN, VAL
+from alphagraph.train.outputs import TEST, TRAIN, VAL
 from alphagraph.train.loop import LoopConfig, load_checkpoint
 from tests.leakage import assert_unchanged_through, perturb_after, toy_prices, truncate_after
 from tests.test_split import business_calendar

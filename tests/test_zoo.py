@@ -61,3 +61,16 @@ def test_stages_say_what_is_missing_in_one_line(tmp_path, stage, args, message):
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "metrics").exists() and not (tmp_path / "data" / "ensemble").exists()
+
+
+def test_lightgbm_and_ridge_stages_do_not_import_torch():
+    """torch takes seconds to import: the model stage's own imports and the modules of the models that do not
+    train with it must not load it, and a torch model's module does."""
+    code = (
+        "import runpy, sys; runpy.run_path('stages/model.py', run_name='imports_only'); "
+        "from alphagraph.models.zoo import TORCH_MODULES, zoo_module; "
+        "[zoo_module(m) for m in ('lgbm', 'linear')]; "
+        "assert 'torch' not in sys.modules, 'torch imported'; "
+        "zoo_module(TORCH_MODULES[0]); assert 'torch' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

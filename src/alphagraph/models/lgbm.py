@@ -24,8 +24,8 @@ from alphagraph.features.normalize import feature_columns
 from alphagraph.runtime import paths
 from alphagraph.runtime.config import LgbmConfig, Params
 from alphagraph.runtime.log import get_logger
-from alphagraph.train.fold import FoldOutput
-from alphagraph.train.loop import FitResult
+from alphagraph.train.outputs import FoldOutput
+from alphagraph.train.types import FitResult
 
 KINDS = ("lgbm", "lgbm_graph")
 TOP_FEATURES = 30  # features in the gain importance plot

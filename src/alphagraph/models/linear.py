@@ -50,9 +50,8 @@ from alphagraph.runtime.io import read_parquet
 from alphagraph.runtime.log import get_logger
 from alphagraph.features.normalize import feature_columns
 from alphagraph.evaluation.split import Fold
-from alphagraph.train.data import TEST, TRAIN, VAL, predictions_frame, split_codes
-from alphagraph.train.fold import FoldOutput
-from alphagraph.train.loop import FitResult
+from alphagraph.train.outputs import TEST, TRAIN, VAL, FoldOutput, predictions_frame, split_codes
+from alphagraph.train.types import FitResult
 from alphagraph.evaluation.walkforward import label_reach
 
 KINDS = ("linear", "linear_graph")

@@ -17,10 +17,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from types import ModuleType
 from typing import Any
-
-import torch
-import torch.distributed as dist
 
 from alphagraph.runtime.config import DistributedConfig
 from alphagraph.runtime.log import get_logger
@@ -49,16 +47,25 @@ def relaunch(cfg: DistributedConfig, script: str, argv: list[str]) -> None:
     os.execv(sys.executable, cmd)
 
 
+def _dist() -> ModuleType:
+    import torch.distributed as dist
+
+    return dist
+
+
 def is_initialized() -> bool:
-    return dist.is_available() and dist.is_initialized()
+    # A process group needs torch.distributed imported first: a stage that never imports torch (LightGBM's,
+    # the ridges') has none, and asking does not import torch (about 1.6 s).
+    dist = sys.modules.get("torch.distributed")
+    return dist is not None and dist.is_available() and dist.is_initialized()
 
 
 def rank() -> int:
-    return dist.get_rank() if is_initialized() else 0
+    return _dist().get_rank() if is_initialized() else 0
 
 
 def world_size() -> int:
-    return dist.get_world_size() if is_initialized() else 1
+    return _dist().get_world_size() if is_initialized() else 1
 
 
 def local_world_size() -> int:
@@ -79,6 +86,9 @@ def process_group(cfg: DistributedConfig, device: str) -> Iterator[None]:
     if not under_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
         yield
         return
+    import torch
+
+    dist = _dist()
     cuda = device != "cpu" and torch.cuda.is_available()
     backend = cfg.backend if cfg.backend != "auto" else ("nccl" if cuda else "gloo")
     if cuda:
@@ -96,7 +106,7 @@ def broadcast(obj: Any) -> Any:
     if world_size() == 1:
         return obj
     box = [obj]
-    dist.broadcast_object_list(box, src=0)
+    _dist().broadcast_object_list(box, src=0)
     return box[0]
 
 
@@ -105,7 +115,7 @@ def all_gather(obj: Any) -> list[Any]:
     if world_size() == 1:
         return [obj]
     out: list[Any] = [None] * world_size()
-    dist.all_gather_object(out, obj)
+    _dist().all_gather_object(out, obj)
     return out
 
 
@@ -113,6 +123,9 @@ def all_sum(value: int) -> int:
     """The sum of an integer over ranks."""
     if world_size() == 1:
         return value
+    import torch
+
+    dist = _dist()
     t = torch.tensor([value], dtype=torch.int64)
     if dist.get_backend() == "nccl":
         t = t.cuda()
@@ -122,4 +135,4 @@ def all_sum(value: int) -> int:
 
 def barrier() -> None:
     if world_size() > 1:
-        dist.barrier()
+        _dist().barrier()

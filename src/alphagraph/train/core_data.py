@@ -57,7 +57,8 @@ import numpy as np
 import polars as pl
 import torch
 
-from alphagraph.train.data import NONE, ClassBalance, GraphDayData
+from alphagraph.train.data import ClassBalance, GraphDayData
+from alphagraph.train.outputs import NONE
 
 SAMPLING = ("full", "neighbor")
 WINDOWS = ("full", "compact")

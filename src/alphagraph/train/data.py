@@ -31,11 +31,8 @@ import numpy as np
 import polars as pl
 import torch
 
-from alphagraph.evaluation.split import Fold, assign_split
+from alphagraph.train.outputs import SPLIT_CODE
 
-NONE, TRAIN, VAL, TEST = 0, 1, 2, 3
-SPLIT_CODE = {"train": TRAIN, "val": VAL, "test": TEST}
-SPLIT_NAME = {v: k for k, v in SPLIT_CODE.items()}
 
 
 class DayData(Protocol):
@@ -62,20 +59,6 @@ class DayData(Protocol):
     def batch(self, dates: Sequence[Any]) -> Any: ...
 
     def class_balance(self, split: str = "train") -> ClassBalance | None: ...
-
-
-def split_codes(panel: pl.DataFrame, fold: Fold, reach: int) -> np.ndarray:
-    """Int8 split code of every row of ``panel`` for ``fold`` (NONE outside the fold or purged).
-
-    ``panel`` must be the frame whose row numbers the graph index reports
-    (``GraphIndex(edges, panel)`` -> ``batch.row``).
-    """
-    indexed = panel.select("date", "code").with_row_index("_row")
-    assigned = assign_split(indexed, fold, reach)
-    codes = np.zeros(panel.height, dtype=np.int8)
-    rows = assigned["_row"].to_numpy().astype(np.int64)
-    codes[rows] = assigned["split"].replace_strict(SPLIT_CODE, return_dtype=pl.Int8).to_numpy()
-    return codes
 
 
 def rows_per_date(data: Any) -> float | None:
@@ -199,29 +182,3 @@ class GraphDayData:
             b.edge_attr = b.edge_attr[:0]
             b.edge_type = b.edge_type[:0]
         return b
-
-
-def predictions_frame(
-    panel: pl.DataFrame,
-    rows: np.ndarray,
-    codes: np.ndarray,
-    reg: np.ndarray,
-    p_up: np.ndarray | None,
-    horizons: Sequence[int],
-    fold: int,
-    p_signal: np.ndarray | None = None,
-) -> pl.DataFrame:
-    """``date, code, fold, split, pred_{h}d ..., p_up_{h}d ..., p_signal_{h}d ...`` for the given panel rows."""
-    rows = np.asarray(rows, dtype=np.int64)
-    keys = panel.select(pl.col("date", "code").gather(pl.Series(rows)))
-    split = pl.Series(codes[rows]).replace_strict(SPLIT_NAME, default="none", return_dtype=pl.Utf8)
-    cols: dict[str, Any] = {"fold": pl.lit(fold, dtype=pl.Int32), "split": split}
-    for j, h in enumerate(horizons):
-        cols[f"pred_{h}d"] = pl.Series(reg[:, j].astype(np.float32), dtype=pl.Float32)
-    if p_up is not None:
-        for j, h in enumerate(horizons):
-            cols[f"p_up_{h}d"] = pl.Series(p_up[:, j].astype(np.float32), dtype=pl.Float32)
-    if p_signal is not None:
-        for j, h in enumerate(horizons):
-            cols[f"p_signal_{h}d"] = pl.Series(p_signal[:, j].astype(np.float32), dtype=pl.Float32)
-    return keys.with_columns(**cols).sort("date", "code")

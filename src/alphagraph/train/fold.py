@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import polars as pl
 import torch
 
-from alphagraph.runtime import paths
-from alphagraph.runtime.io import write_csv
-from alphagraph.train.data import TEST, VAL, predictions_frame
-from alphagraph.train.loop import FitResult, LossFn, LoopConfig, fit, log, predict, resolve_device
+from alphagraph.train.outputs import TEST, VAL, FoldOutput, predictions_frame
+from alphagraph.train.loop import LossFn, LoopConfig, fit, log, predict, resolve_device
 
 
 EpochCallback = Callable[[dict[str, Any]], None]
@@ -71,49 +68,6 @@ def load_warm_start(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> N
         model.load_state_dict({k: current[k] if k in frozen and k in current else v for k, v in state.items()})
     except RuntimeError as exc:  # another architecture: the checkpoint is from other params
         raise ValueError(f"warm start: the previous fold's weights do not fit this fold's model ({exc})") from exc
-
-
-@dataclass
-class FoldOutput:
-    predictions: pl.DataFrame  # date, code, fold, split, pred_{h}d, p_up_{h}d / p_signal_{h}d (with those heads)
-    result: FitResult
-
-    def training_record(self, fold: int) -> tuple[pl.DataFrame, dict[str, Any]]:
-        """The per-epoch curve (a plots file) and the fold's entries of the metrics' ``train`` dict."""
-        r = self.result
-        curve = pl.DataFrame(r.history, infer_schema_length=None).with_columns(fold=pl.lit(fold))
-        entries = {
-            f"best_epoch_fold{fold}": r.best_epoch,
-            f"epochs_run_fold{fold}": r.epochs_run,
-            f"val_best_fold{fold}": None if r.best_score is None else round(r.best_score, 6),
-        }
-        # A trainer's own per-fold figures (a closed-form model's chosen penalty, say); resume keeps them.
-        entries |= {f"{key}_fold{fold}": value for key, value in r.extra.items()}
-        if r.epochs_run:  # a closed-form fit (no epochs) logs its own line
-            log.info("fold %d: best epoch %s of %d (val %s), %.0f s", fold, r.best_epoch, r.epochs_run, r.best_score, r.train_seconds)
-        return curve.select("fold", pl.exclude("fold")), entries
-
-
-def collect_folds(outputs: Sequence[tuple[int, FoldOutput]]) -> tuple[pl.DataFrame, list[tuple[int, pl.DataFrame]], dict[str, Any]]:
-    """Every fold's predictions in one frame, each fold's training curve, and the metrics' ``train`` dict."""
-    curves, train = [], {}
-    for k, out in outputs:
-        curve, entries = out.training_record(k)
-        curves.append((k, curve))
-        train |= entries
-    return pl.concat([out.predictions for _, out in outputs]), curves, train
-
-
-def write_training_curves(name: str, curves: Sequence[tuple[int, pl.DataFrame]]) -> None:
-    """``plots/{name}/training/fold{k}.csv`` per fold (x = epoch); dvc.yaml plots the folder, so the
-    plots follow ``split.n_splits``. Curves of folds that no longer exist are removed."""
-    folder = paths.PLOTS / name / "training"
-    keep = {f"fold{k}.csv" for k, _ in curves}
-    for stale in folder.glob("fold*.csv") if folder.is_dir() else []:
-        if stale.name not in keep:
-            stale.unlink()
-    for k, curve in curves:
-        write_csv(curve, folder / f"fold{k}.csv")
 
 
 def train_fold(

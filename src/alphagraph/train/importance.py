@@ -23,7 +23,8 @@ import polars as pl
 import torch
 
 from alphagraph.evaluation.evaluate import daily_ic
-from alphagraph.train.data import VAL, rows_per_date
+from alphagraph.train.data import rows_per_date
+from alphagraph.train.outputs import VAL
 
 __all__ = ["permutation_importance", "feature_groups", "fold_maps", "stack_folds", "day_batches", "recording"]
 

@@ -90,7 +90,8 @@ from alphagraph.train.checkpoint import (
     _set_rng_state,
     load_checkpoint,
 )
-from alphagraph.train.data import TEST, TRAIN, VAL, DayData, rows_per_date
+from alphagraph.train.data import DayData, rows_per_date
+from alphagraph.train.outputs import TEST, TRAIN, VAL
 from alphagraph.train.device import _autocast, _to, deterministic_torch, epoch_generator, resolve_device, seed_everything
 from alphagraph.train.optim import EarlyStopping, WarmupCosine, WarmupCosineRestarts, make_optimizer, make_schedule
 from alphagraph.train.types import OPTIMIZERS, SELECT_METRICS, FitResult, LoopConfig, LossFn, Prediction, loop_config

@@ -23,14 +23,15 @@ run finds the weights a later fold starts from beside the finished folds.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import shutil
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
-import torch
 
 import alphagraph
 from alphagraph.runtime import distributed as ddp
@@ -39,9 +40,14 @@ from alphagraph.runtime.errors import UserError
 from alphagraph.runtime.io import atomic_dir, write_parquet
 from alphagraph.runtime.log import get_logger
 from alphagraph.evaluation.split import Fold
-from alphagraph.train.fold import FoldOutput, WarmStart, warm_start
-from alphagraph.train.loop import FitResult, load_checkpoint
+from alphagraph.train.outputs import FoldOutput
+from alphagraph.train.types import FitResult
 from alphagraph.train.workers import FoldWorkers, WorkerUsage, run_in_workers
+
+if TYPE_CHECKING:  # torch is imported where a fold warm-starts: LightGBM's and the ridges' stages never load it
+    import torch
+
+    from alphagraph.train.fold import WarmStart
 
 WORK_ROOT = Path(".alphagraph/work")
 DONE = "done"
@@ -63,7 +69,7 @@ def work_key(params: Params, inputs: Sequence[str | Path]) -> str:
     for src in sorted(package.rglob("*.py")):
         h.update(str(src.relative_to(package)).encode())
         h.update(src.read_bytes())
-    h.update(f"torch {torch.__version__}, world {ddp.world_size()}".encode())
+    h.update(f"torch {importlib.metadata.version('torch')}, world {ddp.world_size()}".encode())
     return h.hexdigest()[:20]
 
 
@@ -93,6 +99,12 @@ def warm_epochs(group: Any) -> int | None:
     return group.refit_epochs if getattr(group, "refit_warm_start", False) else None
 
 
+def _warm_start_context(start: WarmStart) -> Any:
+    from alphagraph.train.fold import warm_start
+
+    return warm_start(start)
+
+
 def in_workers(workers: FoldWorkers | None, refit_epochs: int | None) -> bool:
     """Whether :meth:`StageWork.run_folds` hands folds to ``workers``: not when a fold warm-starts from the one
     before, nor under torchrun."""
@@ -101,6 +113,8 @@ def in_workers(workers: FoldWorkers | None, refit_epochs: int | None) -> bool:
 
 def _fold_weights(fold_dir: Path) -> dict[str, torch.Tensor]:
     """A finished fold's model: its best epoch's weights, else (no epoch ever improved) its last ones."""
+    from alphagraph.train.checkpoint import load_checkpoint
+
     for name in ("best.pt", "last.pt"):
         if (fold_dir / name).exists():
             return load_checkpoint(fold_dir / name, "cpu")["model"]
@@ -162,7 +176,8 @@ class StageWork:
                 log.info("%s fold %d: finished in an earlier run, reused from %s", self.stage, fold.fold, done)
                 results.append((fold, *cached))
                 continue
-            with warm_start(self._warm_start(fold, ordered, refit_epochs)):
+            start = self._warm_start(fold, ordered, refit_epochs)
+            with nullcontext() if start is None else _warm_start_context(start):
                 out, frames = train_one(fold, fold_dir)
             if ddp.is_main():
                 _save_fold(out, frames, done)
@@ -201,6 +216,8 @@ class StageWork:
                 f" window {fold.window}, which is not among the folds run"
             )
         state = ddp.broadcast(_fold_weights(self.dir / f"fold{prev.fold}") if ddp.is_main() else None)
+        from alphagraph.train.fold import WarmStart
+
         return WarmStart(state, prev.fold, epochs)
 
     def publish(self, model_dir: Path) -> None:

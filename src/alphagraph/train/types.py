@@ -5,16 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from alphagraph.runtime.config import LoopParams, TrainConfig
 
+if TYPE_CHECKING:  # torch is not imported at run time: LightGBM's and the ridges' stages read FitResult
+    import torch
+
 SELECT_METRICS = ("rank_ic", "ic", "loss")
 OPTIMIZERS = ("adamw", "adabelief")
-LossFn = Callable[[dict[str, torch.Tensor], Any, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
+LossFn = Callable[[dict[str, "torch.Tensor"], Any, "torch.Tensor"], tuple["torch.Tensor", dict[str, float]]]
 
 
 @dataclass(frozen=True)

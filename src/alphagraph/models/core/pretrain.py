@@ -58,7 +58,7 @@ from alphagraph.models.core.model import CoreModel
 from alphagraph.features.normalize import feature_columns
 from alphagraph.evaluation.split import Fold
 from alphagraph.train.core_data import CoreDayData
-from alphagraph.train.data import TRAIN
+from alphagraph.train.outputs import TRAIN
 from alphagraph.train.loop import deterministic_torch, load_checkpoint, resolve_device, seed_everything
 
 PRETRAIN_DIR = paths.MODELS / "pretrain"
