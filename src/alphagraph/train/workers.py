@@ -10,20 +10,19 @@ survive a fork, are started in the worker, never in the process it is forked fro
 The imports (about 5 CPU seconds, where a worker's fold takes tens) are then paid
 once rather than per worker, and :func:`start_server` begins them while the stage
 does its own. A worker sets itself up once with :attr:`FoldWorkers.setup` (reading
-the artifacts, building the index) and then trains the folds it is given; a fold's result does not depend on which
-process trained it or on how many there are (each fold seeds itself, and its
-thread count is its params group's ``num_threads``).
+the artifacts, building the index) and then trains the folds it is given; a fold's
+result does not depend on which process trained it or on how many there are (each
+fold seeds itself, and its thread count is its params group's ``num_threads``).
 
 A worker ends with the stage: an error or signal in the stage terminates the
 pool; if the stage process dies, the fork server sees its end of a pipe close and
-exits, and Linux sends each worker SIGTERM (checkpoints
-written so far stay where the rerun resumes from them).
+exits, and Linux sends each worker SIGTERM (checkpoints written so far stay where
+the rerun resumes from them).
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import multiprocessing.forkserver
 import os
 import resource
 import signal
@@ -40,9 +39,13 @@ TrainOne = Callable[[Fold, Path], Any]
 # What the fork server imports before it forks a worker: the torch models' heavy imports, which start no
 # thread a fork would lose (polars, which does, is imported by each worker).
 PRELOAD = ("torch", "torch_geometric")
+# Platforms without a fork server (Windows) spawn each worker, which then imports PRELOAD itself.
+FORKSERVER = "forkserver" in multiprocessing.get_all_start_methods()
 
 
 def _context() -> multiprocessing.context.BaseContext:
+    if not FORKSERVER:
+        return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(PRELOAD))
     return context
@@ -51,8 +54,11 @@ def _context() -> multiprocessing.context.BaseContext:
 def start_server() -> None:
     """Start the fork server now, so that it imports :data:`PRELOAD` while the stage reads its inputs
     (``run_in_workers`` starts it otherwise)."""
-    _context()
-    multiprocessing.forkserver.ensure_running()
+    if FORKSERVER:
+        _context()
+        import multiprocessing.forkserver  # not on every platform
+
+        multiprocessing.forkserver.ensure_running()
 
 
 @dataclass(frozen=True)
