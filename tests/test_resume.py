@@ -222,5 +222,9 @@ def test_a_killed_dvc_repro_picks_up_where_it_stopped(workspace, shell):
     assert list(workspace.glob(".alphagraph/work/gat/*/fold0/last.pt"))
     proc = subprocess.run([*dvc, "repro", "-s", "model@gat"], cwd=workspace, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "fold 0: resumed from" in proc.stdout + proc.stderr
+    # Fold 0 is picked up either way: resumed from its checkpoint, or, where it finished in the second or so
+    # the signal takes to reach the stage (/bin/sh: the stage's watcher polls the shell's parent), reused whole.
+    assert re.search(r"fold 0: (resumed from|finished in an earlier run, reused)", proc.stdout + proc.stderr), (
+        proc.stdout + proc.stderr
+    )
     assert temporaries(workspace) == [] and not (workspace / ".alphagraph").exists()
