@@ -19,8 +19,7 @@ from alphagraph.runtime.errors import UserError, run_main
 from alphagraph.runtime.io import atomic_dir, write_csv
 from alphagraph.runtime.log import stage_run
 from alphagraph.train.outputs import collect_folds, write_training_curves
-from alphagraph.train.resume import StageWork, in_workers, warm_epochs
-from alphagraph.train.workers import start_server
+from alphagraph.train.resume import StageWork, warm_epochs
 
 
 def main() -> None:
@@ -37,8 +36,6 @@ def main() -> None:
     with ddp.process_group(params.distributed, params.device), stage_run(name, active=ddp.is_main()) as rec:
         # a trained model's params group (LoopParams) carries refit_warm_start; a fitted one's does not
         workers, refit = fold_workers(name, module_name, params), warm_epochs(params_group(params, module_name))
-        if in_workers(workers, refit):
-            start_server()  # the workers' imports run while this process does its own and reads the inputs
         module = zoo_module(module_name)
         (panel, edges), folds = read_inputs(module_name), load_folds(paths.FOLDS)
         # Built on first use: with fold workers (which build their own) only if the summary asks for it.
@@ -47,7 +44,6 @@ def main() -> None:
         work = StageWork(name, params, inputs)
         train_one = lambda fold, run_dir: module.train_zoo_fold(name, panel, index(), fold, params, run_dir)  # noqa: E731
         results = work.run_folds(folds, train_one, refit, workers)
-        rec.worker_cpu_seconds, rec.worker_peak_rss_mb = work.worker_usage.cpu_seconds, work.worker_usage.peak_rss_mb
         if not ddp.is_main():
             return
         predictions, curves, train = collect_folds([(fold.fold, out) for fold, out, _ in results])

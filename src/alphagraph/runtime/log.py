@@ -35,13 +35,12 @@ def get_logger(name: str) -> logging.Logger:
 
 def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
     """Peak resident memory of this process so far, in MiB (Linux reports KiB); ``RUSAGE_CHILDREN``: of
-    its largest finished child."""
+    its largest finished child (a model stage's fold workers)."""
     return resource.getrusage(who).ru_maxrss / 1024.0
 
 
 def _cpu_seconds() -> float:
-    """CPU time of this process and its finished children so far (fold workers are counted by the stage's
-    :class:`StageRecord`)."""
+    """CPU time of this process and its finished children (fold workers) so far."""
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return time.process_time() + children.ru_utime + children.ru_stime
 
@@ -56,9 +55,6 @@ class StageRecord:
     rows: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
-    # processes that are not the stage's children (fold workers forked by multiprocessing's fork server)
-    worker_cpu_seconds: float = 0.0
-    worker_peak_rss_mb: float = 0.0
 
 
 TIMINGS = Path("metrics/timings")
@@ -94,7 +90,7 @@ def stage_run(stage: str, timings_dir: Path | None = TIMINGS, active: bool = Tru
         "peak_rss_mb": round(peak_rss_mb(), 1),
         **record.extra,
     }
-    if workers := max(peak_rss_mb(resource.RUSAGE_CHILDREN), record.worker_peak_rss_mb):  # each worker's own peak
+    if workers := peak_rss_mb(resource.RUSAGE_CHILDREN):  # each worker's own peak, besides the stage's
         summary["worker_peak_rss_mb"] = round(workers, 1)
     logger.info("done %s", json.dumps(summary, sort_keys=True))
     if timings_dir is not None:
@@ -102,7 +98,7 @@ def stage_run(stage: str, timings_dir: Path | None = TIMINGS, active: bool = Tru
 
         timings = {
             "seconds": record.seconds,
-            "cpu_seconds": round(_cpu_seconds() - cpu_start + record.worker_cpu_seconds, 3),
+            "cpu_seconds": round(_cpu_seconds() - cpu_start, 3),
             "peak_rss_mb": summary["peak_rss_mb"],
         } | ({"worker_peak_rss_mb": summary["worker_peak_rss_mb"]} if "worker_peak_rss_mb" in summary else {})
         write_json({stage: timings}, timings_dir / f"{stage}.json")

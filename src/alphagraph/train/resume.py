@@ -42,7 +42,7 @@ from alphagraph.runtime.log import get_logger
 from alphagraph.evaluation.split import Fold
 from alphagraph.train.outputs import FoldOutput
 from alphagraph.train.types import FitResult
-from alphagraph.train.workers import FoldWorkers, WorkerUsage, run_in_workers
+from alphagraph.train.workers import FoldWorkers, run_in_workers
 
 if TYPE_CHECKING:  # torch is imported where a fold warm-starts: LightGBM's and the ridges' stages never load it
     import torch
@@ -105,12 +105,6 @@ def _warm_start_context(start: WarmStart) -> Any:
     return warm_start(start)
 
 
-def in_workers(workers: FoldWorkers | None, refit_epochs: int | None) -> bool:
-    """Whether :meth:`StageWork.run_folds` hands folds to ``workers``: not when a fold warm-starts from the one
-    before, nor under torchrun."""
-    return workers is not None and workers.processes > 1 and refit_epochs is None and ddp.world_size() == 1
-
-
 def _fold_weights(fold_dir: Path) -> dict[str, torch.Tensor]:
     """A finished fold's model: its best epoch's weights, else (no epoch ever improved) its last ones."""
     from alphagraph.train.checkpoint import load_checkpoint
@@ -129,7 +123,6 @@ class StageWork:
         self.root = Path(root)
         key = ddp.broadcast(work_key(params, inputs) if ddp.is_main() else None)
         self.dir = Path(root) / stage / key
-        self.worker_usage = WorkerUsage()  # of the fold workers, when folds trained in them
         # Not created here: the first checkpoint or finished fold creates it, so a run that fails
         # before writing one (a bad param, Ctrl-C in the first epoch) leaves no empty folder behind.
         if ddp.is_main():
@@ -156,7 +149,7 @@ class StageWork:
         distributed or at most one fold is left.
         """
         try:
-            if workers is not None and in_workers(workers, refit_epochs):
+            if workers is not None and workers.processes > 1 and refit_epochs is None and ddp.world_size() == 1:
                 return self._run_folds_in_workers(folds, train_one, workers)
             return self._run_folds(folds, train_one, refit_epochs)
         except BaseException:  # an error, SIGTERM, Ctrl-C: keep the checkpoints, not folders without one
@@ -193,7 +186,7 @@ class StageWork:
             return self._run_folds(folds, train_one, None)
         log.info("%s: %d folds in %d worker processes", self.stage, len(todo), min(workers.processes, len(todo)))
         trained = {}
-        for fold, (out, frames) in run_in_workers(workers, todo, self.worker_usage):
+        for fold, (out, frames) in run_in_workers(workers, todo):
             _save_fold(out, frames, self.dir / f"fold{fold.fold}" / DONE)
             trained[fold.fold] = (out, frames)
         results = []
