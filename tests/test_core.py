@@ -13,7 +13,8 @@ from alphagraph.graph.loader import GraphIndex
 from alphagraph.models.core import CoreModel, core_fold_data, hierarchical_classes, relation_report, train_core_fold
 from alphagraph.features.normalize import feature_columns
 from alphagraph.train import TEST, VAL, predict, seed_everything
-from alphagraph.train.losses import soft_rank_corr
+from alphagraph.train import losses
+from alphagraph.train.losses import SoftRank, soft_rank_corr
 from tests.test_train_loop import TINY_TRAIN, tiny_pipeline
 
 TINY_CORE = {
@@ -180,6 +181,21 @@ def test_soft_rank_corr_approaches_spearman_and_has_gradients():
     np.testing.assert_allclose(got.detach().numpy(), want, atol=0.02)
     got.sum().backward()
     assert pred.grad is not None and pred.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("budget", [1 << 20, 40])  # every row at once; two rows per chunk (n = 5, so 25 pairs a row)
+def test_soft_rank_matches_the_dense_pair_matrix_and_its_autograd(monkeypatch, budget):
+    monkeypatch.setattr(losses, "PAIR_BUDGET", budget)
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(5, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    v = (torch.rand(5, 5, generator=g) > 0.3).to(torch.float64)
+    up = torch.randn(5, 5, generator=g, dtype=torch.float64)
+    dense = (torch.sigmoid((z[:, :, None] - z[:, None, :]) / 0.1) * v[:, None, :]).sum(2)
+    want = torch.autograd.grad((dense * up).sum(), z)[0]
+    got = SoftRank.apply(z, v, 0.1)
+    torch.testing.assert_close(got, dense, rtol=0, atol=1e-12)
+    torch.testing.assert_close(torch.autograd.grad((got * up).sum(), z)[0], want, rtol=0, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda t: SoftRank.apply(t, v, 0.1), (z,))
 
 
 # ------------------------------------------------------------- sampling

@@ -36,6 +36,17 @@ def test_neural_metrics_move_within_their_tolerance_only():
     assert "metrics/core.json test.rank_ic_1d" in line and "tolerance" in line
 
 
+def test_best_model_may_flip_between_models_tied_within_tolerance():
+    ref = copy.deepcopy(REFERENCE) | {"summary": {"best_model_rank_ic_1d": "core"}}
+    run = copy.deepcopy(ref)
+    run["summary"]["best_model_rank_ic_1d"] = "lgbm"
+    run["lgbm"]["test"]["rank_ic_1d"] = 0.0582 + 1e-5  # the run's best by 1e-5 over core, which did not move
+    moved = lambda: [line.split(":")[0] for line in compare(ref, run)]  # noqa: E731
+    assert moved() == ["metrics/lgbm.json test.rank_ic_1d"]  # the exact file is reported for itself, the pick is a tie
+    run["core"]["test"]["rank_ic_1d"] = 0.0582 - 2 * tolerance("core", "test.rank_ic_1d")  # not a tie: core fell
+    assert "metrics/summary.json best_model_rank_ic_1d" in moved()
+
+
 def test_missing_and_new_keys_are_reported():
     run = copy.deepcopy(REFERENCE)
     del run["core"]["test"]["sharpe_1d"]

@@ -123,13 +123,29 @@ def compare(reference: Mapping[str, Mapping[str, Any]], actual: Mapping[str, Map
                 lines.append(f"{where}: missing in the run (reference {ref[key]!r})")
             elif key not in ref:
                 lines.append(f"{where}: not in the reference (run {got[key]!r})")
-            elif _differs(ref[key], got[key], tol):
+            elif _differs(ref[key], got[key], tol) and not _tied_best(key, ref[key], got[key], actual):
                 rule = "must be identical" if tol == 0.0 else f"tolerance {tol:g}"
                 delta = ""
                 if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (ref[key], got[key])):
                     delta = f", diff {got[key] - ref[key]:+.6g}"
                 lines.append(f"{where}: reference {ref[key]!r}, run {got[key]!r}{delta} ({rule})")
     return lines
+
+
+def _tied_best(key: str, ref_best: Any, got_best: Any, actual: Mapping[str, Mapping[str, Any]]) -> bool:
+    """A ``best_model_<metric>`` that names another model than the reference's still reproduces when, in
+    the run, the reference's pick scores within ``<metric>``'s tolerance of the run's (the larger of the two
+    models'): each figure is allowed that drift, so the arg max of near-equal ones may flip (a tie, not a
+    moved result)."""
+    match = re.fullmatch(r"best_model_(\w+)", key)
+    if match is None or not isinstance(ref_best, str) or not isinstance(got_best, str):
+        return False
+    metric = match.group(1)
+    scores = [actual.get(name, {}).get("test", {}).get(metric) for name in (ref_best, got_best)]
+    if any(not isinstance(v, (int, float)) for v in scores):
+        return False
+    tols = [tolerance(name, f"test.{metric}") for name in (ref_best, got_best)]
+    return None not in tols and abs(scores[0] - scores[1]) <= max(tols)
 
 
 def load_dir(folder: Path) -> dict[str, dict[str, Any]]:

@@ -124,7 +124,7 @@ def soft_rank_corr(
     Per day, predictions are standardized and ranked softly,
     ``r_i = sum_j sigmoid((p_i - p_j) / tau)`` over the day's valid nodes;
     labels are ranked exactly. ``day`` must be sorted (PyG batches are).
-    O(n^2) per day: a few hundred stocks a day is cheap.
+    O(n^2) time per day; the pair matrices are never all held at once (:class:`SoftRank`).
     """
     corr, use = soft_rank_corr_days(pred, target, mask, day, tau, min_nodes)
     return (corr * use).sum(0) / use.sum(0).clamp_min(1)
@@ -145,8 +145,9 @@ def soft_rank_corr_days(
     mean = (p * vf).sum(1, keepdim=True) / n.clamp_min(1)
     std = (((p - mean) * vf).pow(2).sum(1, keepdim=True) / n.clamp_min(1)).add(1e-8).sqrt()
     z = (p - mean) / std
-    pair = torch.sigmoid((z[:, :, None, :] - z[:, None, :, :]) / tau) * vf[:, None, :, :]  # [D, i, j, H]
-    soft = pair.sum(2)
+    d, m, h = z.shape
+    rows = lambda t: t.permute(0, 2, 1).reshape(d * h, m)  # noqa: E731  [D, n, H] -> [D H, n]
+    soft = SoftRank.apply(rows(z), rows(vf), tau).view(d, h, m).permute(0, 2, 1)
     with torch.no_grad():
         yk = torch.where(v, y, torch.full_like(y, float("inf")))
         exact = yk.argsort(1).argsort(1).to(pred.dtype)  # 0-based ranks, valid nodes first
@@ -154,6 +155,50 @@ def soft_rank_corr_days(
     b = (exact - (exact * vf).sum(1, keepdim=True) / n.clamp_min(1)) * vf
     corr = (a * b).sum(1) / torch.sqrt((a * a).sum(1) * (b * b).sum(1) + 1e-12)  # [D, H]
     return corr, (n.squeeze(1) >= min_nodes).to(pred.dtype)
+
+
+PAIR_BUDGET = 1 << 20  # pair-matrix elements held at once by SoftRank (4 MB in float32)
+
+
+class SoftRank(torch.autograd.Function):
+    """Soft ranks ``r_i = sum_j sigmoid((z_i - z_j) / tau) v_j`` of each row of ``z`` [B, n] (``v`` [B, n] the
+    weights, 1 on valid nodes, 0 elsewhere).
+
+    The [n, n] pair matrices are built a few rows at a time (at most :data:`PAIR_BUDGET` elements) and
+    rebuilt in the backward pass rather than kept, so memory is O(n^2), not O(B n^2), and autograd
+    does not walk the [B, n, n] graph: with ``s' = s (1 - s)`` (symmetric in i, j),
+    ``dL/dz_k = (g_k sum_j s'_kj v_j - v_k sum_i s'_ki g_i) / tau`` for ``g = dL/dr``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: torch.Tensor, v: torch.Tensor, tau: float) -> torch.Tensor:
+        ctx.save_for_backward(z, v)
+        ctx.tau = tau
+        out = torch.empty_like(z)
+        for rows in _pair_chunks(z):
+            out[rows] = (_pairs(z[rows], tau) @ v[rows, :, None]).squeeze(-1)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        z, v = ctx.saved_tensors
+        grad = torch.empty_like(z)
+        for rows in _pair_chunks(z):
+            s = _pairs(z[rows], ctx.tau)
+            s.sub_(s * s)  # s (1 - s)
+            sums = s @ torch.stack([v[rows], g[rows]], dim=2)  # [b, n, 2]
+            grad[rows] = (g[rows] * sums[..., 0] - v[rows] * sums[..., 1]) / ctx.tau
+        return grad, None, None
+
+
+def _pairs(z: torch.Tensor, tau: float) -> torch.Tensor:
+    z = z / tau
+    return (z[:, :, None] - z[:, None, :]).sigmoid_()
+
+
+def _pair_chunks(z: torch.Tensor) -> list[slice]:
+    step = max(1, PAIR_BUDGET // max(1, z.size(1) ** 2))
+    return [slice(i, i + step) for i in range(0, z.size(0), step)]
 
 
 class MultiHorizonLoss:
