@@ -171,6 +171,7 @@ class SoftRank(torch.autograd.Function):
     """
 
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)  # sums of ~n sigmoids: never in bf16
     def forward(ctx: Any, z: torch.Tensor, v: torch.Tensor, tau: float) -> torch.Tensor:
         ctx.save_for_backward(z, v)
         ctx.tau = tau
@@ -180,6 +181,7 @@ class SoftRank(torch.autograd.Function):
         return out
 
     @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         z, v = ctx.saved_tensors
         grad = torch.empty_like(z)
