@@ -20,6 +20,7 @@ from alphagraph.runtime.io import atomic_dir, write_csv
 from alphagraph.runtime.log import stage_run
 from alphagraph.train.outputs import collect_folds, write_training_curves
 from alphagraph.train.resume import StageWork, warm_epochs
+from alphagraph.train.workers import worker_pool
 
 
 def main() -> None:
@@ -35,15 +36,19 @@ def main() -> None:
         ddp.relaunch(params.distributed, __file__, sys.argv[1:])
     with ddp.process_group(params.distributed, params.device), stage_run(name, active=ddp.is_main()) as rec:
         # a trained model's params group (LoopParams) carries refit_warm_start; a fitted one's does not
-        workers, refit = fold_workers(name, module_name, params), warm_epochs(params_group(params, module_name))
+        refit, folds = warm_epochs(params_group(params, module_name)), load_folds(paths.FOLDS)
         module = zoo_module(module_name)
-        (panel, edges), folds = read_inputs(module_name), load_folds(paths.FOLDS)
-        # Built on first use: with fold workers (which build their own) only if the summary asks for it.
-        index = functools.cache(lambda: module.zoo_index(name, panel, edges, params))
-        inputs = stage_inputs(module, module_name, name, params, folds)
-        work = StageWork(name, params, inputs)
-        train_one = lambda fold, run_dir: module.train_zoo_fold(name, panel, index(), fold, params, run_dir)  # noqa: E731
-        results = work.run_folds(folds, train_one, refit, workers)
+        # Folds train in workers unless a fold warm-starts from the one before or the run is distributed.
+        # The workers start here, before this process reads anything, so they are forked (worker_pool).
+        workers = fold_workers(name, module_name, params) if refit is None and ddp.world_size() == 1 else None
+        with worker_pool(workers, len(folds)) as pool:
+            panel, edges = read_inputs(module_name)
+            # Built on first use: with fold workers (which build their own) only if the summary asks for it.
+            index = functools.cache(lambda: module.zoo_index(name, panel, edges, params))
+            inputs = stage_inputs(module, module_name, name, params, folds)
+            work = StageWork(name, params, inputs)
+            train_one = lambda fold, run_dir: module.train_zoo_fold(name, panel, index(), fold, params, run_dir)  # noqa: E731
+            results = work.run_folds(folds, train_one, refit, pool)
         if not ddp.is_main():
             return
         predictions, curves, train = collect_folds([(fold.fold, out) for fold, out, _ in results])

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -60,7 +62,7 @@ def test_folds_in_two_workers_give_the_bytes_of_one_process(workspace, expected)
     two = params_file(workspace, "params_workers.yaml", {"distributed": {"fold_workers": 2}})
     rc, out = finish(stage(workspace, "core", "--params", two))
     assert rc == 0, out
-    assert "core: 2 folds in 2 worker processes" in out
+    assert "core: 2 folds in 2 worker processes (fork)" in out  # forked before the stage read anything
     assert json.loads((workspace / "reports" / "models" / "core.json").read_text()) == expected[0]
     assert tree_bytes(workspace / "models" / "core") == expected[1]  # checkpoints byte-identical
     timings = json.loads((workspace / "metrics" / "timings" / "core.json").read_text())["core"]
@@ -101,3 +103,14 @@ def test_an_error_in_a_worker_is_the_stage_s_one_line_error(workspace):
     assert len(errors) == 1 and "train.neighbour_inputs" in errors[0] and "f_no_such_feature" in errors[0], out
     assert not list(workspace.glob(".alphagraph/work/core/*/fold*/done"))
     os.remove(workspace / "params_bad.yaml")
+
+
+def test_a_process_is_fork_safe_until_polars_pool_runs():
+    """Workers are forked only while polars' compute pool has not started (a forked child would wait
+    for its threads); imports alone leave the process forkable."""
+    code = (
+        "import polars as pl, torch; from alphagraph.train.workers import fork_safe; a = fork_safe();"
+        " pl.DataFrame({'x': range(100_000)}).select(pl.col('x').sum()); print(a, fork_safe())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["True", "False"]

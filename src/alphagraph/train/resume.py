@@ -42,7 +42,7 @@ from alphagraph.runtime.log import get_logger
 from alphagraph.evaluation.split import Fold
 from alphagraph.train.outputs import FoldOutput
 from alphagraph.train.types import FitResult
-from alphagraph.train.workers import FoldWorkers, run_in_workers
+from alphagraph.train.workers import WorkerPool
 
 if TYPE_CHECKING:  # torch is imported where a fold warm-starts: LightGBM's and the ridges' stages never load it
     import torch
@@ -135,7 +135,7 @@ class StageWork:
         ddp.barrier()
 
     def run_folds(
-        self, folds: Sequence[Fold], train_one: TrainOne, refit_epochs: int | None = None, workers: FoldWorkers | None = None
+        self, folds: Sequence[Fold], train_one: TrainOne, refit_epochs: int | None = None, workers: WorkerPool | None = None
     ) -> list[tuple[Fold, FoldOutput, dict[str, pl.DataFrame]]]:
         """Train every fold with ``train_one(fold, run_dir)``, reusing the finished ones; in fold order.
 
@@ -144,8 +144,8 @@ class StageWork:
         ``refit_epochs`` (:func:`warm_epochs`): a fold that is not the first
         block of its test window trains within :func:`~alphagraph.train.fold.warm_start`
         from the previous fold's weights, for that many epochs.
-        ``workers``: the folds left to train go to that many worker processes at once
-        (:mod:`alphagraph.train.workers`), unless a fold warm-starts from another, the run is
+        ``workers``: the folds left to train go to these worker processes
+        (:func:`alphagraph.train.workers.worker_pool`), unless a fold warm-starts from another, the run is
         distributed or at most one fold is left.
         """
         try:
@@ -178,15 +178,15 @@ class StageWork:
         return results
 
     def _run_folds_in_workers(
-        self, folds: Sequence[Fold], train_one: TrainOne, workers: FoldWorkers
+        self, folds: Sequence[Fold], train_one: TrainOne, workers: WorkerPool
     ) -> list[tuple[Fold, FoldOutput, dict[str, pl.DataFrame]]]:
         ordered = sorted(folds, key=lambda f: f.fold)
         todo = [(f, self.dir / f"fold{f.fold}") for f in ordered if not (self.dir / f"fold{f.fold}" / DONE / "result.json").exists()]
         if len(todo) <= 1:
             return self._run_folds(folds, train_one, None)
-        log.info("%s: %d folds in %d worker processes", self.stage, len(todo), min(workers.processes, len(todo)))
+        log.info("%s: %d folds in %d worker processes (%s)", self.stage, len(todo), min(workers.processes, len(todo)), workers.method)
         trained = {}
-        for fold, (out, frames) in run_in_workers(workers, todo):
+        for fold, (out, frames) in workers.run(todo):
             _save_fold(out, frames, self.dir / f"fold{fold.fold}" / DONE)
             trained[fold.fold] = (out, frames)
         results = []
