@@ -37,22 +37,25 @@ incrementally, so its peak memory follows the block, not the panel
 (:mod:`alphagraph.features.stream`; bench/scale.py measures it).
 """
 
-from alphagraph.features.compute import compute_features
-from alphagraph.features.families import (
-    FAMILIES,
-    family_columns,
-    family_null_shares,
-    feature_families,
-    feature_names,
-)
-from alphagraph.features.targets import compute_targets
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "FAMILIES",
-    "compute_features",
-    "compute_targets",
-    "family_columns",
-    "family_null_shares",
-    "feature_families",
-    "feature_names",
-]
+# Loaded on first use: the model stages import ``alphagraph.features.normalize``, which runs this
+# file, and need none of the kernels (whose imports, scipy.signal's above all, cost ~0.6 s a process).
+_HOMES = {
+    "compute_features": "compute",
+    "compute_targets": "targets",
+    "FAMILIES": "families",
+    "family_columns": "families",
+    "family_null_shares": "families",
+    "feature_families": "families",
+    "feature_names": "families",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_HOMES[name]}"), name)

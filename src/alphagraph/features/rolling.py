@@ -32,6 +32,7 @@ from functools import lru_cache
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from scipy.signal import lfilter
 
 
 def block_size(max_window: int) -> int:
@@ -386,8 +387,6 @@ def ema(x: np.ndarray, alpha: float, start: int = 0) -> np.ndarray:
         return out
     seg = x[:, start:]
     zi = ((1.0 - alpha) * seg[:, 0])[:, None]
-    from scipy.signal import lfilter  # here: importing scipy.signal takes ~0.6 s, and only the features stage needs it
-
     out[:, start:] = lfilter([alpha], [1.0, alpha - 1.0], seg, axis=1, zi=zi)[0]
     return out
 

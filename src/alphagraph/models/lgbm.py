@@ -68,7 +68,8 @@ def train_fold(split_panel: pl.DataFrame, fold: int, horizons: list[int], cfg: L
     train = split_panel.filter(pl.col("split") == "train")
     val = split_panel.filter(pl.col("split") == "val")
     out_rows = split_panel.filter(pl.col("split").is_in(["val", "test"]))
-    X_out = out_rows.select(feats).to_numpy()
+    # Row-major (C order): LightGBM reads a matrix by rows and copies a column-major one first.
+    X_out = out_rows.select(feats).to_numpy(order="c")
     preds, importance, best, boosters = {}, [], {}, {}
     params = booster_params(cfg, seed)
     # Binning the features is most of a fit's time and does not depend on the label: horizons with the
@@ -87,12 +88,12 @@ def train_fold(split_panel: pl.DataFrame, fold: int, horizons: list[int], cfg: L
         if tr_key in trains:
             trains[tr_key].set_label(tr_y)
         else:
-            trains[tr_key] = lgb.Dataset(train.filter(tr_rows).select(feats).to_numpy(), tr_y, feature_name=feats, free_raw_data=True)
+            trains[tr_key] = lgb.Dataset(train.filter(tr_rows).select(feats).to_numpy(order="c"), tr_y, feature_name=feats, free_raw_data=True)
         dtrain = trains[tr_key]
         if va_key in vals:
             vals[va_key].set_label(va_y)
         else:
-            vals[va_key] = lgb.Dataset(val.filter(va_rows).select(feats).to_numpy(), va_y, reference=dtrain)
+            vals[va_key] = lgb.Dataset(val.filter(va_rows).select(feats).to_numpy(order="c"), va_y, reference=dtrain)
         dval = vals[va_key]
         booster = lgb.train(
             params,
