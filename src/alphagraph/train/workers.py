@@ -10,8 +10,9 @@ depend on which process trained it or on how many there are (each fold seeds
 itself, and its thread count is its params group's ``num_threads``).
 
 How a worker starts: :func:`worker_pool` forks the workers while the stage is still
-bare (no polars or OpenMP pool has started: neither survives a fork), which saves every worker the imports of a fresh interpreter (about 5 s of torch,
-PyG and the project). Opened later, when those pools may run, it spawns fresh processes.
+bare (no polars or OpenMP pool has started: neither survives a fork), which saves
+every worker a fresh interpreter's imports (about 5 s of torch, PyG and the project).
+Opened later, when those pools may run, it spawns fresh processes.
 
 A worker ends with the stage: an error or signal in the stage terminates the
 pool, and Linux sends each worker SIGTERM if the stage process dies (checkpoints
